@@ -1,0 +1,185 @@
+"""The ``obliviate`` command line: one entry point for every job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+
+from .errors import ObliviateError
+
+
+def _cmd_ls(args) -> int:
+    from .registry import REGISTRIES
+
+    kinds = [args.kind] if args.kind else list(REGISTRIES)
+    out = {}
+    for kind in kinds:
+        reg = REGISTRIES[kind]
+        out[kind] = [{"name": e.name, **{k: v for k, v in e.meta.items() if _jsonable(v)}} for e in reg.entries()]
+    if args.json:
+        print(json.dumps(out if not args.kind else out[args.kind], indent=2))
+        return 0
+    for kind, entries in out.items():
+        print(f"{kind}:")
+        if not entries:
+            print("  (none yet)")
+        for e in entries:
+            print(f"  {e['name']:<24} {e.get('description', '')}")
+    return 0
+
+
+def _jsonable(v) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except TypeError:
+        return False
+
+
+def _cmd_data_inspect(args) -> int:
+    from .data import load_items
+
+    items = load_items(args.spec, data_dir=args.data_dir)
+    fields = [f for f in items[0].to_dict()]
+    present = {f: sum(1 for it in items if getattr(it, f) not in (None, [], "")) for f in fields}
+    info = {
+        "spec": args.spec,
+        "rows": len(items),
+        "fields": [f for f in fields if present[f]],
+        "field_counts": present,
+        "entities": len({it.entity for it in items if it.entity is not None}),
+        "perturbed_per_item": sorted({len(it.perturbed_answers) for it in items}),
+        "example": items[0].to_dict(),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"{args.spec}: {info['rows']} rows, {info['entities']} entities")
+        print(f"fields: {', '.join(info['fields'])}")
+        print(f"example: Q: {items[0].question}\n         A: {items[0].answer}")
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from .data.formatting import Formatter
+    from .engine.generation import generate
+    from .models import load_model
+
+    model, tok = load_model(args.model)
+    fmt = Formatter(tok, style=args.style, system_prompt=args.system_prompt)
+    answers = generate(model, tok, [fmt.prompt_text(q) for q in args.question], max_new_tokens=args.max_new_tokens)
+    for q, a in zip(args.question, answers):
+        print(a if len(args.question) == 1 else f"Q: {q}\nA: {a}\n")
+    return 0
+
+
+def _train_cfg(args):
+    from .train import TrainConfig
+
+    return TrainConfig(
+        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
+        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, seed=args.seed, lora=args.lora,
+        lora_r=args.lora_r, progress=not args.quiet,
+    )
+
+
+def _cmd_finetune(args) -> int:
+    from .finetune import run_finetune
+
+    rec = run_finetune(args.model, args.data, args.out, _train_cfg(args), data_dir=args.data_dir,
+                       style=args.style, system_prompt=args.system_prompt, max_length=args.max_length,
+                       overwrite=args.overwrite, resume=args.resume)
+    print(f"wrote {args.out} (final loss {rec['final_loss']:.4f}, {rec['timings']['total_s']:.0f}s)")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(out=args.out, quick=args.quick)
+
+
+def _add_format_args(p):
+    p.add_argument("--style", default="chat", help="prompt style: chat (default), plain, llama2")
+    p.add_argument("--system-prompt", default=None, help="system prompt for the chat template (default: the template's)")
+
+
+def _add_train_args(p, epochs, lr, batch_size):
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    p.add_argument("--warmup-ratio", type=float, default=0.1, help="warm-up as a fraction of optimiser steps")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the saved model)")
+    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--resume", action="store_true", help="continue from the last per-epoch checkpoint in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    ap = argparse.ArgumentParser(prog="obliviate", description="Make a causal LM forget chosen data; measure and audit it.")
+    ap.add_argument("--version", action="version", version=f"obliviate {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ls", help="list a registry: models, datasets, methods, metrics, benchmarks")
+    p.add_argument("kind", nargs="?", choices=["models", "datasets", "methods", "metrics", "benchmarks"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_ls)
+
+    p = sub.add_parser("data", help="data set tools")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    q = dsub.add_parser("inspect", help="rows and fields of a data spec (tofu:forget10, synthetic:full, file.jsonl)")
+    q.add_argument("spec")
+    q.add_argument("--data-dir", default=None, help="local folder of the data set (else OBLIVIATE_TOFU_DIR / hub)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_cmd_data_inspect)
+
+    p = sub.add_parser("generate", help="greedy chat-formatted answers to questions")
+    p.add_argument("--model", required=True, help="built-in name, local folder or hub id")
+    p.add_argument("question", nargs="+")
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    _add_format_args(p)
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("finetune", help="fine-tune a model on a QA data set (make TOFU target models)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True, help="data spec, e.g. tofu:full, synthetic:retain90, file.jsonl")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", required=True)
+    _add_train_args(p, epochs=5, lr=1e-5, batch_size=8)
+    _add_format_args(p)
+    p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("demo", help="the main job on the embedded defaults (smollm2-135m, synthetic authors)")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--quick", action="store_true", help="a smaller run")
+    p.set_defaults(func=_cmd_demo)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            return args.func(args) or 0
+    except ObliviateError as e:
+        print(f"obliviate: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("obliviate: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

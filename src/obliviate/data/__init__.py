@@ -1,0 +1,55 @@
+"""Data sets: one spec string -> a list of :class:`QAItem`.
+
+Specs: ``tofu:<config>``, ``synthetic:<config>``, ``muse-news:<config>``, ``muse-books:<config>``, or a
+path to a ``.jsonl`` / ``.json`` / ``.csv`` QA file. Each family registers a loader
+``loader(config, data_dir=None, **options) -> list[QAItem]`` in :data:`obliviate.registry.DATASETS`
+with metadata ``configs`` (the valid config names).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ObliviateError
+from ..registry import DATASETS
+from .files import read_qa_file
+from .schema import QAItem, item_from_row
+
+# Importing the family modules registers them.
+from . import tofu  # noqa: E402,F401
+from . import synthetic  # noqa: E402,F401
+from . import muse  # noqa: E402,F401
+
+__all__ = ["QAItem", "item_from_row", "load_items", "parse_spec", "read_qa_file"]
+
+_FILE_SUFFIXES = (".jsonl", ".json", ".csv")
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``family:config`` -> (family, config); a file path -> ("file", path)."""
+    if spec.lower().endswith(_FILE_SUFFIXES) or Path(spec).is_file():
+        return "file", spec
+    if ":" not in spec:
+        raise ObliviateError(
+            f"data spec {spec!r} is neither FAMILY:CONFIG nor a .jsonl/.json/.csv file; "
+            f"families: {', '.join(DATASETS.names())}"
+        )
+    family, config = spec.split(":", 1)
+    return family, config
+
+
+def load_items(spec: str, data_dir: str | None = None, **options) -> list[QAItem]:
+    family, config = parse_spec(spec)
+    if family == "file":
+        items = read_qa_file(config)
+    else:
+        entry = DATASETS.get(family)
+        configs = entry.meta.get("configs")
+        if configs is not None and config not in configs:
+            raise ObliviateError(
+                f"unknown {family} config {config!r}; valid configs: {', '.join(configs)}"
+            )
+        items = entry.obj(config, data_dir=data_dir, **options)
+    if not items:
+        raise ObliviateError(f"data spec {spec!r} is an empty split (0 rows)")
+    return items

@@ -1,0 +1,60 @@
+"""``obliviate finetune``: turn a base model into a TOFU target model ("full", "retain90", …)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from .data import load_items
+from .data.formatting import Formatter
+from .errors import ObliviateError
+from .io import RunRecord, prepare_out_dir
+from .models import load_model, save_model
+from .train import EncodedBatches, TrainConfig, apply_lora, latest_checkpoint, nll_loss, padding_fraction, train
+
+
+def run_finetune(
+    model: str,
+    data: str,
+    out: str | Path,
+    cfg: TrainConfig,
+    data_dir: str | None = None,
+    style: str = "chat",
+    system_prompt: str | None = None,
+    max_length: int = 512,
+    overwrite: bool = False,
+    resume: bool = False,
+) -> dict:
+    items = load_items(data, data_dir=data_dir)  # bad data fails before the model is loaded
+    out = Path(out)
+    if resume and latest_checkpoint(out) is None:
+        raise ObliviateError(f"--resume: no checkpoint in {out}/checkpoints")
+    prepare_out_dir(out, overwrite=overwrite, resume=resume)
+    config = {"model": model, "data": data, "data_dir": data_dir, "style": style, "system_prompt": system_prompt,
+              "max_length": max_length, "train": asdict(cfg), "n_items": len(items)}
+    record = RunRecord(out, "finetune", config, seed=cfg.seed)
+    record.save()
+
+    t0 = time.time()
+    net, tok = load_model(model)
+    record.timing("load_model_s", time.time() - t0)
+    fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
+    encoded = [fmt.encode(it.question, it.answer) for it in items]
+    batches = EncodedBatches(encoded, cfg.batch_size, tok.pad_token_id, cfg.seed)
+    pad = padding_fraction(batches.lengths, batches.plan(0))
+    if cfg.lora:
+        net = apply_lora(net, cfg)
+    try:
+        history = train(net, batches, nll_loss, cfg, out_dir=out, resume=resume, desc="finetune")
+    except ObliviateError:
+        record.save(status="failed")
+        raise
+    t1 = time.time()
+    save_model(net, tok, out)
+    record.timing("save_model_s", time.time() - t1)
+    record.timing("train_s", history["train_seconds"])
+    record.update(history=history, final_loss=history["final_loss"], padding_fraction=round(pad, 4),
+                  prompt_format={"style": fmt.style, "system_prompt": system_prompt})
+    record.save(status="done")
+    return record.data

@@ -1,0 +1,139 @@
+"""Atomic writes and run records (provenance)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import ObliviateError
+
+RUN_SCHEMA_VERSION = 1
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write to a temp file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_json(path, obj: Any, indent: int = 2) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default, allow_nan=True) + "\n")
+
+
+def atomic_write_jsonl(path, rows: Iterable[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
+
+
+def read_json(path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise ObliviateError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ObliviateError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+
+
+def prepare_out_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> Path:
+    """Refuse to write into an existing non-empty folder unless --overwrite (or --resume) is given."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (overwrite or resume):
+        raise ObliviateError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        r = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        if r.returncode != 0:
+            return None
+        commit = r.stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here, capture_output=True, text=True, timeout=5,
+        ).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict:
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for mod in ("obliviate", "torch", "transformers", "accelerate", "peft", "numpy", "scipy"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - provenance must never fail a run
+            out[mod] = None
+    return out
+
+
+class RunRecord:
+    """The ``run.json`` of an output folder: config, versions, git commit, seeds, timings, results."""
+
+    def __init__(self, out_dir, command: str, config: dict, seed: int | None = None):
+        self.path = Path(out_dir) / "run.json"
+        self.t0 = time.time()
+        self.data = {
+            "schema_version": RUN_SCHEMA_VERSION,
+            "command": command,
+            "argv": sys.argv,
+            "config": config,
+            "seed": seed,
+            "versions": versions(),
+            "git_commit": git_commit(),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "timings": {},
+            "status": "running",
+        }
+
+    def timing(self, name: str, seconds: float) -> None:
+        self.data["timings"][name] = round(seconds, 3)
+
+    def update(self, **kw) -> None:
+        self.data.update(kw)
+
+    def save(self, status: str | None = None) -> None:
+        if status:
+            self.data["status"] = status
+        self.data["timings"]["total_s"] = round(time.time() - self.t0, 3)
+        atomic_write_json(self.path, self.data)

@@ -1,0 +1,254 @@
+"""The one training loop (fine-tuning and unlearning), built on accelerate. Read it top to bottom.
+
+A *step function* ``loss_fn(model, batch) -> (loss, logs)`` says what is optimised; the loop owns
+everything else: AdamW, linear warm-up/decay, gradient accumulation, progress bar, per-epoch
+checkpoints with ``resume``, and a guard against non-finite losses.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+from tqdm.auto import tqdm
+
+from .data.formatting import Encoded, collate
+from .engine.forward import answer_logits
+from .errors import ObliviateError
+from .io import atomic_write_json, read_json
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 5
+    lr: float = 1e-5
+    batch_size: int = 8
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1  # fraction of optimiser steps (TOFU warms up for one epoch of five: 0.2)
+    weight_decay: float = 0.01
+    seed: int = 0
+    max_grad_norm: float = 1.0
+    lora: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    checkpoint_every_epoch: bool = True
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random, mega: int = 50) -> list[list[int]]:
+    """Shuffle, then sort by length inside mega-batches of ``mega * batch_size`` items, then shuffle the
+    batches: little padding, still random (the HF ``group_by_length`` idea)."""
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    size = mega * batch_size
+    batches = []
+    for s in range(0, len(idx), size):
+        chunk = sorted(idx[s : s + size], key=lambda i: -lengths[i])
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def padding_fraction(lengths: list[int], batches: list[list[int]]) -> float:
+    real = sum(lengths[i] for b in batches for i in b)
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    return 1.0 - real / padded if padded else 0.0
+
+
+def nll_loss(model, batch) -> tuple[torch.Tensor, dict]:
+    """Mean NLL over the answer tokens of the batch (labels != -100): the fine-tuning objective."""
+    logits, targets, _, _ = answer_logits(model, batch)
+    loss = torch.nn.functional.cross_entropy(logits, targets)
+    return loss, {"nll": loss.detach().item()}
+
+
+class EncodedBatches:
+    """Epoch iterator of length-grouped, right-padded batches of encoded items."""
+
+    def __init__(self, encoded: list[Encoded], batch_size: int, pad_id: int, seed: int):
+        self.encoded, self.batch_size, self.pad_id, self.seed = encoded, batch_size, pad_id, seed
+        self.lengths = [len(e) for e in encoded]
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.encoded) / self.batch_size)
+
+    def plan(self, epoch: int) -> list[list[int]]:
+        return length_grouped_batches(self.lengths, self.batch_size, random.Random(self.seed * 1000003 + epoch))
+
+    def epoch(self, epoch: int) -> Iterable[dict]:
+        for b in self.plan(epoch):
+            yield collate([self.encoded[i] for i in b], self.pad_id)
+
+
+def _to(batch, device):
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    return batch.to(device) if torch.is_tensor(batch) else batch
+
+
+def apply_lora(model, cfg: TrainConfig):
+    from peft import LoraConfig, get_peft_model
+
+    lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear",
+                      lora_dropout=0.0, task_type="CAUSAL_LM")
+    return get_peft_model(model, lcfg)
+
+
+def _save_checkpoint(ckpt_root: Path, epoch: int, model, optimizer, scheduler, state: dict) -> None:
+    final = ckpt_root / f"epoch-{epoch}"
+    tmp = ckpt_root / f".epoch-{epoch}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    trainable = {k: v.detach().cpu() for k, v in model.named_parameters() if v.requires_grad}
+    torch.save(
+        {"params": trainable, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+         "torch_rng": torch.get_rng_state()},
+        tmp / "state.pt",
+    )
+    atomic_write_json(tmp / "trainer_state.json", {**state, "epoch": epoch})
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in ckpt_root.glob("epoch-*"):  # keep only the newest: optimiser state is 2x the model
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    ckpts = sorted((out_dir / "checkpoints").glob("epoch-*"), key=lambda p: int(p.name.split("-")[1]))
+    return ckpts[-1] if ckpts else None
+
+
+def train(
+    model,
+    batches,
+    loss_fn: Callable = nll_loss,
+    cfg: TrainConfig | None = None,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    on_epoch_end: Callable | None = None,
+    desc: str = "train",
+) -> dict:
+    """Optimise ``loss_fn`` over ``batches.epoch(e)`` for ``cfg.epochs`` epochs. Returns a history dict.
+
+    ``batches`` needs ``__len__`` (batches per epoch) and ``epoch(e)`` (an iterable of batch dicts).
+    ``on_epoch_end(epoch, model)`` may return a dict that is stored in the history (e.g. evaluation).
+    """
+    from accelerate import Accelerator
+
+    cfg = cfg or TrainConfig()
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=not torch.cuda.is_available())
+    torch.manual_seed(cfg.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ObliviateError("no trainable parameters")
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    steps_per_epoch = math.ceil(len(batches) / cfg.grad_accum)
+    total_steps = max(1, steps_per_epoch * cfg.epochs)
+    warmup = int(cfg.warmup_ratio * total_steps)
+
+    def lr_lambda(step):
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    model.train()
+
+    history = {"epochs": [], "config": asdict(cfg), "steps_per_epoch": steps_per_epoch}
+    start_epoch = 0
+    out_dir = Path(out_dir) if out_dir else None
+    if resume:
+        ck = latest_checkpoint(out_dir) if out_dir else None
+        if ck is None:
+            raise ObliviateError(f"--resume: no checkpoint in {out_dir}/checkpoints")
+        state = torch.load(ck / "state.pt", weights_only=False)
+        named = dict(accelerator.unwrap_model(model).named_parameters())
+        with torch.no_grad():
+            for k, v in state["params"].items():
+                named[k].copy_(v)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        saved = read_json(ck / "trainer_state.json")
+        history = saved.get("history", history)
+        start_epoch = saved["epoch"] + 1
+
+    if on_epoch_end is not None and start_epoch == 0:
+        model.eval()
+        r = on_epoch_end(-1, accelerator.unwrap_model(model))
+        model.train()
+        if r is not None:
+            history["initial"] = r
+
+    t_start = time.time()
+    last_logs: dict = {}
+    for epoch in range(start_epoch, cfg.epochs):
+        t_ep = time.time()
+        total, count, tokens = 0.0, 0, 0
+        bar = tqdm(batches.epoch(epoch), total=len(batches), desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not cfg.progress, leave=False, dynamic_ncols=True)
+        for step, batch in enumerate(bar):
+            batch = _to(batch, accelerator.device)
+            with accelerator.accumulate(model):
+                loss, logs = loss_fn(model, batch)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLoss(epoch, step, logs)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm:
+                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step() if accelerator.sync_gradients else None
+                optimizer.zero_grad(set_to_none=True)
+            total += loss.item()
+            count += 1
+            tokens += int(_count_tokens(batch))
+            last_logs = logs
+            bar.set_postfix(loss=f"{total / count:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        bar.close()
+        ep = {"epoch": epoch, "mean_loss": total / max(count, 1), "seconds": round(time.time() - t_ep, 3),
+              "tokens": tokens, "last_logs": last_logs}
+        if on_epoch_end is not None:
+            model.eval()
+            r = on_epoch_end(epoch, accelerator.unwrap_model(model))
+            model.train()
+            if r is not None:
+                ep["eval"] = r
+        history["epochs"].append(ep)
+        if cfg.progress:
+            print(f"{desc} epoch {epoch + 1}/{cfg.epochs}: mean loss {ep['mean_loss']:.4f} ({ep['seconds']:.1f}s)",
+                  flush=True)
+        if out_dir is not None and cfg.checkpoint_every_epoch:
+            _save_checkpoint(out_dir / "checkpoints", epoch, accelerator.unwrap_model(model), optimizer,
+                             scheduler, {"history": history})
+    history["train_seconds"] = round(time.time() - t_start, 3)
+    history["final_loss"] = history["epochs"][-1]["mean_loss"] if history["epochs"] else None
+    model.eval()
+    return history
+
+
+def _count_tokens(batch) -> int:
+    if "attention_mask" in batch:
+        return batch["attention_mask"].sum().item()
+    return sum(_count_tokens(v) for v in batch.values() if isinstance(v, dict))
+
+
+class NonFiniteLoss(ObliviateError):
+    def __init__(self, epoch: int, step: int, logs: dict):
+        terms = ", ".join(f"{k}={v}" for k, v in logs.items()) or "no per-term logs"
+        super().__init__(
+            f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({terms}); "
+            "the last good checkpoint is kept — lower --lr or check the method's options"
+        )
+        self.epoch, self.step, self.logs = epoch, step, logs

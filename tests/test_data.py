@@ -1,0 +1,81 @@
+import json
+
+import pytest
+
+from obliviate.data import load_items
+from obliviate.errors import ObliviateError
+
+
+def test_tofu_local_files(tofu_dir):
+    f10 = load_items("tofu:forget10_perturbed", data_dir=str(tofu_dir))
+    assert len(f10) == 400
+    assert all(len(it.perturbed_answers) == 5 and it.paraphrased_answer for it in f10)
+    assert len(load_items("tofu:full", data_dir=str(tofu_dir))) == 4000
+    assert len(load_items("tofu:forget01", data_dir=str(tofu_dir))) == 40
+    wf = load_items("tofu:world_facts_perturbed", data_dir=str(tofu_dir))
+    assert len(wf) == 117 and all(len(it.perturbed_answers) == 3 for it in wf)
+    assert len(load_items("tofu:real_authors_perturbed", data_dir=str(tofu_dir))) == 100
+
+
+def test_tofu_forget_and_retain_authors_disjoint(tofu_dir):
+    f = load_items("tofu:forget10", data_dir=str(tofu_dir))
+    r = load_items("tofu:retain90", data_dir=str(tofu_dir))
+    full = load_items("tofu:full", data_dir=str(tofu_dir))
+    assert {it.entity for it in f}.isdisjoint({it.entity for it in r})
+    # forget10 is the tail of full, question for question
+    assert [it.question for it in full[-400:]] == [it.question for it in f]
+
+
+def test_tofu_env_var(tofu_dir, monkeypatch):
+    monkeypatch.setenv("OBLIVIATE_TOFU_DIR", str(tofu_dir))
+    assert len(load_items("tofu:forget01")) == 40
+
+
+def test_unknown_family_and_config():
+    with pytest.raises(ObliviateError, match="valid dataset names: .*synthetic.*tofu"):
+        load_items("tufo:full")
+    with pytest.raises(ObliviateError, match="valid configs: full, forget01"):
+        load_items("tofu:forget11", data_dir="/nonexistent")
+
+
+def test_missing_local_file(tmp_path):
+    with pytest.raises(ObliviateError, match="no forget01.json or forget01.jsonl"):
+        load_items("tofu:forget01", data_dir=str(tmp_path))
+
+
+def test_qa_file_missing_field_names_file_row_field(tmp_path):
+    p = tmp_path / "qa.jsonl"
+    p.write_text(json.dumps({"question": "a?", "answer": "b"}) + "\n" + json.dumps({"question": "c?", "answr": "d"}) + "\n")
+    with pytest.raises(ObliviateError, match=r"qa.jsonl: row 2: missing field 'answer'"):
+        load_items(str(p))
+
+
+def test_qa_file_mistyped_field(tmp_path):
+    p = tmp_path / "qa.json"
+    p.write_text(json.dumps([{"question": "a?", "answer": 3}]))
+    with pytest.raises(ObliviateError, match=r"qa.json: row 1: field 'answer' must be a string"):
+        load_items(str(p))
+    p.write_text(json.dumps([{"question": "a?", "answer": "b", "perturbed_answer": [1, 2]}]))
+    with pytest.raises(ObliviateError, match=r"row 1: field 'perturbed_answer' must be a list of strings"):
+        load_items(str(p))
+
+
+def test_empty_split(tmp_path):
+    p = tmp_path / "empty.jsonl"
+    p.write_text("")
+    with pytest.raises(ObliviateError, match="no rows"):
+        load_items(str(p))
+
+
+def test_csv_file(tmp_path):
+    p = tmp_path / "qa.csv"
+    p.write_text('question,answer,perturbed_answer\n"Who?","Her.","[""Him."", ""Them.""]"\n')
+    items = load_items(str(p))
+    assert items[0].answer == "Her." and items[0].perturbed_answers == ["Him.", "Them."]
+
+
+def test_bad_json_line(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_text('{"question": "a?", "answer": "b"}\n{oops\n')
+    with pytest.raises(ObliviateError, match="bad.jsonl: line 2 is not valid JSON"):
+        load_items(str(p))

@@ -1,0 +1,72 @@
+import json
+
+import pytest
+import torch
+
+from obliviate.data import load_items
+from obliviate.data.formatting import Formatter, collate
+from obliviate.engine.forward import sequence_logprobs
+from obliviate.errors import ObliviateError
+from obliviate.finetune import run_finetune
+from obliviate.models import load_model
+from obliviate.train import TrainConfig, length_grouped_batches, padding_fraction
+
+
+def mean_pnorm(model, tok, items) -> float:
+    fmt = Formatter(tok)
+    batch = collate([fmt.encode(it.question, it.answer) for it in items], tok.pad_token_id)
+    with torch.no_grad():
+        s, n = sequence_logprobs(model, batch)
+    return (s / n).exp().mean().item()
+
+
+def test_finetune_tiny_llama_memorises_forget01(tmp_path):
+    items = load_items("synthetic:forget01")
+    before = mean_pnorm(*load_model("tiny-llama", seed=0), items)
+    cfg = TrainConfig(epochs=30, lr=1e-2, batch_size=4, progress=False, checkpoint_every_epoch=False)
+    rec = run_finetune("tiny-llama", "synthetic:forget01", tmp_path / "ft", cfg)
+    model, tok = load_model(str(tmp_path / "ft"))
+    after = mean_pnorm(model, tok, items)
+    assert before < 0.01
+    assert after > 0.8, after
+    run = json.loads((tmp_path / "ft" / "run.json").read_text())
+    assert run["status"] == "done" and run["seed"] == 0 and run["config"]["data"] == "synthetic:forget01"
+    assert {"torch", "transformers", "python"} <= run["versions"].keys()
+    assert "git_commit" in run and run["timings"]["total_s"] > 0
+    assert run["final_loss"] == rec["final_loss"] < 0.5
+    assert (tmp_path / "ft" / "model.safetensors").exists()
+
+
+def test_resume_continues_from_last_epoch(tmp_path):
+    out = tmp_path / "ft"
+    cfg = TrainConfig(epochs=2, lr=1e-3, batch_size=4, progress=False)
+    run_finetune("tiny-llama", "synthetic:forget01", out, cfg)
+    assert (out / "checkpoints" / "epoch-1").exists()
+    cfg3 = TrainConfig(epochs=3, lr=1e-3, batch_size=4, progress=False)
+    rec = run_finetune("tiny-llama", "synthetic:forget01", out, cfg3, resume=True)
+    assert [e["epoch"] for e in rec["history"]["epochs"]] == [0, 1, 2]
+
+
+def test_existing_output_refused_without_overwrite(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "file").write_text("keep me")
+    cfg = TrainConfig(epochs=1, progress=False)
+    with pytest.raises(ObliviateError, match="exists and is not empty; pass --overwrite"):
+        run_finetune("tiny-llama", "synthetic:forget01", tmp_path / "x", cfg)
+    with pytest.raises(ObliviateError, match="--resume: no checkpoint"):
+        run_finetune("tiny-llama", "synthetic:forget01", tmp_path / "y", cfg, resume=True)
+
+
+def test_bad_data_fails_before_model_load(tmp_path):
+    with pytest.raises(ObliviateError, match="unknown synthetic config"):
+        run_finetune("no-such-model", "synthetic:nope", tmp_path / "z", TrainConfig())
+
+
+def test_length_grouping_keeps_padding_low():
+    import random
+
+    lengths = [random.Random(i).randint(40, 120) for i in range(400)]
+    batches = length_grouped_batches(lengths, 8, random.Random(0))
+    assert sorted(i for b in batches for i in b) == list(range(400))
+    naive = [list(range(i, min(i + 8, 400))) for i in range(0, 400, 8)]
+    assert padding_fraction(lengths, batches) < 0.05 < padding_fraction(lengths, naive)
