@@ -45,7 +45,7 @@ def main():
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--data", default="synthetic:full")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=6)
     args = ap.parse_args()
 
     model, tok = load_model(args.model)

@@ -96,6 +96,31 @@ def _cmd_finetune(args) -> int:
     return 0
 
 
+def _cmd_eval(args) -> int:
+    from .evaluate import format_summary, run_from_logs, run_muse_eval, run_tofu_eval
+
+    if args.from_logs:
+        summary = run_from_logs(args.from_logs, args.out, retain_logs=args.retain_logs, overwrite=args.overwrite)
+    else:
+        if not args.model:
+            raise ObliviateError("eval needs --model (or --from-logs FILE to recompute metrics from logs)")
+        if args.benchmark == "tofu":
+            variants = tuple(v for v in (args.variants or "").split(",") if v)
+            summary = run_tofu_eval(
+                args.model, args.out, data=args.data, split=args.split, data_dir=args.data_dir, limit=args.limit,
+                retain_eval=args.retain_eval, style=args.style, system_prompt=args.system_prompt,
+                generation=not args.no_generation, gradnorm=not args.no_gradnorm, variants=variants,
+                batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.quiet)
+        else:
+            summary = run_muse_eval(args.model, args.out, corpus=args.benchmark, data_dir=args.data_dir,
+                                    limit=args.limit, retain_eval=args.retain_eval, batch_size=args.batch_size,
+                                    overwrite=args.overwrite, progress=not args.quiet)
+    print(f"wrote {args.out}/summary.json")
+    if args.benchmark == "tofu" or args.from_logs:
+        print(format_summary(summary))
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -158,6 +183,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p, epochs=5, lr=1e-5, batch_size=8)
     _add_format_args(p)
     p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("eval", help="evaluate a model on TOFU or MUSE, or recompute metrics from logs")
+    p.add_argument("--model", help="built-in name, local folder or hub id")
+    p.add_argument("--benchmark", default="tofu", choices=["tofu", "muse-news", "muse-books"])
+    p.add_argument("--data", default="tofu", help="TOFU-format family: tofu (default) or synthetic")
+    p.add_argument("--split", default="forget10", help="forget01, forget05 or forget10")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--limit", type=int, default=None, help="first N items of forget, retain and holdout")
+    p.add_argument("--retain-eval", default=None, help="the retain model's eval folder (forget quality, privleak)")
+    p.add_argument("--variants", default=None, help="extra forget-set prompts: paraq,jailbreak")
+    p.add_argument("--no-generation", action="store_true", help="skip greedy answers (no ROUGE)")
+    p.add_argument("--no-gradnorm", action="store_true", help="skip the GradNorm MIA (one backward per item)")
+    p.add_argument("--batch-size", type=int, default=16, help="generation batch size")
+    p.add_argument("--from-logs", default=None, help="recompute metrics from TOFU / open-unlearning / obliviate logs")
+    p.add_argument("--retain-logs", default=None, help="with --from-logs: the retain model's logs")
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    _add_format_args(p)
+    p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("demo", help="the main job on the embedded defaults (smollm2-135m, synthetic authors)")
     p.add_argument("--out", default="runs/demo")

@@ -3,6 +3,11 @@
 A *step function* ``loss_fn(model, batch) -> (loss, logs)`` says what is optimised; the loop owns
 everything else: AdamW, linear warm-up/decay, gradient accumulation, progress bar, per-epoch
 checkpoints with ``resume``, and a guard against non-finite losses.
+
+A step function whose attribute ``does_backward`` is true runs its own backward passes (sharpness-aware
+unlearning takes the forget gradient at perturbed weights and the retain gradient at the clean ones):
+it is called as ``loss_fn(model, batch, backward=accelerator.backward)`` and returns a detached loss
+for the log. ``on_step_end(step, model)`` runs after every optimiser step (weight averaging).
 """
 
 from __future__ import annotations
@@ -134,11 +139,13 @@ def train(
     resume: bool = False,
     on_epoch_end: Callable | None = None,
     desc: str = "train",
+    on_step_end: Callable | None = None,
 ) -> dict:
     """Optimise ``loss_fn`` over ``batches.epoch(e)`` for ``cfg.epochs`` epochs. Returns a history dict.
 
     ``batches`` needs ``__len__`` (batches per epoch) and ``epoch(e)`` (an iterable of batch dicts).
     ``on_epoch_end(epoch, model)`` may return a dict that is stored in the history (e.g. evaluation).
+    ``on_step_end(step, model)`` is called after each optimiser step (``step`` counts from 1).
     """
     from accelerate import Accelerator
 
@@ -194,6 +201,8 @@ def train(
 
     t_start = time.time()
     last_logs: dict = {}
+    own_backward = bool(getattr(loss_fn, "does_backward", False))
+    opt_step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, cfg.epochs):
         t_ep = time.time()
         total, count, tokens = 0.0, 0, 0
@@ -202,15 +211,23 @@ def train(
         for step, batch in enumerate(bar):
             batch = _to(batch, accelerator.device)
             with accelerator.accumulate(model):
-                loss, logs = loss_fn(model, batch)
+                if own_backward:
+                    loss, logs = loss_fn(model, batch, backward=accelerator.backward)
+                else:
+                    loss, logs = loss_fn(model, batch)
                 if not torch.isfinite(loss):
                     raise NonFiniteLoss(epoch, step, logs)
-                accelerator.backward(loss)
+                if not own_backward:
+                    accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm:
                     accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()
                 scheduler.step() if accelerator.sync_gradients else None
                 optimizer.zero_grad(set_to_none=True)
+            if accelerator.sync_gradients:
+                opt_step += 1
+                if on_step_end is not None:
+                    on_step_end(opt_step, accelerator.unwrap_model(model))
             total += loss.item()
             count += 1
             tokens += int(_count_tokens(batch))

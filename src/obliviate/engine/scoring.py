@@ -1,0 +1,181 @@
+"""Scoring engine: the only code that runs a model for teacher-forced metrics.
+
+For each *request* — one prompt and the answer variants scored against it (answer, paraphrased answer,
+perturbed answers) — it returns, per answer: summed and average negative log-likelihood over the answer
+tokens (EOS included), the token count, per-token log-probs, per-token Min-K%++ z-values and per-token
+argmax hits.
+
+How it stays fast and small:
+* **The prompt is encoded once per question.** Prompts of a batch are run right-padded through the
+  decoder with the KV cache on; the cache rows are then repeated for the answer variants
+  (``reorder_cache``), and only the answer tokens go through the model a second time. The answer rows
+  attend to their prompt's real tokens (mask from lengths), with positions continuing the prompt's.
+  Right-padding the prompts means no query row is ever fully masked (no NaN from SDPA).
+* **Logits only where they are scored.** The LM head is applied to the hidden states that predict an
+  answer token, in chunks of ``chunk_tokens`` rows, so no batch x length x vocab tensor is ever built;
+  Min-K%++'s mean and variance of log p under the model's own distribution are reduced chunk by chunk.
+* Requests are sorted by prompt length and batched by a token budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass
+class ScoreRequest:
+    prompt_ids: list[int]
+    answers: list[list[int]]  # answer token ids, EOS included (Formatter.answer_ids)
+
+
+@dataclass
+class AnswerScore:
+    nll: float
+    avg_nll: float
+    num_tokens: int
+    token_logprobs: list[float] = field(default_factory=list)
+    token_minkpp: list[float] = field(default_factory=list)
+    argmax_hits: list[int] = field(default_factory=list)
+
+
+def _token_stats(head, hidden: torch.Tensor, targets: torch.Tensor, chunk_tokens: int, minkpp: bool):
+    """log p(target), Min-K%++ z and argmax hit per row of ``hidden`` ([N, d]), chunked over N."""
+    lps, zs, hits = [], [], []
+    for s in range(0, hidden.size(0), chunk_tokens):
+        logits = head(hidden[s : s + chunk_tokens]).float()
+        logp = torch.log_softmax(logits, dim=-1)
+        del logits
+        t = targets[s : s + chunk_tokens]
+        lp = logp.gather(-1, t.unsqueeze(-1)).squeeze(-1)
+        lps.append(lp)
+        hits.append(logp.argmax(-1) == t)
+        if minkpp:
+            p = logp.exp()
+            mu = (p * logp).sum(-1)
+            var = (p * logp.square()).sum(-1) - mu.square()
+            zs.append((lp - mu) / var.clamp_min(1e-12).sqrt())
+            del p
+        del logp
+    lp = torch.cat(lps)
+    return lp, (torch.cat(zs) if minkpp else None), torch.cat(hits)
+
+
+def _repeat_cache(cache, idx: torch.Tensor):
+    if hasattr(cache, "reorder_cache"):
+        cache.reorder_cache(idx)
+        return cache
+    raise RuntimeError("this model's KV cache cannot be re-indexed; use score(..., share_prompt=False)")
+
+
+@torch.no_grad()
+def score(
+    model,
+    requests: list[ScoreRequest],
+    batch_tokens: int = 4096,
+    chunk_tokens: int = 1024,
+    minkpp: bool = True,
+    progress: bool = False,
+    desc: str = "score",
+) -> list[list[AnswerScore]]:
+    """Score every answer of every request; results in the caller's order."""
+    device = next(model.parameters()).device
+    body = model.get_decoder()
+    head = model.get_output_embeddings()
+    order = sorted(range(len(requests)), key=lambda i: -len(requests[i].prompt_ids))
+    results: list[list[AnswerScore] | None] = [None] * len(requests)
+    bar = tqdm(total=len(requests), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+
+    # Greedy batching under a token budget (prompt tokens + all answer tokens of the batch).
+    batches, cur, cur_tokens = [], [], 0
+    for i in order:
+        r = requests[i]
+        cost = len(r.prompt_ids) + sum(len(a) for a in r.answers)
+        if cur and cur_tokens + cost > batch_tokens:
+            batches.append(cur)
+            cur, cur_tokens = [], 0
+        cur.append(i)
+        cur_tokens += cost
+    if cur:
+        batches.append(cur)
+
+    for b in batches:
+        reqs = [requests[i] for i in b]
+        P = max(len(r.prompt_ids) for r in reqs)
+        plen = torch.tensor([len(r.prompt_ids) for r in reqs])
+        p_ids = torch.zeros((len(reqs), P), dtype=torch.long)
+        p_mask = torch.zeros((len(reqs), P), dtype=torch.long)
+        for k, r in enumerate(reqs):
+            p_ids[k, : len(r.prompt_ids)] = torch.tensor(r.prompt_ids)
+            p_mask[k, : len(r.prompt_ids)] = 1
+        out = body(input_ids=p_ids.to(device), attention_mask=p_mask.to(device), use_cache=True)
+        cache = out.past_key_values
+        h_last = out.last_hidden_state[torch.arange(len(reqs)), (plen - 1).to(device)]  # predicts answer token 1
+
+        row_req, row_ans = [], []
+        for k, r in enumerate(reqs):
+            for j in range(len(r.answers)):
+                row_req.append(k)
+                row_ans.append(r.answers[j])
+        A = max(len(a) for a in row_ans)
+        R = len(row_ans)
+        a_ids = torch.zeros((R, A), dtype=torch.long)
+        a_mask = torch.zeros((R, A), dtype=torch.long)
+        for k, a in enumerate(row_ans):
+            a_ids[k, : len(a)] = torch.tensor(a)
+            a_mask[k, : len(a)] = 1
+        idx = torch.tensor(row_req, device=device)
+        cache = _repeat_cache(cache, idx)
+        full_mask = torch.cat([p_mask[row_req], a_mask], dim=1).to(device)
+        pos = (plen[row_req].unsqueeze(1) + torch.arange(A).unsqueeze(0)).to(device)
+        h_ans = body(input_ids=a_ids.to(device), attention_mask=full_mask, position_ids=pos,
+                     past_key_values=cache, use_cache=True).last_hidden_state
+        del cache
+
+        # Hidden state predicting answer token j: h_last for j = 0, the answer's own position j-1 after.
+        lens = [len(a) for a in row_ans]
+        pieces = []
+        for k, L in enumerate(lens):
+            pieces.append(h_last[row_req[k]].unsqueeze(0))
+            if L > 1:
+                pieces.append(h_ans[k, : L - 1])
+        hidden = torch.cat(pieces)
+        targets = torch.cat([torch.tensor(a) for a in row_ans]).to(device)
+        lp, z, hit = _token_stats(head, hidden, targets, chunk_tokens, minkpp)
+        lp, hit = lp.cpu(), hit.cpu()
+        z = z.cpu() if z is not None else None
+
+        s = 0
+        per_req: dict[int, list[AnswerScore]] = {k: [] for k in range(len(reqs))}
+        for k, L in enumerate(lens):
+            tl = lp[s : s + L]
+            nll = -tl.sum().item()
+            per_req[row_req[k]].append(AnswerScore(
+                nll=nll, avg_nll=nll / L, num_tokens=L, token_logprobs=tl.tolist(),
+                token_minkpp=z[s : s + L].tolist() if z is not None else [],
+                argmax_hits=hit[s : s + L].int().tolist(),
+            ))
+            s += L
+        for k, i in enumerate(b):
+            results[i] = per_req[k]
+        bar.update(len(b))
+    bar.close()
+    return results  # type: ignore[return-value]
+
+
+def gradient_norm(model, prompt_ids: list[int], answer_ids: list[int]) -> float:
+    """L2 norm of the gradient of the average answer NLL w.r.t. all trainable parameters (GradNorm MIA)."""
+    from .forward import answer_logits
+
+    device = next(model.parameters()).device
+    ids = torch.tensor([prompt_ids + answer_ids], device=device)
+    labels = torch.tensor([[-100] * len(prompt_ids) + answer_ids], device=device)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    params = [p for p in model.parameters() if p.requires_grad]
+    with torch.enable_grad():
+        logits, targets, _, _ = answer_logits(model, batch)
+        loss = torch.nn.functional.cross_entropy(logits, targets)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)).item()
