@@ -47,12 +47,14 @@ def tofu_sets(data: str, split: str, data_dir: str | None = None, limit: int | N
     if split not in FORGET_SPLITS:
         raise ObliviateError(f"unknown TOFU split {split!r}; valid splits: {', '.join(FORGET_SPLITS)}")
     pct = split[len("forget"):]
+    family, _, query = data.partition("?")  # e.g. "synthetic?n_authors=10": options for every set
+    q = f"?{query}" if query else ""
     specs = {
-        "forget": f"{data}:{split}_perturbed",
-        "retain": f"{data}:retain_perturbed",
-        "real_authors": f"{data}:real_authors_perturbed",
-        "world_facts": f"{data}:world_facts_perturbed",
-        "holdout": f"{data}:holdout{pct}",
+        "forget": f"{family}:{split}_perturbed{q}",
+        "retain": f"{family}:retain_perturbed{q}",
+        "real_authors": f"{family}:real_authors_perturbed{q}",
+        "world_facts": f"{family}:world_facts_perturbed{q}",
+        "holdout": f"{family}:holdout{pct}{q}",
     }
     sets = {name: load_items(spec, data_dir=data_dir) for name, spec in specs.items()}
     if limit is not None:
@@ -119,6 +121,7 @@ def evaluate_tofu(
             records[(name, i)] = {
                 "set": name, "index": i, "question": it.question, "answer": it.answer,
                 "prompt": fmt.prompt_text(it.question), "entity": it.entity,
+                "truth_ratio": None, "generation": None,
             }
     for (name, i, kind), sc in zip(where, scores):
         rec = records[(name, i)]

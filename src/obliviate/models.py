@@ -17,6 +17,7 @@ built from sequence lengths, never from ``input_ids != pad``.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import shutil
 import tempfile
@@ -213,7 +214,26 @@ def load_pretrained(path_or_id: str, device=None, dtype=None):
 
 
 def load_model(spec: str, device=None, dtype=None, **options):
-    """A built-in name, a local folder with a saved model, or a Hugging Face hub id ("org/name")."""
+    """A built-in name, a local folder with a saved model, or a Hugging Face hub id ("org/name").
+
+    Built-ins take options after ``?``: ``tiny-llama?hidden_size=128&num_layers=4&seed=1``.
+    """
+    if "?" in spec and spec.split("?", 1)[0] in MODELS:
+        from .data import parse_options
+
+        spec, _, query = spec.partition("?")
+        loader = MODELS.get(spec).obj
+        valid = [n for n, p in inspect.signature(loader).parameters.items()
+                 if n not in ("device", "dtype") and p.kind is not p.VAR_KEYWORD]
+        opts = parse_options(query, spec)
+        for k, v in opts.items():
+            if k not in valid:
+                raise ObliviateError(f"model {spec!r}: unknown option {k!r}; valid options: {', '.join(valid) or '(none)'}")
+            try:
+                opts[k] = int(v)
+            except ValueError:
+                raise ObliviateError(f"model {spec!r}: option {k}={v!r} must be an integer") from None
+        options = {**opts, **options}
     if spec in MODELS:
         return MODELS.get(spec).obj(device=device, dtype=dtype, **options)
     p = Path(spec)

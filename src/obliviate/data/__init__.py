@@ -8,6 +8,7 @@ with metadata ``configs`` (the valid config names).
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from ..errors import ObliviateError
@@ -25,8 +26,22 @@ __all__ = ["QAItem", "item_from_row", "load_items", "parse_spec", "read_qa_file"
 _FILE_SUFFIXES = (".jsonl", ".json", ".csv")
 
 
+def parse_options(query: str, spec: str) -> dict:
+    """``n_authors=10&seed=3`` -> {"n_authors": "10", "seed": "3"} (loaders cast their own options)."""
+    opts = {}
+    for part in filter(None, query.split("&")):
+        key, eq, value = part.partition("=")
+        if not eq or not key:
+            raise ObliviateError(f"data spec {spec!r}: option {part!r} is not KEY=VALUE")
+        opts[key] = value
+    return opts
+
+
 def parse_spec(spec: str) -> tuple[str, str]:
-    """``family:config`` -> (family, config); a file path -> ("file", path)."""
+    """``family:config`` -> (family, config); a file path -> ("file", path).
+
+    Options for the family's loader may follow a ``?``: ``synthetic:full?n_authors=10&seed=3``.
+    """
     if spec.lower().endswith(_FILE_SUFFIXES) or Path(spec).is_file():
         return "file", spec
     if ":" not in spec:
@@ -40,6 +55,9 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 def load_items(spec: str, data_dir: str | None = None, **options) -> list[QAItem]:
     family, config = parse_spec(spec)
+    if family != "file" and "?" in config:
+        config, _, query = config.partition("?")
+        options = {**parse_options(query, spec), **options}
     if family == "file":
         items = read_qa_file(config)
     else:
@@ -48,6 +66,14 @@ def load_items(spec: str, data_dir: str | None = None, **options) -> list[QAItem
         if configs is not None and config not in configs:
             raise ObliviateError(
                 f"unknown {family} config {config!r}; valid configs: {', '.join(configs)}"
+            )
+        valid = [n for n, prm in inspect.signature(entry.obj).parameters.items()
+                 if n not in ("config", "data_dir") and prm.kind is not prm.VAR_KEYWORD]
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ObliviateError(
+                f"data spec {spec!r}: unknown option {unknown[0]!r} for {family}; "
+                f"valid options: {', '.join(valid) or '(none)'}"
             )
         items = entry.obj(config, data_dir=data_dir, **options)
     if not items:
