@@ -20,7 +20,7 @@ demo: setup
 	$(BIN)/obliviate demo
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
 
 bench: setup
 	$(BIN)/python benchmarks/bench_train.py

@@ -37,7 +37,10 @@ def test_save_and_reload_local_folder(tiny, tmp_path):
 
 def test_hub_id_path_offline_gives_clear_error(monkeypatch):
     """The hub code path exists; offline it fails with one clear line, not a deep traceback."""
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read once at import time
     with pytest.raises(ObliviateError, match="could not load model 'someorg/somemodel'"):
         load_model("someorg/somemodel")
 

@@ -54,8 +54,9 @@ def _token_stats(head, hidden: torch.Tensor, targets: torch.Tensor, chunk_tokens
         hits.append(logp.argmax(-1) == t)
         if minkpp:
             p = logp.exp()
-            mu = (p * logp).sum(-1)
-            var = (p * logp.square()).sum(-1) - mu.square()
+            p.mul_(logp)  # p log p, in place: one vocab-sized temporary per chunk
+            mu = p.sum(-1)
+            var = (p.mul_(logp)).sum(-1) - mu.square()  # sum p (log p)^2 - mu^2
             zs.append((lp - mu) / var.clamp_min(1e-12).sqrt())
             del p
         del logp
@@ -74,8 +75,8 @@ def _repeat_cache(cache, idx: torch.Tensor):
 def score(
     model,
     requests: list[ScoreRequest],
-    batch_tokens: int = 4096,
-    chunk_tokens: int = 1024,
+    batch_tokens: int = 1024,
+    chunk_tokens: int = 256,
     minkpp: bool = True,
     progress: bool = False,
     desc: str = "score",
