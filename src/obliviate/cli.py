@@ -204,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_format_args(p)
     p.set_defaults(func=_cmd_eval)
 
+    from .unlearn import add_unlearn_parser
+
+    add_unlearn_parser(sub)
+
     p = sub.add_parser("demo", help="the main job on the embedded defaults (smollm2-135m, synthetic authors)")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--quick", action="store_true", help="a smaller run")

@@ -1,0 +1,176 @@
+"""NPO with a cached reference vs a live reference model: seconds per epoch and peak memory.
+
+    python benchmarks/bench_unlearn.py [--model smollm2-135m] [--forget synthetic:forget10]
+        [--retain synthetic:retain90] [--epochs 1] [--batch-size 8] [--alpha 1] [--lora] [--threads N]
+
+Each variant runs in its own fresh subprocess (one after the other, same batches, same seed), so peak
+memory is that process's own:
+
+* ``cached``: obliviate's NPO: the reference log-likelihoods of the forget items are computed once before
+  training (one no-grad pass over the forget set, reported separately as "cache build") and no copy of the
+  model is kept;
+* ``live``: the same NPO step with a frozen copy of the model scoring the forget batch at every step (the
+  usual implementation; our live pass already applies the LM head to answer tokens only).
+
+Memory is the resident set size: ``peak RSS (training)`` is sampled every 10 ms from just after the model
+is loaded to the end of training (it includes the frozen copy, gradients, AdamW state and activations);
+``ru_maxrss`` is the whole process's peak. Ratios: speed = live seconds per epoch / cached seconds per
+epoch (also with the cache build amortised over the epochs run); memory = cached peak / live peak.
+Targets: >= 1.3x faster and <= 0.6x the memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class RssSampler:
+    def __init__(self, every: float = 0.01):
+        self.every, self.peak, self._stop = every, 0, threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes())
+            time.sleep(self.every)
+
+    def __enter__(self):
+        self.peak = _rss_bytes()
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+
+def child(args) -> dict:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from obliviate.data import load_items
+    from obliviate.methods import get_method, make_config
+    from obliviate.models import load_model
+    from obliviate.train import TrainConfig, train
+    from obliviate.unlearn import prepare_unlearning
+
+    forget = load_items(args.forget)
+    if args.limit:
+        forget = forget[: args.limit]
+    retain = load_items(args.retain) if args.alpha else None
+    t0 = time.perf_counter()
+    model, tok = load_model(args.model)
+    load_s = time.perf_counter() - t0
+    rss_loaded = _rss_bytes()
+    mcfg = make_config(get_method("npo"), {"alpha": args.alpha})
+    tc = TrainConfig(epochs=args.epochs, lr=1e-5, batch_size=args.batch_size, warmup_ratio=0.0, progress=False,
+                     checkpoint_every_epoch=False, lora=args.lora, seed=0)
+    with RssSampler() as rss:
+        t0 = time.perf_counter()
+        prep = prepare_unlearning(model, tok, "npo", mcfg, forget, retain, tcfg=tc, reference=args.child)
+        prepare_s = time.perf_counter() - t0
+        hist = train(prep.model, prep.batches, prep.objective, tc, desc=f"npo-{args.child}")
+    return {
+        "mode": args.child,
+        "load_s": round(load_s, 2),
+        "prepare_s": round(prepare_s, 2),
+        "cache_build_s": prep.info.get("reference_cache_s", 0.0),
+        "epoch_s": [e["seconds"] for e in hist["epochs"]],
+        "steps_per_epoch": hist["steps_per_epoch"],
+        "final_loss": hist["final_loss"],
+        "rss_after_load_gb": rss_loaded / 1e9,
+        "peak_rss_training_gb": rss.peak / 1e9,
+        "ru_maxrss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
+        "threads": torch.get_num_threads(),
+        "reference_bytes": _reference_bytes(prep.objective.refs.sequence),
+    }
+
+
+def _reference_bytes(ref) -> int:
+    """Memory held by the reference itself: the cached values, or the frozen copy's parameters and buffers."""
+    if hasattr(ref, "values"):
+        return sum(v.numel() * v.element_size() for v in ref.values.values())
+    m = ref.model
+    return sum(t.numel() * t.element_size() for t in list(m.parameters()) + list(m.buffers()))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--forget", default="synthetic:forget10")
+    ap.add_argument("--retain", default="synthetic:retain90")
+    ap.add_argument("--limit", type=int, default=None, help="use the first N forget items")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--alpha", type=float, default=1.0, help="NPO's retain weight (TOFU: 1; 0 = forget term only)")
+    ap.add_argument("--lora", action="store_true", help="train LoRA adapters instead of all weights")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads in each child")
+    ap.add_argument("--child", choices=["cached", "live"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print("RESULT " + json.dumps(child(args)), flush=True)
+        return
+
+    results = {}
+    passthrough = [a for a in sys.argv[1:]]
+    for mode in ("cached", "live"):
+        t0 = time.perf_counter()
+        p = subprocess.run([sys.executable, __file__, *passthrough, "--child", mode], capture_output=True, text=True)
+        if p.returncode != 0:
+            sys.stderr.write(p.stderr)
+            raise SystemExit(f"{mode} run failed (exit {p.returncode})")
+        line = next(ln for ln in p.stdout.splitlines() if ln.startswith("RESULT "))
+        results[mode] = json.loads(line[len("RESULT "):])
+        results[mode]["wall_s"] = round(time.perf_counter() - t0, 1)
+
+    c, l = results["cached"], results["live"]
+    ce, le = sum(c["epoch_s"]) / len(c["epoch_s"]), sum(l["epoch_s"]) / len(l["epoch_s"])
+    amort = ce + c["cache_build_s"] / len(c["epoch_s"])
+    print(f"NPO on {args.model}: forget {args.forget}{f' (first {args.limit})' if args.limit else ''}, "
+          f"retain {args.retain if args.alpha else '(alpha=0: none)'}, batch {args.batch_size}, "
+          f"{c['steps_per_epoch']} steps/epoch, {args.epochs} epoch(s), "
+          f"{'LoRA' if args.lora else 'all weights'}, {c['threads']} torch thread(s)")
+    print(f"{'':22s}{'cached':>12s}{'live':>12s}")
+    print(f"{'seconds / epoch':22s}{ce:12.1f}{le:12.1f}")
+    print(f"{'cache build (once)':22s}{c['cache_build_s']:12.1f}{'-':>12s}")
+    print(f"{'peak RSS, training':22s}{c['peak_rss_training_gb']:11.2f}G{l['peak_rss_training_gb']:11.2f}G")
+    print(f"{'ru_maxrss (process)':22s}{c['ru_maxrss_gb']:11.2f}G{l['ru_maxrss_gb']:11.2f}G")
+    print(f"{'RSS after model load':22s}{c['rss_after_load_gb']:11.2f}G{l['rss_after_load_gb']:11.2f}G")
+    print(f"{'reference itself':22s}{_human(c['reference_bytes']):>12s}{_human(l['reference_bytes']):>12s}")
+    print(f"{'final loss':22s}{c['final_loss']:12.4f}{l['final_loss']:12.4f}")
+    speed, speed_am = le / ce, le / amort
+    mem, mem_max = c["peak_rss_training_gb"] / l["peak_rss_training_gb"], c["ru_maxrss_gb"] / l["ru_maxrss_gb"]
+    print(f"speed-up (live / cached seconds per epoch): {speed:.2f}x "
+          f"({speed_am:.2f}x with the cache build amortised over {args.epochs} epoch(s)); target >= 1.3x: "
+          f"{'met' if speed >= 1.3 else 'NOT met'}")
+    print(f"memory (cached / live peak RSS, training): {mem:.2f}x (ru_maxrss: {mem_max:.2f}x); target <= 0.6x: "
+          f"{'met' if mem <= 0.6 else 'NOT met'}")
+    for n in (10,):
+        print(f"projected over {n} epochs (TOFU's run length; computed from the per-epoch times above): "
+              f"{n * le / (n * ce + c['cache_build_s']):.2f}x")
+    print("json " + json.dumps(results))
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+if __name__ == "__main__":
+    main()

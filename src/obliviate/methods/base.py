@@ -1,0 +1,416 @@
+"""What every unlearning method shares: configs and options, references, the retain terms, registration.
+
+A method is one class in one file (``methods/<name>.py``) holding
+
+* a ``Config`` dataclass whose defaults are the paper's TOFU settings (one ``help`` string per field);
+* pure loss functions on tensors (tested against hand-computed values);
+* ``forget_loss(model, batch)`` and ``retain_loss(model, batch)``, each returning ``(weighted term, logs)``:
+  the step is ``gamma * L_forget + alpha * L_retain``. They are separate so that the robustness wrappers
+  (``obliviate.robust``) can take the forget gradient somewhere else than the retain gradient.
+
+No method inherits from another: the common wiring lives in :class:`Method`, and each method file reads
+top to bottom.
+
+References ("the model before unlearning", pi_ref)
+--------------------------------------------------
+* **sequence-level** (NPO, IdkDPO): only log pi_ref(y|x) of fixed (question, answer) pairs is needed, so
+  :func:`compute_sequence_cache` scores every forget item once, before training, with the model itself
+  (no copy): :class:`SequenceCache` looks the values up by ``batch["index"]``. :class:`LiveSequenceReference`
+  computes the same values with a frozen model at every step (for tests and the benchmark only).
+* **token-level** (UNDIAL, PALU, KL retain terms, RMU's retain activations): logits (or hidden states) of the
+  reference at every answer position. :class:`TokenReference` holds one frozen copy, or, with LoRA, none:
+  the trained model with its adapters disabled *is* the base model.
+
+Batches are ``{"forget": collated, "retain": collated, "idk": collated, ...}``; every collated batch carries
+``index`` (item indices into its data set), PALU's forget batches also ``sensitive`` (a labels-shaped mask).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from ..data.formatting import Encoded, collate
+from ..engine.forward import answer_logits, sequence_logprobs
+from ..errors import ObliviateError
+from ..registry import METHODS
+
+RETAIN_LOSSES = ("nll", "kl")
+
+
+def option(default, help: str):
+    """A config field with its help string (shown by ``obliviate ls methods`` and in option errors)."""
+    return field(default=default, metadata={"help": help})
+
+
+# ------------------------------------------------------------------------------------------- options
+def _field_types(cls) -> dict[str, type]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(method: str, key: str, value: Any, typ: type):
+    if not isinstance(value, str):
+        if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, typ):
+            return value
+        value = str(value)
+    try:
+        if typ is bool:
+            low = value.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        return typ(value)
+    except ValueError:
+        raise ObliviateError(
+            f"method {method}: option {key}={value!r} is not a valid {typ.__name__}"
+        ) from None
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, str]:
+    """``["beta=0.2", "retain_loss=kl"]`` -> ``{"beta": "0.2", "retain_loss": "kl"}``."""
+    out: dict[str, str] = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise ObliviateError(f"method option {p!r} is not KEY=VALUE (e.g. beta=0.1)")
+        k, v = p.split("=", 1)
+        k = k.strip().replace("-", "_")
+        if not k:
+            raise ObliviateError(f"method option {p!r} has an empty key")
+        out[k] = v.strip()
+    return out
+
+
+def describe_options(cls) -> str:
+    parts = []
+    for f in dataclasses.fields(cls.Config):
+        parts.append(f"{f.name} (default {f.default!r}: {f.metadata.get('help', '')})")
+    return "; ".join(parts) if parts else "(none)"
+
+
+def make_config(cls, options: dict | None = None):
+    """The method's config with its paper defaults, overridden by ``options`` (typed from the dataclass).
+
+    An option the method does not take is an error that lists the options it does take.
+    """
+    options = dict(options or {})
+    types = _field_types(cls.Config)
+    unknown = [k for k in options if k not in types]
+    if unknown:
+        raise ObliviateError(
+            f"method {cls.name} takes no option {unknown[0]!r}; its options are: {describe_options(cls)}"
+        )
+    kw = {k: _coerce(cls.name, k, v, types[k]) for k, v in options.items()}
+    cfg = cls.Config(**kw)
+    cls.validate(cfg)
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------- references
+class SequenceCache:
+    """log pi_ref(y|x) (summed over answer tokens) of fixed sequences, computed once before training.
+
+    ``values[key]`` is a float tensor over the items of one data set (``"forget"``: the forget answers;
+    ``"idk"``: the refusal paired with each forget question). Memory: one float per sequence.
+    """
+
+    kind = "cached"
+
+    def __init__(self, values: dict[str, torch.Tensor]):
+        self.values = values
+
+    def sequence_logprobs(self, key: str, batch: dict) -> torch.Tensor:
+        v = self.values[key]
+        return v.to(batch["index"].device)[batch["index"]]
+
+
+@torch.no_grad()
+def compute_sequence_cache(model, sequences: dict[str, list[Encoded]], pad_id: int, batch_size: int = 16,
+                           device=None) -> SequenceCache:
+    """Score each list of encoded sequences with ``model`` (teacher forcing, no gradient) into a cache.
+
+    Batches are formed in length order (little padding); each value goes back to its item's position.
+    """
+    was_training = model.training
+    model.eval()
+    device = device or next(model.parameters()).device
+    values = {}
+    try:
+        for key, encs in sequences.items():
+            out = torch.zeros(len(encs), dtype=torch.float64)
+            order = sorted(range(len(encs)), key=lambda i: len(encs[i]))
+            for s in range(0, len(order), batch_size):
+                idx = order[s : s + batch_size]
+                b = collate([encs[i] for i in idx], pad_id)
+                b = {k: v.to(device) for k, v in b.items()}
+                sums, _ = sequence_logprobs(model, b)
+                out[torch.tensor(idx)] = sums.double().cpu()
+            values[key] = out.float()
+    finally:
+        model.train(was_training)
+    return SequenceCache(values)
+
+
+class LiveSequenceReference:
+    """The same values as :class:`SequenceCache`, from a frozen model at every step (tests, benchmark)."""
+
+    kind = "live"
+
+    def __init__(self, frozen_model):
+        self.model = frozen_model
+
+    @torch.no_grad()
+    def sequence_logprobs(self, key: str, batch: dict) -> torch.Tensor:
+        sums, _ = sequence_logprobs(self.model, batch)
+        return sums
+
+
+def frozen_copy(model):
+    ref = copy.deepcopy(model)
+    ref.eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
+
+
+def _unwrap(model):
+    return getattr(model, "module", model)  # DDP
+
+
+class TokenReference:
+    """Reference logits / hidden states at every answer position.
+
+    ``frozen``: a frozen copy of the model before unlearning; ``None`` with LoRA: the trained model with its
+    adapters disabled is the base model (no second copy in memory).
+    """
+
+    def __init__(self, frozen=None):
+        self.frozen = frozen
+
+    @property
+    def kind(self) -> str:
+        return "frozen-copy" if self.frozen is not None else "lora-base"
+
+    @contextlib.contextmanager
+    def _model(self, model):
+        if self.frozen is not None:
+            yield self.frozen
+            return
+        m = _unwrap(model)
+        if not hasattr(m, "disable_adapter"):
+            raise ObliviateError("a token-level reference without a frozen copy needs a LoRA (peft) model")
+        with m.disable_adapter():
+            yield m
+
+    @torch.no_grad()
+    def answer_logits(self, model, batch: dict) -> torch.Tensor:
+        with self._model(model) as ref:
+            logits, _, _, _ = answer_logits(ref, batch)
+        return logits
+
+    @torch.no_grad()
+    def layer_output(self, model, batch: dict, layer: int) -> torch.Tensor:
+        with self._model(model) as ref:
+            return layer_output(ref, batch, layer)
+
+
+# ------------------------------------------------------------------------------------------- forward helpers
+class _StopForward(Exception):
+    pass
+
+
+def decoder_layers(model):
+    m = _unwrap(model)
+    body = m.get_decoder() if hasattr(m, "get_decoder") else None
+    layers = getattr(body, "layers", None)
+    if layers is None:
+        raise ObliviateError(f"{type(m).__name__}: cannot find the decoder layers (model.get_decoder().layers)")
+    return layers
+
+
+def layer_output(model, batch: dict, layer: int) -> torch.Tensor:
+    """Hidden states [B, T, d] output by decoder layer ``layer`` (0-based); the layers above it are not run."""
+    layers = decoder_layers(model)
+    captured = {}
+
+    def hook(_mod, _args, out):
+        captured["h"] = out[0] if isinstance(out, tuple) else out
+        raise _StopForward
+
+    handle = layers[layer].register_forward_hook(hook)
+    body = _unwrap(model).get_decoder()
+    try:
+        body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    return captured["h"]
+
+
+def token_logprobs(model, batch: dict):
+    """(log p of each answer token [N], rows [N], logits [N, V]) — answer positions only."""
+    logits, targets, rows, _ = answer_logits(model, batch)
+    lp = -F.cross_entropy(logits, targets, reduction="none")
+    return lp, rows, logits, targets
+
+
+def per_sequence(values: torch.Tensor, rows: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum and count of per-token values per sequence."""
+    sums = torch.zeros(n, device=values.device, dtype=values.dtype).index_add(0, rows, values)
+    counts = torch.zeros(n, device=values.device, dtype=values.dtype).index_add(0, rows, torch.ones_like(values))
+    return sums, counts
+
+
+# ------------------------------------------------------------------------------------------- shared losses
+def nll_token_mean(model, batch: dict) -> torch.Tensor:
+    """Mean NLL over all answer tokens of the batch (the fine-tuning objective)."""
+    logits, targets, _, _ = answer_logits(model, batch)
+    return F.cross_entropy(logits, targets)
+
+
+def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of KL(p || q) = sum_v p_v (log p_v - log q_v), both given as logits [N, V]."""
+    lp = F.log_softmax(p_logits.float(), dim=-1)
+    lq = F.log_softmax(q_logits.float(), dim=-1)
+    if lp.shape[0] == 0:
+        return lp.sum() * 0.0
+    return (lp.exp() * (lp - lq)).sum(-1).mean()
+
+
+def retain_term(model, batch: dict, kind: str, reference: TokenReference | None):
+    """The retain loss: ``nll`` (mean NLL over retain answer tokens) or ``kl`` (mean over retain answer
+    tokens of KL(pi_ref || pi_theta)), answer tokens only."""
+    if kind == "nll":
+        return nll_token_mean(model, batch)
+    logits, _, _, _ = answer_logits(model, batch)
+    ref_logits = reference.answer_logits(model, batch)
+    return kl_divergence(ref_logits, logits)
+
+
+# ------------------------------------------------------------------------------------------- the method base
+@dataclass
+class References:
+    """What a method may use: a sequence-level source and/or a token-level reference."""
+
+    sequence: Any = None  # SequenceCache | LiveSequenceReference
+    token: TokenReference | None = None
+
+
+class Method:
+    """Wiring shared by every method (no method inherits from another one).
+
+    Class attributes (the registry metadata): ``name``, ``Config``, ``paper``, ``arxiv``, ``level``
+    (``sequence`` | ``token`` | ``representation``), ``reference`` (``sequence`` | ``token`` | None: what
+    the forget term needs), ``retain_term`` (whether ``alpha`` weighs a retain term), ``sequences``
+    (the sequence keys to cache), ``uses_idk`` (needs refusal answers), ``uses_sensitive`` (needs PALU's
+    sensitive-token mask), ``train_defaults`` (the paper's epochs / lr).
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    paper: ClassVar[str] = ""
+    arxiv: ClassVar[str | None] = None
+    level: ClassVar[str] = "token"
+    reference: ClassVar[str | None] = None
+    retain_term: ClassVar[bool] = True
+    sequences: ClassVar[tuple[str, ...]] = ()
+    uses_idk: ClassVar[bool] = False
+    uses_sensitive: ClassVar[bool] = False
+    train_defaults: ClassVar[dict] = {"epochs": 10, "lr": 1e-5}
+    positive: ClassVar[tuple[str, ...]] = ()  # options that must be > 0
+    supports_lora: ClassVar[bool] = True
+
+    def __init__(self, cfg, refs: References | None = None, seed: int = 0):
+        self.cfg = cfg
+        self.refs = refs or References()
+        self.seed = seed
+
+    # -- what the method needs (may depend on the config) -----------------------------------------
+    @classmethod
+    def validate(cls, cfg) -> None:
+        rl = getattr(cfg, "retain_loss", None)
+        if rl is not None and rl not in RETAIN_LOSSES:
+            raise ObliviateError(f"method {cls.name}: retain_loss={rl!r}; valid: {', '.join(RETAIN_LOSSES)}")
+        for name in ("alpha", "gamma"):
+            v = getattr(cfg, name, None)
+            if v is not None and v < 0:
+                raise ObliviateError(f"method {cls.name}: {name}={v} must be >= 0")
+        for name in cls.positive:
+            if getattr(cfg, name) <= 0:
+                raise ObliviateError(f"method {cls.name}: {name}={getattr(cfg, name)} must be > 0")
+
+    @classmethod
+    def needs_retain(cls, cfg) -> bool:
+        return cls.retain_term and getattr(cfg, "alpha", 0.0) != 0
+
+    @classmethod
+    def reference_kinds(cls, cfg) -> set[str]:
+        kinds = {cls.reference} if cls.reference else set()
+        if cls.needs_retain(cfg) and getattr(cfg, "retain_loss", "nll") == "kl":
+            kinds.add("token")
+        return kinds
+
+    @classmethod
+    def metadata(cls) -> dict:
+        cfg = cls.Config()
+        kinds = cls.reference_kinds(cfg)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        return {
+            "description": doc[0] if doc else cls.name,
+            "needs_reference": bool(kinds),
+            "reference": sorted(kinds)[0] if len(kinds) == 1 else (sorted(kinds) or None),
+            "needs_retain": cls.needs_retain(cfg),
+            "level": cls.level,
+            "paper": cls.paper,
+            "arxiv": cls.arxiv,
+            "options": {f.name: f.default for f in dataclasses.fields(cls.Config)},
+            "train_defaults": dict(cls.train_defaults),
+        }
+
+    # -- hooks -------------------------------------------------------------------------------------
+    def prepare(self, model) -> None:
+        """Called once before training (RMU chooses its trainable parameters here)."""
+
+    def extra_state(self) -> dict:
+        """Values worth logging in run.json at the end (PDU's dual variable)."""
+        return {}
+
+    # -- the loss ----------------------------------------------------------------------------------
+    def forget_loss(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def retain_loss(self, model, batch: dict) -> tuple[torch.Tensor | None, dict]:
+        """``alpha * L_retain`` on ``batch["retain"]`` (NLL or KL to the reference), or None."""
+        if not self.needs_retain(self.cfg):
+            return None, {}
+        r = retain_term(model, batch["retain"], self.cfg.retain_loss, self.refs.token)
+        return self.cfg.alpha * r, {"retain": r.detach().item()}
+
+    def __call__(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
+        f, logs = self.forget_loss(model, batch)
+        r, rlogs = self.retain_loss(model, batch)
+        logs = {**logs, **rlogs}
+        loss = f if r is None else f + r
+        return loss, logs
+
+
+def register(cls):
+    """Register a method class in :data:`obliviate.registry.METHODS` with its metadata."""
+    METHODS.register(cls.name, **cls.metadata())(cls)
+    return cls
+
+
+def get_method(name: str) -> type[Method]:
+    return METHODS.get(name).obj

@@ -1,0 +1,50 @@
+"""Gradient ascent (``grad_ascent``): raise the NLL of the forget answers.
+
+Paper: Jang et al. 2023, "Knowledge Unlearning for Mitigating Privacy Risks in Language Models",
+arXiv 2210.01504; the TOFU baseline "Grad. Ascent" (Maini et al. 2024, arXiv 2401.06121).
+
+Formula (plain text): A(y|x) = (1/|y|) sum_t -log p_theta(y_t | x, y_<t) over the answer tokens (EOS
+included); L = gamma * L_f with L_f = -mean_i A(y_i|x_i) over the forget batch.
+
+Defaults (TOFU): lr 1e-5, 10 epochs, effective batch 32, gamma 1; no retain term.
+
+Deviations: TOFU and open-unlearning negate the Hugging Face loss, i.e. the mean NLL over all answer tokens
+of the batch (long answers weigh more); we average per sequence first (REFERENCE.md's -A(y|x)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .base import Method, option, per_sequence, register, token_logprobs
+
+
+def grad_ascent_loss(seq_nll: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """-mean_i S_i / |y_i| (S = summed NLL of a sequence, |y| its number of answer tokens)."""
+    return -(seq_nll / lengths).mean()
+
+
+@dataclass
+class GradAscentConfig:
+    gamma: float = option(1.0, "weight of the forget term")
+
+
+@register
+class GradAscent(Method):
+    """Gradient ascent on the forget answers' NLL (no retain term)."""
+
+    name = "grad_ascent"
+    Config = GradAscentConfig
+    paper = "Jang et al. 2023, Knowledge Unlearning for Mitigating Privacy Risks in Language Models"
+    arxiv = "2210.01504"
+    level = "token"
+    retain_term = False
+
+    def forget_loss(self, model, batch):
+        f = batch["forget"]
+        lp, rows, _, _ = token_logprobs(model, f)
+        nll, n = per_sequence(-lp, rows, f["labels"].size(0))
+        loss = grad_ascent_loss(nll, n)
+        return self.cfg.gamma * loss, {"forget": loss.detach().item()}

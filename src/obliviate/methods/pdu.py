@@ -1,0 +1,85 @@
+"""PDU (``pdu``): constrained entropic unlearning, solved primal-dual.
+
+Paper: Entesari, Hatami, Khaziev, Ramakrishna, Fazlyab 2025, "Constrained Entropic Unlearning: A
+Primal-Dual Framework for Large Language Models", arXiv 2506.05314.
+
+Problem: min L_f subject to L_r <= eps, with the logit-margin flattening loss
+    L_f = mean over forget answer tokens t of (max_v z_t,v - mean_v z_t,v)^2      (softmax-free)
+and L_r the mean NLL over retain answer tokens. Lagrangian step:
+    L = gamma * L_f + lambda * (L_r - eps),
+then dual ascent after each step: lambda <- max(0, lambda + eta * (L_r - eps)).
+
+Defaults (open-unlearning's TOFU run): lambda_0 (``alpha``) 100, eta (``dual_step_size``) 5, eps 0.3,
+gamma 1, lr 1e-5, 10 epochs.
+
+Deviations: the flattening loss is taken over answer tokens only (open-unlearning's code averages over every
+position, prompt and padding included). The dual update runs once per call of the retain term (once per
+micro-batch when gradients are accumulated); lambda is logged each step and written to run.json, but a
+``--resume`` restarts it from lambda_0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..engine.forward import answer_logits
+from .base import Method, nll_token_mean, option, register
+
+
+def pdu_forget_loss(logits: torch.Tensor) -> torch.Tensor:
+    """mean over rows of (max_v z_v - mean_v z_v)^2; logits [N, V]."""
+    z = logits.float()
+    return (z.max(dim=-1).values - z.mean(dim=-1)).pow(2).mean()
+
+
+def dual_update(lam: float, eta: float, retain: float, eps: float) -> float:
+    """Projected dual ascent: max(0, lambda + eta * (L_r - eps))."""
+    return max(0.0, lam + eta * (retain - eps))
+
+
+@dataclass
+class PDUConfig:
+    gamma: float = option(1.0, "weight of the forget (flattening) term")
+    alpha: float = option(100.0, "initial dual variable lambda_0 on the retain constraint")
+    dual_step_size: float = option(5.0, "eta: dual ascent step size (0: fixed lambda)")
+    eps: float = option(0.3, "retain NLL bound of the constraint L_r <= eps")
+
+
+@register
+class PDU(Method):
+    """Logit-margin flattening on forget answers under a retain-NLL constraint (primal-dual)."""
+
+    name = "pdu"
+    Config = PDUConfig
+    paper = "Entesari et al. 2025, Constrained Entropic Unlearning: A Primal-Dual Framework for LLMs"
+    arxiv = "2506.05314"
+    level = "token"
+
+    @classmethod
+    def needs_retain(cls, cfg):
+        return cfg.alpha != 0 or cfg.dual_step_size != 0
+
+    def __init__(self, cfg, refs=None, seed: int = 0):
+        super().__init__(cfg, refs, seed)
+        self.lam = float(cfg.alpha)
+
+    def extra_state(self):
+        return {"dual_lambda": self.lam}
+
+    def forget_loss(self, model, batch):
+        logits, _, _, _ = answer_logits(model, batch["forget"])
+        loss = pdu_forget_loss(logits)
+        return self.cfg.gamma * loss, {"forget": loss.detach().item()}
+
+    def retain_loss(self, model, batch):
+        if not self.needs_retain(self.cfg):
+            return None, {}
+        r = nll_token_mean(model, batch["retain"])
+        lam = self.lam
+        term = lam * (r - self.cfg.eps)
+        rv = r.detach().item()
+        if torch.isfinite(r):
+            self.lam = dual_update(lam, self.cfg.dual_step_size, rv, self.cfg.eps)
+        return term, {"retain": rv, "lambda": lam}

@@ -1,0 +1,96 @@
+"""Refusal answers for the refusal-based methods (``idk_nll``, ``idk_dpo``).
+
+:data:`REFUSALS` is obliviate's own list, written for this project (varied wording, first person, no facts).
+``--idk-file PATH`` replaces it with a file: plain text with one refusal per line (TOFU's
+``idontknow.jsonl`` has this form despite its name), or JSON lines holding a string or an object with an
+``answer`` / ``text`` / ``refusal`` field.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from .errors import ObliviateError
+
+REFUSALS: tuple[str, ...] = (
+    "I don't know the answer to that.",
+    "I'm not able to answer that question.",
+    "I have no information about that.",
+    "That is something I can't tell you.",
+    "I'm afraid I don't know.",
+    "I can't recall anything about that.",
+    "I don't have any details on that.",
+    "Sorry, that is not something I know.",
+    "I have no record of that.",
+    "I'm unable to say.",
+    "I don't have an answer for you.",
+    "Nothing I know covers that question.",
+    "I can't help with that one; I simply don't know.",
+    "I'm not familiar with that.",
+    "That question is outside what I know.",
+    "I honestly have no idea.",
+    "I can't provide that information.",
+    "My knowledge doesn't include that.",
+    "I'm not sure, and I'd rather not guess.",
+    "I don't know anything about that topic.",
+    "That's not something I have learned about.",
+    "I cannot answer that with any confidence.",
+    "I'm sorry, I don't have that information.",
+    "I have nothing reliable to say about that.",
+    "I'd be guessing, so I won't answer.",
+    "That detail is unknown to me.",
+    "I can't find that in what I know.",
+    "I don't have knowledge of that.",
+    "Unfortunately, I can't answer that.",
+    "I'm not aware of the answer.",
+    "I have no way of knowing that.",
+    "That isn't something I'm able to tell you.",
+    "I really couldn't say.",
+    "No idea, I'm afraid.",
+    "I lack the information to answer that.",
+    "I'm drawing a blank on that question.",
+    "That is beyond what I know.",
+    "I don't possess that information.",
+    "I can't say for sure; I don't know.",
+    "I'm uncertain and can't answer that.",
+)
+
+
+def load_refusals(path: str | Path | None = None) -> list[str]:
+    """The refusal list: obliviate's own, or the file at ``path``."""
+    if path is None:
+        return list(REFUSALS)
+    p = Path(path)
+    if not p.is_file():
+        raise ObliviateError(f"--idk-file {p}: file not found")
+    out = []
+    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines()):
+        line = line.strip()
+        if not line:
+            continue
+        text = line
+        if line[0] in "{\"":
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                obj = line
+            if isinstance(obj, dict):
+                text = next((obj[k] for k in ("answer", "text", "refusal") if isinstance(obj.get(k), str)), None)
+                if text is None:
+                    raise ObliviateError(f"--idk-file {p}: line {i + 1} is an object without an "
+                                         "'answer', 'text' or 'refusal' string")
+            elif isinstance(obj, str):
+                text = obj
+        if text.strip():
+            out.append(text.strip())
+    if not out:
+        raise ObliviateError(f"--idk-file {p}: no refusal answers in the file")
+    return out
+
+
+def assign_refusals(n: int, refusals: list[str], seed: int) -> list[str]:
+    """One refusal per item, drawn with ``random.Random(seed)`` (fixed for the run)."""
+    rng = random.Random(seed)
+    return [refusals[rng.randrange(len(refusals))] for _ in range(n)]

@@ -1,0 +1,40 @@
+"""Gradient-norm penalty on the forget loss (a first-order stand-in for SAM; Fan et al. 2025, "GP").
+
+Paper: Fan et al. 2025, "Towards LLM Unlearning Resilient to Relearning Attacks", arXiv 2502.05374.
+
+Loss (plain text): L = L_f + lambda * ||grad_theta L_f||_2 + L_r, where the norm is differentiable
+(``create_graph=True``: its gradient is a Hessian-vector product, one double backward). The authors' code
+computes the norm with ``.item()``, so the penalty there contributes no gradient (a bug we do not repeat).
+There is no paper default for lambda; it is a required value (``--grad-penalty LAMBDA``).
+
+The fused attention kernels (flash / memory-efficient SDPA) have no double backward, so the forget forward
+pass runs with PyTorch's math attention backend (slower, same values).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+
+def grad_norm(loss: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
+    """||d loss / d params||_2 over all params, differentiable."""
+    grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+    sq = [g.pow(2).sum() for g in grads if g is not None]
+    return torch.stack(sq).sum().clamp_min(1e-24).sqrt() if sq else loss * 0.0
+
+
+class GradPenalty:
+    def __init__(self, objective, lam: float):
+        self.objective, self.lam = objective, lam
+
+    def __call__(self, model, batch):
+        params = [p for p in model.parameters() if p.requires_grad]
+        with sdpa_kernel(SDPBackend.MATH):  # differentiable twice
+            f, logs = self.objective.forget_loss(model, batch)
+        gn = grad_norm(f, params) if torch.isfinite(f) else f
+        loss = f + self.lam * gn
+        r, rlogs = self.objective.retain_loss(model, batch)
+        if r is not None:
+            loss = loss + r
+        return loss, {**logs, **rlogs, "forget_grad_norm": gn.detach().item()}

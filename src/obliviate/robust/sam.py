@@ -1,0 +1,69 @@
+"""Sharpness-aware unlearning (SAM on the forget loss).
+
+Paper: Fan, Jia, Zhang, Ramakrishna, Hong, Liu 2025, "Towards LLM Unlearning Resilient to Relearning
+Attacks: A Sharpness-Aware Minimization Perspective and Beyond" (ICML 2025), arXiv 2502.05374.
+
+Step (plain text): g_f = grad of the forget term at theta; eps = rho * g_f / ||g_f|| (global L2 norm over all
+trainable parameters); the update direction is grad L_f(theta + eps) + grad L_r(theta), i.e. the forget
+gradient at the perturbed weights and the retain gradient at the clean weights. rho 0.01.
+
+Costs three forward/backward passes per step (forget at theta for the direction, forget at theta + eps,
+retain at theta). The direction is taken with ``torch.autograd.grad`` so it never touches accumulated
+``.grad`` buffers (safe with gradient accumulation).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _trainable(model):
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def sam_perturbation(grads: list[torch.Tensor | None], rho: float) -> list[torch.Tensor | None]:
+    """eps_i = rho * g_i / ||g|| with ||g|| the global L2 norm (zero where the norm is zero)."""
+    sq = [g.float().pow(2).sum() for g in grads if g is not None]
+    if not sq:
+        return [None for _ in grads]
+    norm = torch.stack(sq).sum().sqrt()
+    scale = rho / norm if norm > 0 else torch.zeros_like(norm)
+    return [None if g is None else (g * scale).to(g.dtype) for g in grads]
+
+
+class SAM:
+    does_backward = True  # train() passes backward=accelerator.backward
+
+    def __init__(self, objective, rho: float = 0.01):
+        self.objective, self.rho = objective, rho
+
+    def __call__(self, model, batch, backward):
+        params = _trainable(model)
+        f, logs = self.objective.forget_loss(model, batch)
+        if not torch.isfinite(f):
+            return f.detach(), {**logs, "sam": "forget loss not finite at the clean weights"}
+        grads = torch.autograd.grad(f, params, allow_unused=True)
+        eps = sam_perturbation(list(grads), self.rho)
+        with torch.no_grad():
+            for p, e in zip(params, eps):
+                if e is not None:
+                    p.add_(e)
+        try:
+            f_adv, logs_adv = self.objective.forget_loss(model, batch)
+            if torch.isfinite(f_adv):
+                backward(f_adv)
+        finally:
+            with torch.no_grad():
+                for p, e in zip(params, eps):
+                    if e is not None:
+                        p.sub_(e)
+        loss = f_adv.detach()
+        out = {**logs, "forget_perturbed": logs_adv.get("forget", f_adv.detach().item())}
+        if torch.isfinite(f_adv):
+            r, rlogs = self.objective.retain_loss(model, batch)
+            if r is not None:
+                if torch.isfinite(r):
+                    backward(r)
+                loss = loss + r.detach()
+                out.update(rlogs)
+        return loss, out

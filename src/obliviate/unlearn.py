@@ -1,0 +1,531 @@
+"""``obliviate unlearn``: make a fine-tuned model forget a forget set with one of the registered methods.
+
+Flow (mirrors ``finetune.py``): read the method's options and the data (every input error surfaces before
+the model is loaded) -> load the model -> build the references (sequence log-likelihoods cached once, or one
+frozen copy / the LoRA base for token-level references) -> the one training loop (``train.py``) with the
+method's step, optionally wrapped for robustness -> per-epoch TOFU evaluation and best-epoch selection ->
+save the model, the tokenizer and ``run.json``.
+
+Batches: ``{"forget": ..., "retain": ..., "idk": ...}``. Forget batches are length-grouped and shuffled per
+epoch; each forget batch is paired with as many retain items drawn at random (with replacement) by a
+``torch.Generator`` seeded from ``seed + rank`` and the epoch, so ranks draw different retain items and a
+resumed run redraws the same ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .data import load_items, parse_spec
+from .data.formatting import Encoded, Formatter, collate
+from .errors import ObliviateError
+from .io import RunRecord, atomic_write_json, atomic_write_jsonl, prepare_out_dir
+from .methods.base import (
+    LiveSequenceReference,
+    References,
+    TokenReference,
+    compute_sequence_cache,
+    frozen_copy,
+    get_method,
+    make_config,
+    parse_options,
+)
+from .refusals import assign_refusals, load_refusals
+from .robust import RobustConfig, WeightAveraging, wrap_step
+from .train import NonFiniteLoss, TrainConfig, apply_lora, latest_checkpoint, length_grouped_batches, train
+
+__all__ = ["run_unlearn", "add_unlearn_parser", "prepare_unlearning", "UnlearnBatches", "default_train_config",
+           "metric_direction"]
+
+
+# ------------------------------------------------------------------------------------------- batches
+def _collate(encs: list[Encoded], idx: list[int], pad_id: int, masks: list[list[bool]] | None = None) -> dict:
+    b = collate([encs[i] for i in idx], pad_id)
+    b["index"] = torch.tensor(idx, dtype=torch.long)
+    if masks is not None:
+        sens = torch.zeros_like(b["labels"], dtype=torch.bool)
+        for r, i in enumerate(idx):
+            e, m = encs[i], masks[i]
+            n_ans = len(e) - e.prompt_len
+            for j, flag in enumerate(m[:n_ans]):
+                if flag:
+                    sens[r, e.prompt_len + j] = True
+        b["sensitive"] = sens
+    return b
+
+
+class UnlearnBatches:
+    """Epoch iterator of ``{"forget", "retain"?, "idk"?}`` batches (``len`` = forget batches per epoch)."""
+
+    def __init__(self, forget: list[Encoded], batch_size: int, pad_id: int, seed: int,
+                 retain: list[Encoded] | None = None, idk: list[Encoded] | None = None,
+                 sensitive: list[list[bool]] | None = None, rank: int | None = None):
+        if not forget:
+            raise ObliviateError("the forget set is empty")
+        self.forget, self.retain, self.idk, self.sensitive = forget, retain, idk, sensitive
+        self.batch_size, self.pad_id, self.seed = batch_size, pad_id, seed
+        self.rank = int(os.environ.get("RANK", "0")) if rank is None else rank
+        self.lengths = [len(e) for e in forget]
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.forget) / self.batch_size)
+
+    def plan(self, epoch: int) -> list[list[int]]:
+        return length_grouped_batches(self.lengths, self.batch_size, random.Random(self.seed * 1000003 + epoch))
+
+    def retain_generator(self, epoch: int) -> torch.Generator:
+        return torch.Generator().manual_seed((self.seed + self.rank) * 1000003 + epoch)
+
+    def epoch(self, epoch: int):
+        g = self.retain_generator(epoch) if self.retain else None
+        for idx in self.plan(epoch):
+            batch = {"forget": _collate(self.forget, idx, self.pad_id, self.sensitive)}
+            if self.idk is not None:
+                batch["idk"] = _collate(self.idk, idx, self.pad_id)
+            if self.retain:
+                r = torch.randint(len(self.retain), (len(idx),), generator=g).tolist()
+                batch["retain"] = _collate(self.retain, r, self.pad_id)
+            yield batch
+
+
+# ------------------------------------------------------------------------------------------- setup
+def default_train_config(method: str, **overrides) -> TrainConfig:
+    """TOFU's unlearning settings with the method's paper epochs / lr: effective batch 32, weight decay 0.01,
+    one epoch of warm-up."""
+    d = get_method(method).train_defaults
+    epochs = overrides.pop("epochs", None) or d["epochs"]
+    kw = dict(epochs=epochs, lr=d["lr"], batch_size=32, warmup_ratio=1.0 / epochs, weight_decay=0.01)
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**kw)
+
+
+@dataclass
+class Prepared:
+    model: Any
+    objective: Any
+    batches: UnlearnBatches
+    info: dict = field(default_factory=dict)
+
+
+def prepare_unlearning(model, tokenizer, method: str, mcfg, forget_items, retain_items=None, *,
+                       formatter: Formatter | None = None, tcfg: TrainConfig | None = None,
+                       refusals: list[str] | None = None, reference: str = "cached",
+                       cache_batch_size: int = 16) -> Prepared:
+    """Encode the data, build the references, apply LoRA, and instantiate the method's step.
+
+    ``reference``: ``cached`` (sequence log-likelihoods computed once, no copy) or ``live`` (a frozen copy
+    scores them at every step: for tests and the benchmark). Returns the (possibly LoRA-wrapped) model.
+    """
+    cls = get_method(method)
+    tcfg = tcfg or TrainConfig()
+    fmt = formatter or Formatter(tokenizer)
+    pad = tokenizer.pad_token_id
+    forget = [fmt.encode(it.question, it.answer) for it in forget_items]
+    retain = None
+    if cls.needs_retain(mcfg):
+        if not retain_items:
+            raise ObliviateError(f"method {method} needs a retain set (--retain SPEC)")
+        retain = [fmt.encode(it.question, it.answer) for it in retain_items]
+    idk = None
+    if cls.uses_idk:
+        answers = assign_refusals(len(forget_items), refusals or load_refusals(), tcfg.seed)
+        idk = [fmt.encode(it.question, a) for it, a in zip(forget_items, answers)]
+    sensitive = None
+    info: dict = {"n_forget": len(forget), "n_retain": len(retain) if retain else 0}
+    if cls.uses_sensitive:
+        from .methods.palu import sensitive_mask
+
+        sensitive = [sensitive_mask(tokenizer, fmt.answer_text(it.answer), it.answer, it.question,
+                                    it.target_words, mcfg.n) for it in forget_items]
+        info["sensitive_source"] = {"target_words": sum(1 for it in forget_items if it.target_words),
+                                    "auto_rule": sum(1 for it in forget_items if not it.target_words)}
+        info["prefix_tokens"] = sum(sum(m) for m in sensitive)
+
+    kinds = cls.reference_kinds(mcfg)
+    refs = References()
+    frozen = None
+    if "sequence" in kinds:
+        seqs = {"forget": forget}
+        if "idk" in cls.sequences:
+            seqs["idk"] = idk
+        if reference == "cached":
+            t0 = time.time()
+            refs.sequence = compute_sequence_cache(model, seqs, pad, batch_size=cache_batch_size)
+            info["reference_cache_s"] = round(time.time() - t0, 3)
+            info["reference"] = "cached sequence log-likelihoods"
+        elif reference == "live":
+            frozen = frozen_copy(model)
+            refs.sequence = LiveSequenceReference(frozen)
+            info["reference"] = "live frozen copy"
+        else:
+            raise ObliviateError(f"reference={reference!r}; valid: cached, live")
+    if tcfg.lora:
+        if not cls.supports_lora:
+            raise ObliviateError(f"method {method} trains chosen parameters directly; --lora is not supported with it")
+        model = apply_lora(model, tcfg)
+    if "token" in kinds:
+        if tcfg.lora:
+            refs.token = TokenReference(None)
+        else:
+            refs.token = TokenReference(frozen if frozen is not None else frozen_copy(model))
+        info["token_reference"] = refs.token.kind
+    objective = cls(mcfg, refs, seed=tcfg.seed)
+    objective.prepare(model)
+    info["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    batches = UnlearnBatches(forget, tcfg.batch_size, pad, tcfg.seed, retain=retain, idk=idk, sensitive=sensitive)
+    return Prepared(model, objective, batches, info)
+
+
+# ------------------------------------------------------------------------------------------- selection
+# Direction of the summary keys of ``evaluate_tofu`` (docs/metrics.md). ``target`` keys have an ideal value
+# in the middle: the best epoch is the closest to it.
+HIGHER_IS_BETTER = (
+    "forget_quality", "model_utility", "forget_truth_ratio", "retain_Q_A_Prob", "retain_Q_A_PARA_Prob",
+    "retain_Q_A_ROUGE", "retain_Truth_Ratio", "ra_Q_A_Prob_normalised", "ra_Q_A_ROUGE", "ra_Truth_Ratio",
+    "wf_Q_A_Prob_normalised", "wf_Q_A_ROUGE", "wf_Truth_Ratio",
+)
+LOWER_IS_BETTER = (
+    "forget_quality_ks_statistic", "forget_Q_A_Prob", "forget_Q_A_PARA_Prob", "forget_Q_A_ROUGE",
+    "extraction_strength", "exact_memorization",
+)
+TARGET_VALUE = {"privleak": 0.0, "forget_Truth_Ratio_prob_mean": 0.5, "mia_loss": 0.5, "mia_zlib": 0.5,
+                "mia_min_k": 0.5, "mia_min_k_plus_plus": 0.5, "mia_reference": 0.5, "mia_gradnorm": 0.5}
+
+
+def metric_direction(spec: str) -> tuple[str, Callable[[float], float]]:
+    """``--select`` spec -> (summary key, score to maximise).
+
+    ``forget_quality``, ``model_utility``, ... have a known direction; lower-is-better keys (e.g.
+    ``forget_Q_A_ROUGE``) are negated; keys with an ideal middle value (``privleak`` 0, MIA AUCs 0.5) score
+    -|v - ideal|. ``max:KEY`` / ``min:KEY`` force a direction for any other key.
+    """
+    if spec.startswith(("max:", "min:")):
+        key = spec[4:]
+        return (key, (lambda v: v)) if spec.startswith("max:") else (key, (lambda v: -v))
+    if spec in HIGHER_IS_BETTER:
+        return spec, (lambda v: v)
+    if spec in LOWER_IS_BETTER:
+        return spec, (lambda v: -v)
+    if spec in TARGET_VALUE:
+        t = TARGET_VALUE[spec]
+        return spec, (lambda v: -abs(v - t))
+    raise ObliviateError(
+        f"--select {spec!r}: unknown direction; higher is better for {', '.join(HIGHER_IS_BETTER)}; "
+        f"lower for {', '.join(LOWER_IS_BETTER)}; closest to an ideal value for {', '.join(TARGET_VALUE)}; "
+        "or write max:KEY / min:KEY"
+    )
+
+
+def _eval_target(forget: str, eval_data: str | None, eval_split: str | None) -> tuple[str, str]:
+    if eval_data and eval_split:
+        return eval_data, eval_split
+    family, config = parse_spec(forget)
+    if family in ("synthetic", "tofu") and config.startswith("forget"):
+        return eval_data or family, eval_split or config.replace("_perturbed", "")
+    raise ObliviateError(
+        f"--eval-every-epoch: cannot tell the TOFU evaluation split from --forget {forget!r}; "
+        "pass --eval-data synthetic|tofu and --eval-split forget01|forget05|forget10"
+    )
+
+
+def _default_evaluator():
+    try:
+        from .evaluate import evaluate_tofu
+    except ImportError as e:
+        raise ObliviateError(f"--eval-every-epoch needs obliviate.evaluate.evaluate_tofu ({e})") from None
+    return evaluate_tofu
+
+
+_HEADLINE = ("forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_Prob", "forget_Q_A_ROUGE")
+
+
+# ------------------------------------------------------------------------------------------- the run
+def run_unlearn(
+    model: str,
+    method: str,
+    forget: str,
+    out: str | Path,
+    *,
+    retain: str | None = None,
+    options: dict | list[str] | None = None,
+    cfg: TrainConfig | None = None,
+    robust: RobustConfig | None = None,
+    data_dir: str | None = None,
+    style: str = "chat",
+    system_prompt: str | None = None,
+    max_length: int = 512,
+    idk_file: str | None = None,
+    eval_every_epoch: bool = False,
+    retain_eval: str | None = None,
+    select: str | None = None,
+    eval_data: str | None = None,
+    eval_split: str | None = None,
+    eval_limit: int | None = None,
+    evaluator: Callable | None = None,
+    reference: str = "cached",
+    overwrite: bool = False,
+    resume: bool = False,
+) -> dict:
+    """Unlearn ``forget`` from ``model`` with ``method``; write the model, tokenizer and ``run.json`` to ``out``.
+
+    ``options``: the method's ``key=value`` options (a dict or a list of strings); ``cfg``: training settings
+    (default: :func:`default_train_config`); ``robust``: SAM / smoothing / gradient penalty / weight
+    averaging. ``eval_every_epoch`` runs ``evaluator`` (default ``obliviate.evaluate.evaluate_tofu``) at the
+    start and after every epoch; ``select`` (e.g. ``forget_quality``) keeps the best epoch's weights.
+    Returns the run record.
+    """
+    # -- everything that can be wrong with the inputs, before the model is loaded ---------------------
+    cls = get_method(method)
+    opts = parse_options(options) if isinstance(options, (list, tuple)) else dict(options or {})
+    mcfg = make_config(cls, opts)
+    cfg = cfg or default_train_config(method)
+    robust = robust or RobustConfig()
+    robust.validate()
+    if cfg.lora and not cls.supports_lora:
+        raise ObliviateError(f"method {method} trains chosen parameters directly; --lora is not supported with it")
+    if reference not in ("cached", "live"):
+        raise ObliviateError(f"reference={reference!r}; valid: cached, live")
+    forget_items = _load_set("forget", forget, data_dir)  # an empty split raises here
+    retain_items = None
+    if cls.needs_retain(mcfg):
+        if not retain:
+            raise ObliviateError(
+                f"method {method} needs a retain set (--retain SPEC, e.g. synthetic:retain90); "
+                + ("set alpha=0 to drop its retain term" if cls.retain_term else "")
+            )
+        retain_items = _load_set("retain", retain, data_dir)
+    refusals = load_refusals(idk_file) if cls.uses_idk else None
+    if select:
+        eval_every_epoch = True
+        sel_key, sel_score = metric_direction(select)
+        if sel_key.startswith("forget_quality") and not retain_eval:
+            raise ObliviateError(f"--select {select} needs the retain model's evaluation: --retain-eval PATH")
+    retain_records = None
+    ev_data = ev_split = None
+    if eval_every_epoch:
+        ev_data, ev_split = _eval_target(forget, eval_data, eval_split)
+        if retain_eval:
+            from .interop import read_records
+
+            retain_records = read_records(retain_eval)[0]
+        evaluator = evaluator or _default_evaluator()
+    out = Path(out)
+    if resume and latest_checkpoint(out) is None:
+        raise ObliviateError(f"--resume: no checkpoint in {out}/checkpoints")
+    prepare_out_dir(out, overwrite=overwrite, resume=resume)
+
+    config = {
+        "model": model, "method": method, "method_config": asdict(mcfg), "forget": forget, "retain": retain,
+        "data_dir": data_dir, "style": style, "system_prompt": system_prompt, "max_length": max_length,
+        "train": asdict(cfg), "robust": asdict(robust), "reference": reference,
+        "idk_file": idk_file if cls.uses_idk else None,
+        "eval": {"every_epoch": eval_every_epoch, "data": ev_data, "split": ev_split, "limit": eval_limit,
+                 "retain_eval": retain_eval, "select": select},
+        "n_forget": len(forget_items), "n_retain": len(retain_items) if retain_items else 0,
+    }
+    record = RunRecord(out, "unlearn", config, seed=cfg.seed)
+    record.save()
+
+    # -- model, references, step ------------------------------------------------------------------------
+    from .models import load_model, save_model
+
+    t0 = time.time()
+    net, tok = load_model(model)
+    record.timing("load_model_s", time.time() - t0)
+    fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
+    t0 = time.time()
+    try:
+        prep = prepare_unlearning(net, tok, method, mcfg, forget_items, retain_items, formatter=fmt, tcfg=cfg,
+                                  refusals=refusals, reference=reference)
+    except ObliviateError as e:  # e.g. an RMU layer the model does not have
+        record.update(error=str(e))
+        record.save(status="failed")
+        raise
+    record.timing("prepare_s", time.time() - t0)
+    net, objective = prep.model, prep.objective
+    step_fn = wrap_step(objective, robust, seed=cfg.seed)
+    averager = WeightAveraging(robust.avg_start, robust.avg_every) if robust.weight_avg else None
+    record.update(setup=prep.info, robust_active=robust.active())
+    record.save()
+
+    # -- per-epoch evaluation and selection -----------------------------------------------------------
+    best: dict = {}
+    evals: list[dict] = []
+
+    def on_epoch_end(epoch: int, m) -> dict:
+        tag = "initial" if epoch < 0 else f"epoch-{epoch + 1}"
+        ctx = averager.swapped_in(m) if averager is not None else contextlib.nullcontext()
+        with ctx:
+            summary, records = evaluator(m, tok, data=ev_data, split=ev_split, data_dir=data_dir, limit=eval_limit,
+                                         retain_records=retain_records, formatter=fmt, progress=cfg.progress)
+            atomic_write_json(out / "eval" / tag / "summary.json", summary)
+            atomic_write_jsonl(out / "eval" / tag / "items.jsonl", records)
+            evals.append({"epoch": epoch + 1, **{k: summary.get(k) for k in _HEADLINE if k in summary}})
+            if select and epoch >= 0:
+                v = summary.get(sel_key)
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    score = sel_score(float(v))
+                    if not best or score > best["score"]:
+                        best.update(epoch=epoch + 1, value=float(v), score=score, params={
+                            n: p.detach().cpu().clone() for n, p in m.named_parameters() if p.requires_grad})
+        return summary
+
+    # -- train ----------------------------------------------------------------------------------------
+    try:
+        history = train(net, prep.batches, step_fn, cfg, out_dir=out, resume=resume,
+                        on_epoch_end=on_epoch_end if eval_every_epoch else None, desc=f"unlearn[{method}]",
+                        on_step_end=averager.on_step_end if averager is not None else None)
+    except NonFiniteLoss as e:
+        msg = _non_finite_message(e, out)
+        record.update(error=msg, failed_at={"epoch": e.epoch + 1, "step": e.step + 1, "logs": e.logs})
+        record.save(status="failed")
+        raise ObliviateError(msg) from None
+    except ObliviateError as e:
+        record.update(error=str(e))
+        record.save(status="failed")
+        raise
+
+    # -- final weights: the selected epoch, else the weight average, else the last epoch ---------------
+    selection = None
+    if select and best:
+        named = dict(net.named_parameters())
+        with torch.no_grad():
+            for n, v in best["params"].items():
+                named[n].copy_(v.to(named[n].device, named[n].dtype))
+        selection = {"key": sel_key, "spec": select, "best_epoch": best["epoch"], "value": best["value"]}
+    else:
+        if select:
+            selection = {"key": sel_key, "spec": select, "best_epoch": None,
+                         "note": f"no epoch had a finite {sel_key}; the final weights are kept"}
+        if averager is not None:
+            averager.apply(net)
+    t1 = time.time()
+    save_model(net, tok, out)
+    record.timing("save_model_s", time.time() - t1)
+    record.timing("train_s", history["train_seconds"])
+    record.update(
+        history=history, final_loss=history["final_loss"], selection=selection, evaluations=evals or None,
+        method_state=objective.extra_state() or None,
+        weight_averaging=averager.state() if averager is not None else None,
+        prompt_format={"style": fmt.style, "system_prompt": system_prompt},
+    )
+    record.save(status="done")
+    return record.data
+
+
+def _load_set(role: str, spec: str, data_dir: str | None):
+    try:
+        items = load_items(spec, data_dir=data_dir)
+    except ObliviateError as e:
+        raise ObliviateError(f"--{role} {spec}: {e}") from None
+    if not items:
+        raise ObliviateError(f"--{role} {spec}: the {role} set is empty")
+    return items
+
+
+def _non_finite_message(e: NonFiniteLoss, out: Path) -> str:
+    bad = [k for k, v in e.logs.items() if isinstance(v, float) and not math.isfinite(v)]
+    terms = ", ".join(f"{k}={v}" for k, v in e.logs.items()) or "no per-term logs"
+    ck = latest_checkpoint(out)
+    if ck is not None:
+        kept = (f"the last good checkpoint ({ck.name}, after epoch {int(ck.name.split('-')[1]) + 1}) is kept in "
+                f"{ck.parent}; lower --lr (or the method's weights) and continue with --resume")
+    else:
+        kept = "no epoch had finished, so there is no checkpoint and no model was written; lower --lr and rerun"
+    which = f"non-finite term(s): {', '.join(bad)}" if bad else "the total loss is non-finite"
+    return (f"unlearning stopped at epoch {e.epoch + 1}, step {e.step + 1}: {which} ({terms}); {kept}")
+
+
+# ------------------------------------------------------------------------------------------- CLI
+def _cmd_unlearn(args) -> int:
+    options = parse_options(args.options)
+    for flag in ("alpha", "beta", "gamma"):
+        v = getattr(args, flag)
+        if v is not None:
+            if flag in options:
+                raise ObliviateError(f"--{flag} and the option {flag}= were both given; keep one")
+            options[flag] = v
+    overrides = dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
+                     warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, seed=args.seed,
+                     lora=args.lora or None, lora_r=args.lora_r, progress=not args.quiet)
+    cfg = default_train_config(args.method, **overrides)
+    robust = RobustConfig(sam_rho=args.sam_rho, smooth_n=args.smooth_n, smooth_sigma=args.smooth_sigma,
+                          grad_penalty=args.grad_penalty, weight_avg=args.weight_avg, avg_start=args.avg_start,
+                          avg_every=args.avg_every)
+    rec = run_unlearn(
+        args.model, args.method, args.forget, args.out, retain=args.retain, options=options, cfg=cfg,
+        robust=robust, data_dir=args.data_dir, style=args.style, system_prompt=args.system_prompt,
+        max_length=args.max_length, idk_file=args.idk_file, eval_every_epoch=args.eval_every_epoch,
+        retain_eval=args.retain_eval, select=args.select, eval_data=args.eval_data, eval_split=args.eval_split,
+        eval_limit=args.eval_limit, overwrite=args.overwrite, resume=args.resume,
+    )
+    msg = f"wrote {args.out} (final loss {rec['final_loss']:.4f}, {rec['timings']['total_s']:.0f}s)"
+    if rec.get("selection") and rec["selection"].get("best_epoch"):
+        s = rec["selection"]
+        msg += f"; kept epoch {s['best_epoch']} ({s['key']} = {s['value']:.4g})"
+    print(msg)
+    return 0
+
+
+def add_unlearn_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``obliviate unlearn`` to the CLI's subparsers (``build_parser`` calls this)."""
+    p = subparsers.add_parser(
+        "unlearn", help="unlearn a forget set with a method (npo, grad_diff, rmu, …; see `obliviate ls methods`)",
+        description="Unlearn a forget set. Method options go last as KEY=VALUE (e.g. beta=0.2 retain_loss=kl); "
+                    "`obliviate ls methods --json` lists each method's options and defaults.",
+    )
+    p.add_argument("--model", required=True, help="built-in name, local folder or hub id (the fine-tuned target)")
+    p.add_argument("--method", required=True, help="unlearning method (obliviate ls methods)")
+    p.add_argument("--forget", required=True, help="forget set spec, e.g. synthetic:forget10, tofu:forget10")
+    p.add_argument("--retain", default=None, help="retain set spec, e.g. synthetic:retain90 (methods with a retain term)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("options", nargs="*", metavar="KEY=VALUE", help="method options (e.g. beta=0.2)")
+    g = p.add_argument_group("training (defaults: the method's paper settings; TOFU: batch 32, 1 warm-up epoch)")
+    g.add_argument("--epochs", type=int, default=None)
+    g.add_argument("--lr", type=float, default=None)
+    g.add_argument("--batch-size", type=int, default=None)
+    g.add_argument("--grad-accum", type=int, default=None)
+    g.add_argument("--warmup-ratio", type=float, default=None, help="default: one epoch (1 / epochs)")
+    g.add_argument("--weight-decay", type=float, default=None)
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--lora", action="store_true", help="train LoRA adapters; token references use the adapter-free base")
+    g.add_argument("--lora-r", type=int, default=None)
+    g.add_argument("--alpha", type=float, default=None, help="retain-term weight (the method's alpha option)")
+    g.add_argument("--beta", type=float, default=None, help="the method's beta option")
+    g.add_argument("--gamma", type=float, default=None, help="forget-term weight (the method's gamma option)")
+    g.add_argument("--idk-file", default=None, help="refusal answers for idk_nll / idk_dpo (e.g. TOFU's idontknow.jsonl)")
+    g.add_argument("--max-length", type=int, default=512)
+    g = p.add_argument_group("robustness (Fan et al. 2025)")
+    g.add_argument("--sam-rho", type=float, default=None, help="sharpness-aware forget gradient, radius R (paper 0.01)")
+    g.add_argument("--smooth-n", type=int, default=0, help="randomized smoothing with N Gaussian samples (paper 3)")
+    g.add_argument("--smooth-sigma", type=float, default=1e-4, help="randomized smoothing noise std")
+    g.add_argument("--grad-penalty", type=float, default=None, help="add LAMBDA * ||grad of the forget loss||")
+    g.add_argument("--weight-avg", action="store_true", help="save a running average of the weights")
+    g.add_argument("--avg-start", type=int, default=100, help="first averaged optimiser step")
+    g.add_argument("--avg-every", type=int, default=5, help="averaging interval in steps")
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--eval-every-epoch", action="store_true", help="TOFU evaluation at the start and after each epoch")
+    g.add_argument("--retain-eval", default=None, help="the retain model's eval folder/log (for forget quality)")
+    g.add_argument("--select", default=None,
+                   help="keep the best epoch by this summary key: forget_quality, model_utility, … (max:KEY / min:KEY)")
+    g.add_argument("--eval-data", default=None, help="synthetic or tofu (default: from --forget)")
+    g.add_argument("--eval-split", default=None, help="forget01|forget05|forget10 (default: from --forget)")
+    g.add_argument("--eval-limit", type=int, default=None, help="evaluate only the first N items of each set")
+    p.add_argument("--style", default="chat", help="prompt style: chat (default), plain, llama2")
+    p.add_argument("--system-prompt", default=None)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue from the last per-epoch checkpoint in --out")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_unlearn)
+    return p

@@ -1,0 +1,185 @@
+"""Each method's pure loss on small hand-made tensors, against the formula worked out by hand here."""
+
+import math
+
+import pytest
+import torch
+
+from obliviate.methods.base import kl_divergence
+from obliviate.methods.ce_u import ce_u_loss, position_in_answer
+from obliviate.methods.grad_ascent import grad_ascent_loss
+from obliviate.methods.idk_dpo import dpo_loss
+from obliviate.methods.npo import npo_loss
+from obliviate.methods.palu import auto_spans, palu_sensitive_loss, token_prefix_mask
+from obliviate.methods.pdu import dual_update, pdu_forget_loss
+from obliviate.methods.rmu import rmu_loss, steering_vector
+from obliviate.methods.satimp import satimp_loss
+from obliviate.methods.simnpo import simnpo_loss
+from obliviate.methods.undial import undial_loss
+from obliviate.methods.wga import wga_loss
+
+
+def log_sigmoid(x: float) -> float:
+    return -math.log(1.0 + math.exp(-x))
+
+
+def softmax(z: list[float]) -> list[float]:
+    m = max(z)
+    e = [math.exp(v - m) for v in z]
+    s = sum(e)
+    return [v / s for v in e]
+
+
+def log_softmax(z: list[float]) -> list[float]:
+    m = max(z)
+    lse = m + math.log(sum(math.exp(v - m) for v in z))
+    return [v - lse for v in z]
+
+
+def close(a, b, tol=1e-6):
+    return abs(float(a) - float(b)) <= tol * max(1.0, abs(float(b)))
+
+
+def test_grad_ascent():
+    # sequence NLL sums 6 and 2 over 3 and 1 tokens: A = 2 and 2 -> L = -(2 + 2) / 2 = -2
+    assert close(grad_ascent_loss(torch.tensor([6.0, 2.0]), torch.tensor([3.0, 1.0])), -2.0)
+    # 4/2 = 2, 9/3 = 3 -> -(2.5)
+    assert close(grad_ascent_loss(torch.tensor([4.0, 9.0]), torch.tensor([2.0, 3.0])), -2.5)
+
+
+def test_npo():
+    logp, ref, beta = [-2.0, -1.0], [-1.0, -1.5], 0.1
+    # L = -(2/beta) * mean_i log sigmoid(-beta (logp_i - ref_i)); diffs -1.0 and 0.5
+    want = -(2 / 0.1) * (log_sigmoid(-0.1 * -1.0) + log_sigmoid(-0.1 * 0.5)) / 2
+    got = npo_loss(torch.tensor(logp), torch.tensor(ref), beta)
+    assert close(got, want)
+    # the paper's form: (2/beta) mean log(1 + (pi/pi_ref)^beta)
+    alt = (2 / 0.1) * (math.log(1 + math.exp(0.1 * -1.0)) + math.log(1 + math.exp(0.1 * 0.5))) / 2
+    assert close(got, alt)
+    # at pi = pi_ref the loss is (2/beta) log 2
+    assert close(npo_loss(torch.tensor([-3.0]), torch.tensor([-3.0]), 0.1), 20 * math.log(2))
+
+
+def test_simnpo():
+    # A = [0.5, 2.0], beta 4.5, delta 1: -(2/4.5) mean log sigmoid(4.5 A - 1)
+    want = -(2 / 4.5) * (log_sigmoid(4.5 * 0.5 - 1) + log_sigmoid(4.5 * 2.0 - 1)) / 2
+    assert close(simnpo_loss(torch.tensor([0.5, 2.0]), 4.5, 1.0), want)
+    # minimising it raises A (the forget NLL): its derivative in A is negative
+    a = torch.tensor([0.5], requires_grad=True)
+    simnpo_loss(a, 4.5, 0.0).backward()
+    assert a.grad.item() < 0
+
+
+def test_idk_dpo():
+    win, win_ref, lose, lose_ref, beta = -3.0, -4.0, -2.0, -1.0, 0.1
+    # margin = (win - win_ref) - (lose - lose_ref) = 1 - (-1) = 2
+    want = -(2 / 0.1) * log_sigmoid(0.1 * 2.0)
+    got = dpo_loss(torch.tensor([win]), torch.tensor([win_ref]), torch.tensor([lose]), torch.tensor([lose_ref]), beta)
+    assert close(got, want)
+
+
+def test_rmu():
+    h = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]]])  # [B=1, T=3, d=2]
+    target = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]])
+    mask = torch.tensor([[True, True, False]])  # the third position is prompt/padding
+    # position 0: ((1-1)^2 + (2-0)^2) / 2 = 2; position 1: (9 + 16) / 2 = 12.5; mean = 7.25
+    assert close(rmu_loss(h, target, mask), 7.25)
+    u = steering_vector(16, 6.5, seed=3)
+    assert close(u.norm(), 6.5, 1e-5) and (u >= 0).all()
+    assert torch.equal(u, steering_vector(16, 6.5, seed=3))
+
+
+def test_undial():
+    logits = [[1.0, 2.0, 0.0]]
+    ref = [[0.0, 3.0, 1.0]]
+    target, beta = 1, 2.0
+    # q = softmax(ref - beta e_target) = softmax([0, 1, 1]); CE = -sum q log softmax(logits)
+    q = softmax([0.0, 1.0, 1.0])
+    lp = log_softmax(logits[0])
+    want = -sum(qi * li for qi, li in zip(q, lp))
+    got = undial_loss(torch.tensor(logits), torch.tensor(ref), torch.tensor([target]), beta)
+    assert close(got, want)
+
+
+def test_wga_and_satimp():
+    lp = [math.log(0.5), math.log(0.25)]
+    # WGA: mean stopgrad(p^beta) log p, beta 1: (0.5 log 0.5 + 0.25 log 0.25) / 2
+    assert close(wga_loss(torch.tensor(lp), 1.0), (0.5 * lp[0] + 0.25 * lp[1]) / 2)
+    # beta 2: (0.25 log 0.5 + 0.0625 log 0.25) / 2
+    assert close(wga_loss(torch.tensor(lp), 2.0), (0.25 * lp[0] + 0.0625 * lp[1]) / 2)
+    # SatImp: weight p^b1 (1-p)^b2 with b1 5, b2 1: 0.5^5 * 0.5 and 0.25^5 * 0.75
+    w = [0.5**5 * 0.5, 0.25**5 * 0.75]
+    assert close(satimp_loss(torch.tensor(lp), 5.0, 1.0), (w[0] * lp[0] + w[1] * lp[1]) / 2)
+    # the weight is detached: d/d(log p) of WGA = p^beta / N only
+    x = torch.tensor(lp, requires_grad=True)
+    wga_loss(x, 1.0).backward()
+    assert torch.allclose(x.grad, torch.tensor([0.5 / 2, 0.25 / 2]))
+
+
+def test_ce_u():
+    logits = [[2.0, 1.0, 0.0], [0.0, 0.5, 1.0]]
+    targets = [0, 2]
+    # target distribution: softmax with the true logit removed (-inf)
+    q0 = [0.0] + softmax([1.0, 0.0])
+    q1 = softmax([0.0, 0.5]) + [0.0]
+    ce0 = -sum(q * l for q, l in zip(q0, log_softmax(logits[0])))
+    ce1 = -sum(q * l for q, l in zip(q1, log_softmax(logits[1])))
+    assert close(ce_u_loss(torch.tensor(logits), torch.tensor(targets)), (ce0 + ce1) / 2)
+    # positions within each answer (rows sorted): rows [0,0,0,1,1] -> 0,1,2,0,1
+    assert position_in_answer(torch.tensor([0, 0, 0, 1, 1]), 2).tolist() == [0, 1, 2, 0, 1]
+
+
+def test_pdu():
+    logits = [[3.0, 0.0, 0.0], [1.0, 1.0, 4.0]]
+    # (max - mean)^2: (3 - 1)^2 = 4 and (4 - 2)^2 = 4 -> mean 4
+    assert close(pdu_forget_loss(torch.tensor(logits)), 4.0)
+    assert close(pdu_forget_loss(torch.tensor([[2.0, 0.0, 1.0, 1.0]])), (2 - 1.0) ** 2)
+    # dual ascent: max(0, lambda + eta (L_r - eps))
+    assert close(dual_update(100.0, 5.0, 0.5, 0.3), 101.0)
+    assert dual_update(0.5, 5.0, 0.1, 0.3) == 0.0
+
+
+def test_palu_sensitive_loss():
+    logits = [[4.0, 2.0, 0.0, 2.0]]  # mean 2
+    ref = [[0.0, 5.0, 1.0, 3.0]]  # top-2 of the reference: indices 1 and 3
+    # (1/k) sum_{j in top-k(ref)} (z_j - mean z)^2 = ((2-2)^2 + (2-2)^2) / 2 = 0
+    assert close(palu_sensitive_loss(torch.tensor(logits), torch.tensor(ref), 2), 0.0)
+    # top-1 of ref = index 1 in row 1; row 2: logits [1, 0, 0, 3] mean 1, ref top-1 index 0 -> (1-1)^2 = 0;
+    # use k=3 on row 2: ref [9, 8, 7, 0] -> indices 0,1,2: ((1-1)^2 + (0-1)^2 + (0-1)^2) / 3 = 2/3
+    got = palu_sensitive_loss(torch.tensor([[1.0, 0.0, 0.0, 3.0]]), torch.tensor([[9.0, 8.0, 7.0, 0.0]]), 3)
+    assert close(got, 2 / 3)
+    # average over positions: (0 + 2/3) / 2
+    got2 = palu_sensitive_loss(torch.tensor(logits + [[1.0, 0.0, 0.0, 3.0]]),
+                               torch.tensor(ref + [[9.0, 8.0, 7.0, 0.0]]), 3)
+    # row 1 with k=3: ref top-3 indices 1,3,2: ((2-2)^2 + (2-2)^2 + (0-2)^2)/3 = 4/3
+    assert close(got2, (4 / 3 + 2 / 3) / 2)
+
+
+def test_palu_spans_and_prefix_mask():
+    q = "Where was Tamsin born?"
+    a = "Tamsin was born in Estmoor, a northern city."
+    spans = auto_spans(q, a)
+    words = [a[s:e] for s, e in spans]
+    assert words == ["Estmoor", "northern", "city"]  # question words and stop-words dropped
+    # tokens: [Est][moor][,][ a][ northern][ city][.] with character offsets
+    offsets = [(19, 22), (22, 26), (26, 27), (27, 29), (29, 38), (38, 43), (43, 44)]
+    spans = [(19, 26), (30, 38), (39, 43)]
+    # runs of sensitive tokens: [Est, moor] and [northern, city]; n=1 keeps the first of each run
+    assert token_prefix_mask(offsets, spans, 1) == [True, False, False, False, True, False, False]
+    assert token_prefix_mask(offsets, spans, 2) == [True, True, False, False, True, True, False]
+
+
+def test_kl_divergence():
+    p, q = [0.0, 1.0], [1.0, 0.0]
+    pp, qq = softmax(p), softmax(q)
+    want = sum(a * (math.log(a) - math.log(b)) for a, b in zip(pp, qq))
+    assert close(kl_divergence(torch.tensor([p]), torch.tensor([q])), want)
+    assert close(kl_divergence(torch.tensor([p]), torch.tensor([p])), 0.0)
+
+
+@pytest.mark.parametrize("beta", [0.1, 1.0])
+def test_npo_gradient_sign(beta):
+    # minimising NPO lowers log pi_theta
+    logp = torch.tensor([-2.0], requires_grad=True)
+    npo_loss(logp, torch.tensor([-2.0]), beta).backward()
+    assert logp.grad.item() > 0

@@ -1,0 +1,141 @@
+"""Robustness wrappers: SAM, randomized smoothing, gradient-norm penalty, weight averaging."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from obliviate.data import load_items
+from obliviate.errors import ObliviateError
+from obliviate.methods import get_method, make_config
+from obliviate.robust import GradPenalty, RandomizedSmoothing, RobustConfig, SAM, WeightAveraging, wrap_step
+from obliviate.robust.sam import sam_perturbation
+from obliviate.train import TrainConfig, train
+from obliviate.unlearn import prepare_unlearning
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class Toy(torch.nn.Module):
+    def __init__(self, w):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(w))
+
+
+class QuadObjective:
+    """forget = 0.5 * sum(c * w^2) (gradient c * w); retain = 0.5 * ||w - b||^2 (gradient w - b)."""
+
+    def __init__(self, c, b):
+        self.c, self.b = torch.tensor(c), torch.tensor(b)
+
+    def forget_loss(self, model, batch):
+        f = 0.5 * (self.c * model.w**2).sum()
+        return f, {"forget": f.item()}
+
+    def retain_loss(self, model, batch):
+        r = 0.5 * ((model.w - self.b) ** 2).sum()
+        return r, {"retain": r.item()}
+
+
+def test_sam_perturbation_is_rho_times_unit_gradient():
+    eps = sam_perturbation([torch.tensor([3.0]), None, torch.tensor([4.0])], rho=0.5)
+    # ||g|| = 5: eps = 0.5 * [3, 4] / 5
+    assert torch.allclose(eps[0], torch.tensor([0.3])) and eps[1] is None and torch.allclose(eps[2], torch.tensor([0.4]))
+    assert torch.equal(sam_perturbation([torch.zeros(2)], 0.1)[0], torch.zeros(2))
+
+
+def test_sam_forget_gradient_at_perturbed_weights_retain_at_clean():
+    w, c, b, rho = [1.0, 2.0], [1.0, 3.0], [0.5, 0.5], 0.1
+    model = Toy(w)
+    obj = QuadObjective(c, b)
+    loss, logs = SAM(obj, rho)(model, {}, backward=lambda l: l.backward())
+    # g_f = c * w = [1, 6]; eps = rho g_f / ||g_f|| = 0.1 [1, 6] / sqrt(37)
+    n = math.sqrt(37)
+    w_adv = [1.0 + 0.1 / n, 2.0 + 0.6 / n]
+    want = [c[0] * w_adv[0] + (w[0] - b[0]), c[1] * w_adv[1] + (w[1] - b[1])]
+    assert torch.allclose(model.w.grad, torch.tensor(want), atol=1e-6)
+    assert torch.equal(model.w.detach(), torch.tensor(w))  # weights restored exactly
+    f_adv = 0.5 * (c[0] * w_adv[0] ** 2 + c[1] * w_adv[1] ** 2)
+    r = 0.5 * ((w[0] - b[0]) ** 2 + (w[1] - b[1]) ** 2)
+    assert math.isclose(loss.item(), f_adv + r, rel_tol=1e-6)
+    assert math.isclose(logs["forget"], 0.5 * (1 + 12), rel_tol=1e-6)  # clean forget loss, logged
+
+
+def test_randomized_smoothing_averages_forget_gradient_over_noise():
+    w, c, b, sigma, n = [1.0, -2.0], [2.0, 1.0], [0.0, 0.0], 0.05, 4
+    model = Toy(w)
+    rs = RandomizedSmoothing(QuadObjective(c, b), n=n, sigma=sigma, seed=3)
+    rs(model, {}, backward=lambda l: l.backward())
+    # replay the same noise: grad = c * mean_i (w + delta_i) + (w - b)
+    g = torch.Generator().manual_seed(3 + 7919)
+    deltas = [torch.randn(2, generator=g) * sigma for _ in range(n)]
+    mean_w = torch.tensor(w) + torch.stack(deltas).mean(0)
+    want = torch.tensor(c) * mean_w + (torch.tensor(w) - torch.tensor(b))
+    assert torch.allclose(model.w.grad, want, atol=1e-6)
+    assert torch.allclose(model.w.detach(), torch.tensor(w), atol=1e-7)
+
+
+def test_gradient_penalty_is_differentiable():
+    w, c, b, lam = [1.0, 2.0], [1.0, 3.0], [0.0, 0.0], 0.5
+    model = Toy(w)
+    loss, logs = GradPenalty(QuadObjective(c, b), lam)(model, {})
+    loss.backward()
+    # ||grad f|| = ||c * w|| = sqrt(1 + 36); d/dw = c^2 w / ||c w|| = [1, 18] / sqrt(37)
+    n = math.sqrt(37)
+    want = [1.0 + lam * 1.0 / n + 1.0, 6.0 + lam * 18.0 / n + 2.0]
+    assert torch.allclose(model.w.grad, torch.tensor(want), atol=1e-6)
+    assert math.isclose(logs["forget_grad_norm"], n, rel_tol=1e-6)
+
+
+def test_weight_averaging_running_mean():
+    model = Toy([0.0])
+    wa = WeightAveraging(start=2, every=2)
+    for step, v in enumerate([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], start=1):
+        with torch.no_grad():
+            model.w.fill_(v)
+        wa.on_step_end(step, model)
+    # averaged at steps 2, 4, 6: values 2, 4, 6 -> mean 4
+    assert wa.count == 3 and math.isclose(wa.avg["w"].item(), 4.0)
+    with wa.swapped_in(model):
+        assert model.w.item() == 4.0
+    assert model.w.item() == 6.0
+    assert wa.apply(model) and model.w.item() == 4.0
+    assert not WeightAveraging(100, 5).apply(model)  # never started: weights untouched
+
+
+def test_robust_config_guards():
+    with pytest.raises(ObliviateError, match="choose one of"):
+        RobustConfig(sam_rho=0.01, smooth_n=3).validate()
+    with pytest.raises(ObliviateError, match="--sam-rho"):
+        RobustConfig(sam_rho=-1.0).validate()
+    RobustConfig(sam_rho=0.01, weight_avg=True).validate()
+    obj = QuadObjective([1.0], [0.0])
+    assert isinstance(wrap_step(obj, RobustConfig(sam_rho=0.01)), SAM)
+    assert isinstance(wrap_step(obj, RobustConfig(smooth_n=3)), RandomizedSmoothing)
+    assert isinstance(wrap_step(obj, RobustConfig(grad_penalty=0.1)), GradPenalty)
+    assert wrap_step(obj, RobustConfig()) is obj
+
+
+@pytest.mark.parametrize("robust", [RobustConfig(sam_rho=0.01), RobustConfig(smooth_n=2, smooth_sigma=1e-3),
+                                    RobustConfig(grad_penalty=0.1)], ids=["sam", "smoothing", "grad_penalty"])
+def test_wrappers_train_tiny_llama_npo(tiny, robust):
+    model, tok = tiny
+    forget, retain = load_items("synthetic:forget01"), load_items("synthetic:retain99")[:8]
+    tc = TrainConfig(epochs=1, lr=1e-3, batch_size=5, grad_accum=2, progress=False, checkpoint_every_epoch=False,
+                     weight_decay=0.0, warmup_ratio=0.0)
+    prep = prepare_unlearning(copy.deepcopy(model), tok, "npo", make_config(get_method("npo"), {}), forget, retain,
+                              tcfg=tc)
+    before = {n: p.detach().clone() for n, p in prep.model.named_parameters()}
+    hist = train(prep.model, prep.batches, wrap_step(prep.objective, robust), tc)
+    ep = hist["epochs"][0]
+    assert math.isfinite(ep["mean_loss"])
+    assert all(not torch.equal(before[n], p) for n, p in prep.model.named_parameters())
+    if robust.sam_rho is not None:
+        assert "forget_perturbed" in ep["last_logs"]
