@@ -6,8 +6,8 @@
 Each mode runs in its own subprocess (so peak memory is its own):
 * engine — `evaluate_tofu`: shared-prompt KV-cache scoring with answer-only logits, batched greedy
   generation (batch 16), GradNorm;
-* naive  — one forward pass per prompt+answer sequence with full logits (batch 1), greedy generation one
-  prompt at a time, the same GradNorm.
+* naive  — one forward pass per prompt+answer sequence with full logits (batch 1); greedy answers from
+  Hugging Face ``generate`` in left-padded batches of 16 (as open-unlearning does); the same GradNorm.
 It checks that both give the same per-item values (average NLLs to 1e-4), reports how many greedy answers
 are identical, and prints the wall-time ratio and each mode's peak RSS.
 
@@ -43,7 +43,7 @@ def naive_eval(model, tok, sets, fmt, generation: bool):
         _ = (tl - mu) / ((p * lp * lp).sum(-1) - mu**2).clamp_min(1e-12).sqrt()  # Min-K%++ as the engine does
         return -tl.mean().item()
 
-    records = []
+    records, gen_jobs = [], []
     for name, items in sets.items():
         for i, it in enumerate(items):
             p = fmt.prompt_ids(it.question)
@@ -53,14 +53,25 @@ def naive_eval(model, tok, sets, fmt, generation: bool):
                     r["paraphrased_avg_nll"] = avg_nll(p, fmt.answer_ids(it.paraphrased_answer))
                 r["perturbed_avg_nll"] = [avg_nll(p, fmt.answer_ids(a)) for a in it.perturbed_answers]
                 if generation:
-                    ids = torch.tensor([p])
-                    with torch.no_grad():
-                        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=200,
-                                             do_sample=False, pad_token_id=tok.pad_token_id)
-                    r["generation"] = tok.decode(out[0, len(p):], skip_special_tokens=True).strip()
+                    gen_jobs.append((len(records), p))
             if name in ("forget", "holdout"):
                 r["gradnorm"] = gradient_norm(model, p, fmt.answer_ids(it.answer))
             records.append(r)
+    # Greedy answers the way open-unlearning produces them: Hugging Face `generate`, batches of 16,
+    # left padding; a batch decodes until its longest answer ends.
+    for s in range(0, len(gen_jobs), 16):
+        chunk = gen_jobs[s : s + 16]
+        T = max(len(p) for _, p in chunk)
+        ids = torch.full((len(chunk), T), tok.pad_token_id)
+        att = torch.zeros((len(chunk), T), dtype=torch.long)
+        for k, (_, p) in enumerate(chunk):
+            ids[k, T - len(p):] = torch.tensor(p)
+            att[k, T - len(p):] = 1
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=att, max_new_tokens=200, do_sample=False,
+                                 pad_token_id=tok.pad_token_id)
+        for k, (ri, _) in enumerate(chunk):
+            records[ri]["generation"] = tok.decode(out[k, T:], skip_special_tokens=True).strip()
     return records
 
 

@@ -108,7 +108,7 @@ def _cmd_eval(args) -> int:
             variants = tuple(v for v in (args.variants or "").split(",") if v)
             summary = run_tofu_eval(
                 args.model, args.out, data=args.data, split=args.split, data_dir=args.data_dir, limit=args.limit,
-                retain_eval=args.retain_eval, style=args.style, system_prompt=args.system_prompt,
+                utility_limit=args.utility_limit, retain_eval=args.retain_eval, style=args.style, system_prompt=args.system_prompt,
                 generation=not args.no_generation, gradnorm=not args.no_gradnorm, variants=variants,
                 batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.quiet)
         else:
@@ -191,11 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="forget10", help="forget01, forget05 or forget10")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--limit", type=int, default=None, help="first N items of forget, retain and holdout")
+    p.add_argument("--utility-limit", type=int, default=None, help="first N items of real authors and world facts")
     p.add_argument("--retain-eval", default=None, help="the retain model's eval folder (forget quality, privleak)")
     p.add_argument("--variants", default=None, help="extra forget-set prompts: paraq,jailbreak")
     p.add_argument("--no-generation", action="store_true", help="skip greedy answers (no ROUGE)")
     p.add_argument("--no-gradnorm", action="store_true", help="skip the GradNorm MIA (one backward per item)")
-    p.add_argument("--batch-size", type=int, default=16, help="generation batch size")
+    p.add_argument("--batch-size", type=int, default=48, help="generation batch size (KV cache: ~46 KB per token for SmolLM2)")
     p.add_argument("--from-logs", default=None, help="recompute metrics from TOFU / open-unlearning / obliviate logs")
     p.add_argument("--retain-logs", default=None, help="with --from-logs: the retain model's logs")
     p.add_argument("--out", required=True)

@@ -40,8 +40,9 @@ def run_demo(out: str = "runs/demo", quick: bool = False) -> int:
     from .finetune import run_finetune
     from .registry import METHODS
 
-    n_authors = 4 if quick else 8
-    epochs = 3 if quick else 4
+    n_authors = 4 if quick else 6
+    epochs = 3
+    utility_limit = 10 if quick else 25
     data = f"synthetic?n_authors={n_authors}"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -73,7 +74,7 @@ def run_demo(out: str = "runs/demo", quick: bool = False) -> int:
         _step(f"evaluate: TOFU suite on the {name} model")
         retain_eval = str(out / "eval-retain90") if name != "retain90" else None
         summaries[name] = run_tofu_eval(models[name], out / f"eval-{name}", data=data, retain_eval=retain_eval,
-                                        overwrite=True)
+                                        utility_limit=utility_limit, overwrite=True)
 
     if "npo" in METHODS:
         from .unlearn import run_unlearn  # written with the unlearning methods
@@ -84,7 +85,7 @@ def run_demo(out: str = "runs/demo", quick: bool = False) -> int:
                     cfg=TrainConfig(epochs=epochs, lr=2e-4, batch_size=4, warmup_ratio=0.1), overwrite=True)
         models["npo"] = str(out / "npo")
         _step("evaluate: TOFU suite on the unlearned model")
-        summaries["npo"] = run_tofu_eval(models["npo"], out / "eval-npo", data=data,
+        summaries["npo"] = run_tofu_eval(models["npo"], out / "eval-npo", data=data, utility_limit=utility_limit,
                                          retain_eval=str(out / "eval-retain90"), overwrite=True)
         _step("after unlearning")
         print(f"Q: {probe.question}\ntruth : {probe.answer}\nmodel : {_answer(models['npo'], probe.question)}")

@@ -43,7 +43,9 @@ VARIANTS = ("paraq", "jailbreak")
 FORGET_SPLITS = ("forget01", "forget05", "forget10")
 
 
-def tofu_sets(data: str, split: str, data_dir: str | None = None, limit: int | None = None) -> dict:
+def tofu_sets(data: str, split: str, data_dir: str | None = None, limit: int | None = None,
+              utility_limit: int | None = None) -> dict:
+    """The five TOFU sets; ``limit`` cuts forget/retain/holdout, ``utility_limit`` real authors/world facts."""
     if split not in FORGET_SPLITS:
         raise ObliviateError(f"unknown TOFU split {split!r}; valid splits: {', '.join(FORGET_SPLITS)}")
     pct = split[len("forget"):]
@@ -62,6 +64,11 @@ def tofu_sets(data: str, split: str, data_dir: str | None = None, limit: int | N
             raise ObliviateError(f"--limit must be >= 1, got {limit}")
         for name in ("forget", "retain", "holdout"):
             sets[name] = sets[name][:limit]
+    if utility_limit is not None:
+        if utility_limit < 1:
+            raise ObliviateError(f"--utility-limit must be >= 1, got {utility_limit}")
+        for name in ("real_authors", "world_facts"):
+            sets[name] = sets[name][:utility_limit]
     return sets
 
 
@@ -80,7 +87,7 @@ def evaluate_tofu(
     gradnorm: bool = True,
     variants: tuple[str, ...] = (),
     max_new_tokens: int = TOFU_MAX_NEW_TOKENS,
-    batch_size: int = 16,
+    batch_size: int = 48,
     sets: dict | None = None,
 ) -> tuple[dict, list[dict]]:
     """Run the TOFU evaluation; returns (summary, per-item records)."""
@@ -212,13 +219,14 @@ def run_tofu_eval(
     split: str = "forget10",
     data_dir: str | None = None,
     limit: int | None = None,
+    utility_limit: int | None = None,
     retain_eval: str | None = None,
     style: str = "chat",
     system_prompt: str | None = None,
     generation: bool = True,
     gradnorm: bool = True,
     variants: tuple[str, ...] = (),
-    batch_size: int = 16,
+    batch_size: int = 48,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict:
@@ -226,13 +234,13 @@ def run_tofu_eval(
     from .interop import read_records
     from .models import load_model
 
-    sets = tofu_sets(data, split, data_dir, limit)  # data errors before the model is loaded
+    sets = tofu_sets(data, split, data_dir, limit, utility_limit)  # data errors before the model is loaded
     retain_records = None
     if retain_eval is not None:
         retain_records, _, _ = read_records(retain_eval)
     out = prepare_out_dir(out, overwrite=overwrite)
     config = {"benchmark": "tofu", "model": model, "data": data, "split": split, "data_dir": data_dir,
-              "limit": limit, "retain_eval": retain_eval, "style": style, "system_prompt": system_prompt,
+              "limit": limit, "utility_limit": utility_limit, "retain_eval": retain_eval, "style": style, "system_prompt": system_prompt,
               "generation": generation, "gradnorm": gradnorm, "variants": list(variants),
               "max_new_tokens": TOFU_MAX_NEW_TOKENS, "batch_size": batch_size}
     record = RunRecord(out, "eval", config)
@@ -298,7 +306,7 @@ def run_muse_eval(
     data_dir: str | None = None,
     limit: int | None = None,
     retain_eval: str | None = None,
-    batch_size: int = 16,
+    batch_size: int = 48,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict:

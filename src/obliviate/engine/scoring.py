@@ -14,11 +14,13 @@ How it stays fast and small:
 * **Logits only where they are scored.** The LM head is applied to the hidden states that predict an
   answer token, in chunks of ``chunk_tokens`` rows, so no batch x length x vocab tensor is ever built;
   Min-K%++'s mean and variance of log p under the model's own distribution are reduced chunk by chunk.
+* The prefix shared by every prompt (the chat template's system turn) is encoded once per call.
 * Requests are sorted by prompt length and batched by a token budget.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -64,6 +66,19 @@ def _token_stats(head, hidden: torch.Tensor, targets: torch.Tensor, chunk_tokens
     return lp, (torch.cat(zs) if minkpp else None), torch.cat(hits)
 
 
+def _common_prefix(seqs: list[list[int]]) -> list[int]:
+    """Longest common prefix, leaving every sequence at least one token of its own."""
+    if len(seqs) < 2:
+        return []
+    n = min(len(x) for x in seqs) - 1
+    first = seqs[0]
+    for i in range(max(n, 0)):
+        t = first[i]
+        if any(x[i] != t for x in seqs):
+            return first[:i]
+    return first[: max(n, 0)]
+
+
 def _repeat_cache(cache, idx: torch.Tensor):
     if hasattr(cache, "reorder_cache"):
         cache.reorder_cache(idx)
@@ -80,6 +95,7 @@ def score(
     minkpp: bool = True,
     progress: bool = False,
     desc: str = "score",
+    share_prefix: bool = True,
 ) -> list[list[AnswerScore]]:
     """Score every answer of every request; results in the caller's order."""
     device = next(model.parameters()).device
@@ -102,18 +118,34 @@ def score(
     if cur:
         batches.append(cur)
 
+    # The prefix shared by every prompt (the chat template's system turn and user header) is encoded
+    # once for the whole call; each batch starts from a copy of its KV cache.
+    pre = _common_prefix([r.prompt_ids for r in requests]) if share_prefix else []
+    prefix_cache = None
+    if pre:
+        prefix_cache = body(input_ids=torch.tensor([pre], device=device), use_cache=True).past_key_values
+    L0 = len(pre)
+
     for b in batches:
         reqs = [requests[i] for i in b]
-        P = max(len(r.prompt_ids) for r in reqs)
-        plen = torch.tensor([len(r.prompt_ids) for r in reqs])
+        suffixes = [r.prompt_ids[L0:] for r in reqs]
+        P = max(len(x) for x in suffixes)
+        plen = torch.tensor([len(x) for x in suffixes])
         p_ids = torch.zeros((len(reqs), P), dtype=torch.long)
-        p_mask = torch.zeros((len(reqs), P), dtype=torch.long)
-        for k, r in enumerate(reqs):
-            p_ids[k, : len(r.prompt_ids)] = torch.tensor(r.prompt_ids)
-            p_mask[k, : len(r.prompt_ids)] = 1
-        out = body(input_ids=p_ids.to(device), attention_mask=p_mask.to(device), use_cache=True)
+        p_mask = torch.zeros((len(reqs), L0 + P), dtype=torch.long)
+        p_mask[:, :L0] = 1
+        for k, x in enumerate(suffixes):
+            p_ids[k, : len(x)] = torch.tensor(x)
+            p_mask[k, L0 : L0 + len(x)] = 1
+        kw = {}
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)
+            kw = {"past_key_values": _repeat_cache(cache, torch.zeros(len(reqs), dtype=torch.long, device=device)),
+                  "position_ids": (L0 + torch.arange(P)).unsqueeze(0).expand(len(reqs), P).to(device)}
+        out = body(input_ids=p_ids.to(device), attention_mask=p_mask.to(device), use_cache=True, **kw)
         cache = out.past_key_values
         h_last = out.last_hidden_state[torch.arange(len(reqs)), (plen - 1).to(device)]  # predicts answer token 1
+        plen = plen + L0
 
         row_req, row_ans = [], []
         for k, r in enumerate(reqs):
