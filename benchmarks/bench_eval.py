@@ -82,7 +82,7 @@ def child(args):
 
     model, tok = load_model(args.model)
     fmt = Formatter(tok)
-    sets = tofu_sets(args.data, "forget10", args.data_dir, args.limit)
+    sets = tofu_sets(args.data, "forget10", args.data_dir, args.limit, args.utility_limit)
     t = time.perf_counter()
     if args.mode == "engine":
         _, records = evaluate_tofu(model, tok, sets=sets, formatter=fmt, generation=not args.no_generation,
@@ -105,7 +105,9 @@ def main():
     ap.add_argument("--data", default="synthetic")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--limit", type=int, default=40)
+    ap.add_argument("--utility-limit", type=int, default=None, help="first N real-authors / world-facts items")
     ap.add_argument("--no-generation", action="store_true")
+    ap.add_argument("--engine-only", action="store_true", help="time the engine alone (no naive run)")
     ap.add_argument("--mode", choices=["engine", "naive"], help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -117,14 +119,20 @@ def main():
     load_model(args.model)  # convert/cache once, outside the timed runs
     res = {}
     with tempfile.TemporaryDirectory() as d:
-        for mode in ("engine", "naive"):
+        for mode in ("engine",) if args.engine_only else ("engine", "naive"):
             out = Path(d) / f"{mode}.json"
             cmd = [sys.executable, __file__, "--mode", mode, "--result", str(out), "--model", args.model,
                    "--data", args.data, "--limit", str(args.limit)]
             cmd += ["--data-dir", args.data_dir] if args.data_dir else []
             cmd += ["--no-generation"] if args.no_generation else []
+            cmd += ["--utility-limit", str(args.utility_limit)] if args.utility_limit else []
             subprocess.run(cmd, check=True)
             res[mode] = json.loads(out.read_text())
+    if args.engine_only:
+        r = res["engine"]
+        print(f"model {args.model}, data {args.data}, sets {r['n']}")
+        print(f"engine : {r['seconds']:8.1f} s, peak RSS {r['maxrss_mb']:.0f} MB")
+        return
     e = {(r["set"], r["index"]): r for r in res["engine"]["records"]}
     n = {(r["set"], r["index"]): r for r in res["naive"]["records"]}
     assert e.keys() == n.keys(), "the two modes scored different items"

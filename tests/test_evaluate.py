@@ -160,3 +160,18 @@ def test_full_model_scores_far_below_its_retain_model(tmp_path):
     assert fq_retain == 1.0
     assert fq_full < 0.05, fq_full
     assert recs["full_summary"]["forget_Q_A_Prob"] > 100 * recs["retain90_summary"]["forget_Q_A_Prob"]
+
+
+def test_gradient_norm_matches_autograd_and_keeps_no_grads(tiny_fresh):
+    from obliviate.engine.forward import answer_logits
+    from obliviate.engine.scoring import gradient_norm
+
+    model, _ = tiny_fresh
+    p, a = [1, 2, 3, 4, 5], [10, 11, 12, 2]
+    g = gradient_norm(model, p, a)
+    ids, labels = torch.tensor([p + a]), torch.tensor([[-100] * 5 + a])
+    logits, targets, _, _ = answer_logits(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                                                  "labels": labels})
+    grads = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, targets), list(model.parameters()))
+    assert g == pytest.approx(torch.sqrt(sum((x**2).sum() for x in grads)).item(), rel=1e-5)
+    assert all(q.grad is None for q in model.parameters())

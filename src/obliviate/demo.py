@@ -40,9 +40,9 @@ def run_demo(out: str = "runs/demo", quick: bool = False) -> int:
     from .finetune import run_finetune
     from .registry import METHODS
 
-    n_authors = 4 if quick else 6
-    epochs = 3
-    utility_limit = 10 if quick else 25
+    n_authors = 4  # forget10 = 1 author (10 QA); retain90 = 3 authors (30 QA)
+    epochs = 2 if quick else 3
+    utility_limit = 10 if quick else 20
     data = f"synthetic?n_authors={n_authors}"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -199,7 +199,10 @@ def score(
 
 
 def gradient_norm(model, prompt_ids: list[int], answer_ids: list[int]) -> float:
-    """L2 norm of the gradient of the average answer NLL w.r.t. all trainable parameters (GradNorm MIA)."""
+    """L2 norm of the gradient of the average answer NLL w.r.t. all trainable parameters (GradNorm MIA).
+
+    Each parameter's squared gradient norm is taken as soon as its gradient is complete and the gradient
+    is dropped at once, so no full set of gradients (the size of the model) is ever held in memory."""
     from .forward import answer_logits
 
     device = next(model.parameters()).device
@@ -207,8 +210,20 @@ def gradient_norm(model, prompt_ids: list[int], answer_ids: list[int]) -> float:
     labels = torch.tensor([[-100] * len(prompt_ids) + answer_ids], device=device)
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
     params = [p for p in model.parameters() if p.requires_grad]
-    with torch.enable_grad():
-        logits, targets, _, _ = answer_logits(model, batch)
-        loss = torch.nn.functional.cross_entropy(logits, targets)
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)).item()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+
+    def take(p):
+        nonlocal total
+        total += p.grad.double().square().sum()
+        p.grad = None
+
+    model.zero_grad(set_to_none=True)
+    handles = [p.register_post_accumulate_grad_hook(take) for p in params]
+    try:
+        with torch.enable_grad():
+            logits, targets, _, _ = answer_logits(model, batch)
+            torch.nn.functional.cross_entropy(logits, targets).backward()
+    finally:
+        for h in handles:
+            h.remove()
+    return total.sqrt().item()
