@@ -31,6 +31,14 @@ class GradAscentConfig:
     gamma: float = option(1.0, "weight of the forget term")
 
 
+def ascent_forget_term(model, forget: dict, gamma: float):
+    """gamma * L_f with L_f = -mean_i A(y_i|x_i) on the forget batch; shared by grad_ascent and grad_diff."""
+    lp, rows, _, _ = token_logprobs(model, forget)
+    nll, n = per_sequence(-lp, rows, forget["labels"].size(0))
+    loss = grad_ascent_loss(nll, n)
+    return gamma * loss, {"forget": loss.detach().item()}
+
+
 @register
 class GradAscent(Method):
     """Gradient ascent on the forget answers' NLL (no retain term)."""
@@ -43,8 +51,4 @@ class GradAscent(Method):
     retain_term = False
 
     def forget_loss(self, model, batch):
-        f = batch["forget"]
-        lp, rows, _, _ = token_logprobs(model, f)
-        nll, n = per_sequence(-lp, rows, f["labels"].size(0))
-        loss = grad_ascent_loss(nll, n)
-        return self.cfg.gamma * loss, {"forget": loss.detach().item()}
+        return ascent_forget_term(model, batch["forget"], self.cfg.gamma)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Method, option, per_sequence, register, token_logprobs
-from .grad_ascent import grad_ascent_loss
+from .base import Method, option, register
+from .grad_ascent import ascent_forget_term
 
 
 @dataclass
@@ -39,8 +39,4 @@ class GradDiff(Method):
     level = "token"
 
     def forget_loss(self, model, batch):
-        f = batch["forget"]
-        lp, rows, _, _ = token_logprobs(model, f)
-        nll, n = per_sequence(-lp, rows, f["labels"].size(0))
-        loss = grad_ascent_loss(nll, n)
-        return self.cfg.gamma * loss, {"forget": loss.detach().item()}
+        return ascent_forget_term(model, batch["forget"], self.cfg.gamma)

@@ -31,6 +31,20 @@ def sam_perturbation(grads: list[torch.Tensor | None], rho: float) -> list[torch
     return [None if g is None else (g * scale).to(g.dtype) for g in grads]
 
 
+def retain_at_clean_weights(objective, model, batch, backward, loss: torch.Tensor, logs: dict) -> torch.Tensor:
+    """Backward the objective's retain term at the current (unperturbed) weights; add it to ``loss``.
+
+    Shared by the wrappers that perturb weights for the forget term only (SAM, randomized smoothing).
+    A non-finite retain term is not back-propagated, so the loop's guard reports it by name."""
+    r, rlogs = objective.retain_loss(model, batch)
+    if r is None:
+        return loss
+    if torch.isfinite(r):
+        backward(r)
+    logs.update(rlogs)
+    return loss + r.detach()
+
+
 class SAM:
     does_backward = True  # train() passes backward=accelerator.backward
 
@@ -60,10 +74,5 @@ class SAM:
         loss = f_adv.detach()
         out = {**logs, "forget_perturbed": logs_adv.get("forget", f_adv.detach().item())}
         if torch.isfinite(f_adv):
-            r, rlogs = self.objective.retain_loss(model, batch)
-            if r is not None:
-                if torch.isfinite(r):
-                    backward(r)
-                loss = loss + r.detach()
-                out.update(rlogs)
+            loss = retain_at_clean_weights(self.objective, model, batch, backward, loss, out)
         return loss, out

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from .sam import retain_at_clean_weights
+
 
 class RandomizedSmoothing:
     does_backward = True
@@ -41,11 +43,4 @@ class RandomizedSmoothing:
                         p.sub_(z)
             total = total + f.detach() / self.n
         out = {**logs, "forget": float(total)}
-        r, rlogs = self.objective.retain_loss(model, batch)
-        loss = total
-        if r is not None:
-            if torch.isfinite(r):
-                backward(r)
-            loss = loss + r.detach()
-            out.update(rlogs)
-        return loss, out
+        return retain_at_clean_weights(self.objective, model, batch, backward, total, out), out
