@@ -32,7 +32,7 @@ from .engine.generation import generate
 from .engine.scoring import ScoreRequest, gradient_norm, score
 from .errors import ObliviateError
 from .io import RunRecord, atomic_write_json, atomic_write_jsonl, prepare_out_dir
-from .metrics.tofu import tofu_summary
+from .metrics.tofu import annotate_records, tofu_summary
 from .registry import BENCHMARKS
 
 TOFU_MAX_NEW_TOKENS = 200
@@ -184,8 +184,6 @@ def evaluate_tofu(
     summary["timings"] = {k: round(v, 3) for k, v in timings.items()}
     if was_training:
         model.train()
-    from .metrics.tofu import annotate_records
-
     annotate_records(out_records)
     return summary, out_records
 
@@ -261,14 +259,12 @@ def run_tofu_eval(
 
 
 def run_from_logs(path: str, out: str | Path, retain_logs: str | None = None, overwrite: bool = False) -> dict:
-    from .interop import read_records, summary_from_logs
+    from .interop import summary_from_logs
 
-    summary = summary_from_logs(path, retain_logs)
+    records: list[dict] = []
+    summary = summary_from_logs(path, retain_logs, records=records)
     out = prepare_out_dir(out, overwrite=overwrite)
     record = RunRecord(out, "eval --from-logs", {"from_logs": path, "retain_logs": retain_logs})
-    records, _, _ = read_records(path)
-    from .metrics.tofu import annotate_records
-
     atomic_write_jsonl(out / "items.jsonl", annotate_records([dict(r) for r in records]))
     atomic_write_json(out / "summary.json", summary)
     record.update(summary=summary)

@@ -367,19 +367,22 @@ def read_records(path) -> tuple[list[dict], str, dict | None]:
     return _records_from_ou_data(data, p), fmt, _ou_logged(data)
 
 
-def summary_from_logs(path, retain_path=None) -> dict:
+def summary_from_logs(path, retain_path=None, records: list[dict] | None = None) -> dict:
     """``tofu_summary`` of the records read from ``path`` (format auto-detected).
 
     ``retain_path``: the retain model's log (any supported format) for forget quality and PrivLeak.
     Adds ``source`` ({"format", "path", "retain_path"}) and, for open-unlearning logs, ``logged``
-    (its own aggregate values, for comparison).
+    (its own aggregate values, for comparison). A caller that needs the records as well passes an
+    empty list as ``records``: it is filled with them, so the log is read once.
     """
-    records, fmt, logged = read_records(path)
+    read, fmt, logged = read_records(path)
+    if records is not None:
+        records.extend(read)
     retain_records = None
     retain_fmt = None
     if retain_path is not None:
         retain_records, retain_fmt, _ = read_records(retain_path)
-    out = tofu_summary(records, retain_records)
+    out = tofu_summary(read, retain_records)
     out["source"] = {
         "format": fmt,
         "path": str(path),
