@@ -4,10 +4,12 @@
                                     [--limit 40] [--no-generation]
 
 Each mode runs in its own subprocess (so peak memory is its own):
-* engine — `evaluate_tofu`: shared-prompt KV-cache scoring with answer-only logits, batched greedy
-  generation (batch 16), GradNorm;
-* naive  — one forward pass per prompt+answer sequence with full logits (batch 1); greedy answers from
-  Hugging Face ``generate`` in left-padded batches of 16 (as open-unlearning does); the same GradNorm.
+* engine — `evaluate_tofu`: shared-prompt KV-cache scoring with answer-only logits; greedy generation
+  with continuous batching, an in-place KV buffer and drafts from the scored answers; GradNorm;
+* naive  — the loop the evaluation issue defines: one forward pass per prompt+answer sequence with full
+  logits, batch 1; greedy answers from Hugging Face ``generate``, batch 1 (``--naive-gen-batch 16``
+  instead gives the stronger baseline of left-padded batches of 16, as open-unlearning generates);
+  the same GradNorm.
 It checks that both give the same per-item values (average NLLs to 1e-4), reports how many greedy answers
 are identical, and prints the wall-time ratio and each mode's peak RSS.
 
@@ -29,7 +31,7 @@ from pathlib import Path
 import torch
 
 
-def naive_eval(model, tok, sets, fmt, generation: bool):
+def naive_eval(model, tok, sets, fmt, generation: bool, gen_batch: int = 1, timings: dict | None = None):
     from obliviate.engine.scoring import gradient_norm
 
     def avg_nll(prompt_ids, answer_ids):
@@ -43,6 +45,8 @@ def naive_eval(model, tok, sets, fmt, generation: bool):
         _ = (tl - mu) / ((p * lp * lp).sum(-1) - mu**2).clamp_min(1e-12).sqrt()  # Min-K%++ as the engine does
         return -tl.mean().item()
 
+    timings = {} if timings is None else timings
+    t0 = time.perf_counter()
     records, gen_jobs = [], []
     for name, items in sets.items():
         for i, it in enumerate(items):
@@ -57,10 +61,11 @@ def naive_eval(model, tok, sets, fmt, generation: bool):
             if name in ("forget", "holdout"):
                 r["gradnorm"] = gradient_norm(model, p, fmt.answer_ids(it.answer))
             records.append(r)
-    # Greedy answers the way open-unlearning produces them: Hugging Face `generate`, batches of 16,
-    # left padding; a batch decodes until its longest answer ends.
-    for s in range(0, len(gen_jobs), 16):
-        chunk = gen_jobs[s : s + 16]
+    timings["scoring_and_gradnorm_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    # Greedy answers from Hugging Face `generate`, left padding; a batch decodes until its longest answer ends.
+    for s in range(0, len(gen_jobs), gen_batch):
+        chunk = gen_jobs[s : s + gen_batch]
         T = max(len(p) for _, p in chunk)
         ids = torch.full((len(chunk), T), tok.pad_token_id)
         att = torch.zeros((len(chunk), T), dtype=torch.long)
@@ -72,6 +77,7 @@ def naive_eval(model, tok, sets, fmt, generation: bool):
                                  pad_token_id=tok.pad_token_id)
         for k, (ri, _) in enumerate(chunk):
             records[ri]["generation"] = tok.decode(out[k, T:], skip_special_tokens=True).strip()
+    timings["generation_s"] = time.perf_counter() - t0
     return records
 
 
@@ -85,14 +91,18 @@ def child(args):
     sets = tofu_sets(args.data, "forget10", args.data_dir, args.limit, args.utility_limit)
     t = time.perf_counter()
     if args.mode == "engine":
-        _, records = evaluate_tofu(model, tok, sets=sets, formatter=fmt, generation=not args.no_generation,
-                                   progress=True)
+        summary, records = evaluate_tofu(model, tok, sets=sets, formatter=fmt, generation=not args.no_generation,
+                                         progress=True)
+        timings = summary["timings"]
     else:
-        records = naive_eval(model, tok, sets, fmt, generation=not args.no_generation)
+        timings = {}
+        records = naive_eval(model, tok, sets, fmt, generation=not args.no_generation,
+                             gen_batch=args.naive_gen_batch, timings=timings)
     seconds = time.perf_counter() - t
     keep = ("set", "index", "avg_nll", "paraphrased_avg_nll", "perturbed_avg_nll", "generation", "gradnorm")
     Path(args.result).write_text(json.dumps({
         "seconds": seconds,
+        "timings": {k: round(v, 1) for k, v in timings.items()},
         "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "n": {k: len(v) for k, v in sets.items()},
         "records": [{k: r.get(k) for k in keep} for r in records],
@@ -108,6 +118,8 @@ def main():
     ap.add_argument("--utility-limit", type=int, default=None, help="first N real-authors / world-facts items")
     ap.add_argument("--no-generation", action="store_true")
     ap.add_argument("--engine-only", action="store_true", help="time the engine alone (no naive run)")
+    ap.add_argument("--naive-gen-batch", type=int, default=1,
+                    help="batch size of the naive loop's HF generate (1 = the issue's naive loop)")
     ap.add_argument("--mode", choices=["engine", "naive"], help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -126,12 +138,13 @@ def main():
             cmd += ["--data-dir", args.data_dir] if args.data_dir else []
             cmd += ["--no-generation"] if args.no_generation else []
             cmd += ["--utility-limit", str(args.utility_limit)] if args.utility_limit else []
+            cmd += ["--naive-gen-batch", str(args.naive_gen_batch)]
             subprocess.run(cmd, check=True)
             res[mode] = json.loads(out.read_text())
     if args.engine_only:
         r = res["engine"]
         print(f"model {args.model}, data {args.data}, sets {r['n']}")
-        print(f"engine : {r['seconds']:8.1f} s, peak RSS {r['maxrss_mb']:.0f} MB")
+        print(f"engine : {r['seconds']:8.1f} s, peak RSS {r['maxrss_mb']:.0f} MB  {r['timings']}")
         return
     e = {(r["set"], r["index"]): r for r in res["engine"]["records"]}
     n = {(r["set"], r["index"]): r for r in res["naive"]["records"]}
@@ -153,8 +166,9 @@ def main():
     print(f"max relative GradNorm difference = {worst_gn:.2e}")
     if n_gen:
         print(f"identical greedy answers: {same_gen}/{n_gen}")
-    print(f"engine : {te:8.1f} s, peak RSS {res['engine']['maxrss_mb']:.0f} MB")
-    print(f"naive  : {tn:8.1f} s, peak RSS {res['naive']['maxrss_mb']:.0f} MB")
+    print(f"engine : {te:8.1f} s, peak RSS {res['engine']['maxrss_mb']:.0f} MB  {res['engine']['timings']}")
+    print(f"naive  : {tn:8.1f} s, peak RSS {res['naive']['maxrss_mb']:.0f} MB  {res['naive']['timings']}"
+          f"  (HF generate batch {args.naive_gen_batch})")
     print(f"speed-up: {tn / te:.2f}x (target >= 3x)")
     sys.exit(0 if worst <= 1e-4 else 1)
 

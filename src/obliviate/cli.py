@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", default=None, help="extra forget-set prompts: paraq,jailbreak")
     p.add_argument("--no-generation", action="store_true", help="skip greedy answers (no ROUGE)")
     p.add_argument("--no-gradnorm", action="store_true", help="skip the GradNorm MIA (one backward per item)")
-    p.add_argument("--batch-size", type=int, default=48, help="generation batch size (KV cache: ~46 KB per token for SmolLM2)")
+    p.add_argument("--batch-size", type=int, default=32, help="generation slots (KV buffer: slots x (prompt + 200 + 32) tokens x ~46 KB for SmolLM2)")
     p.add_argument("--from-logs", default=None, help="recompute metrics from TOFU / open-unlearning / obliviate logs")
     p.add_argument("--retain-logs", default=None, help="with --from-logs: the retain model's logs")
     p.add_argument("--out", required=True)

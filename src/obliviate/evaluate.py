@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .data import load_items
 from .data.formatting import Formatter
-from .engine.generation import generate
+from .engine.generation import generate, greedy_draft
 from .engine.scoring import ScoreRequest, gradient_norm, score
 from .errors import ObliviateError
 from .io import RunRecord, atomic_write_json, atomic_write_jsonl, prepare_out_dir
@@ -87,7 +87,7 @@ def evaluate_tofu(
     gradnorm: bool = True,
     variants: tuple[str, ...] = (),
     max_new_tokens: int = TOFU_MAX_NEW_TOKENS,
-    batch_size: int = 48,
+    batch_size: int = 32,
     sets: dict | None = None,
 ) -> tuple[dict, list[dict]]:
     """Run the TOFU evaluation; returns (summary, per-item records)."""
@@ -130,8 +130,10 @@ def evaluate_tofu(
                 "prompt": fmt.prompt_text(it.question), "entity": it.entity,
                 "truth_ratio": None, "generation": None,
             }
+    answer_scores = {}  # (set, index, prompt kind) -> score of the answer under that prompt
     for (name, i, kind), sc in zip(where, scores):
         rec = records[(name, i)]
+        answer_scores[(name, i, kind)] = sc[0]
         if kind != "question":
             rec[f"{kind}_avg_nll"] = sc[0].avg_nll
             continue
@@ -151,19 +153,23 @@ def evaluate_tofu(
     # 2. Greedy answers (TOFU: 200 new tokens) for ROUGE.
     if generation:
         t0 = time.time()
-        prompts, keys = [], []
+        prompts, keys, drafts = [], [], []
         for name in ("forget", "retain", "real_authors", "world_facts"):
             for i, it in enumerate(sets[name]):
-                prompts.append(fmt.prompt_text(it.question))
-                keys.append((name, i, "generation"))
+                jobs = [(it.question, "generation", "question")]
                 if name == "forget" and "paraq" in variants and it.paraphrased_question:
-                    prompts.append(fmt.prompt_text(it.paraphrased_question))
-                    keys.append((name, i, "paraq_generation"))
+                    jobs.append((it.paraphrased_question, "paraq_generation", "paraq"))
                 if name == "forget" and "jailbreak" in variants:
-                    prompts.append(fmt.prompt_text(JAILBREAK_PREFIX + it.question))
-                    keys.append((name, i, "jailbreak_generation"))
+                    jobs.append((JAILBREAK_PREFIX + it.question, "jailbreak_generation", "jailbreak"))
+                for question, field, kind in jobs:
+                    prompts.append(fmt.prompt_text(question))
+                    keys.append((name, i, field))
+                    # The answer was scored under this very prompt: its argmax tokens are the start of the
+                    # greedy answer (exact while they match the reference answer), so decoding starts there.
+                    sc = answer_scores[(name, i, kind)]
+                    drafts.append(greedy_draft(fmt.answer_ids(it.answer), sc.argmax_ids))
         gens = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                        progress=progress, desc="TOFU generation")
+                        progress=progress, desc="TOFU generation", drafts=drafts)
         for (name, i, field), g in zip(keys, gens):
             records[(name, i)][field] = g
         timings["generation_s"] = time.time() - t0
@@ -224,7 +230,7 @@ def run_tofu_eval(
     generation: bool = True,
     gradnorm: bool = True,
     variants: tuple[str, ...] = (),
-    batch_size: int = 48,
+    batch_size: int = 32,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict:
@@ -302,7 +308,7 @@ def run_muse_eval(
     data_dir: str | None = None,
     limit: int | None = None,
     retain_eval: str | None = None,
-    batch_size: int = 48,
+    batch_size: int = 32,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict:

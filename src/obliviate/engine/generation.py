@@ -1,14 +1,23 @@
-"""Generation engine: batched greedy decoding, deterministic, with no wasted decoding steps.
+"""Generation engine: batched greedy decoding, deterministic, with a full batch at every step.
 
+* **Continuous batching.** The batch is a set of ``batch_size`` slots. A row that finishes (EOS, a stop
+  string or ``max_new_tokens``) frees its slot, and waiting prompts are prefilled into the free slots
+  (several at once), so the batch stays full until the prompts run out. Decoding is compute-bound on a
+  CPU at batch 16-64 and slow per row at batch 1; Hugging Face's ``generate`` keeps finished rows
+  computing until the longest answer of the batch ends.
+* **One preallocated KV buffer per layer** (``rows x kv heads x capacity x head dim``): each decoding step
+  writes one column in place. Hugging Face's dynamic cache concatenates, i.e. copies the whole cache,
+  at every step. Rows are left-aligned on a shared cursor: a prompt placed in a slot ends at the cursor,
+  the columns before it are masked. When the cursor reaches the capacity, the columns no live row uses
+  are cut off (one copy); attention reads only the window that live rows use.
 * The prefix shared by every prompt (the chat template's system turn) is encoded once per call; each
-  batch starts from a copy of its KV cache and encodes only the prompt suffixes (left-padded; the
-  mask comes from lengths and positions continue each row's real tokens).
-* Rows leave the batch as soon as they finish (EOS or a stop string): their KV-cache rows are dropped,
-  so a long answer does not make the finished rows of its batch keep decoding (Hugging Face's
-  ``generate`` keeps computing them until the whole batch ends).
-* Only the last position of each step is projected onto the vocabulary.
-* Prompts are sorted by length so that a batch holds prompts of similar length, then results are
-  returned in the caller's order. Stop strings cut the decoded text.
+  prefill group starts from copies of its KV cache and encodes only the prompt suffixes (left-padded;
+  positions continue each row's real tokens). Only the last position is projected onto the vocabulary.
+* Prompts are taken longest first (a prompt then always fits before the cursor); results come back in
+  the caller's order. Stop strings cut the decoded text.
+
+Greedy decoding makes the output independent of batching up to floating-point summation order; a test
+compares the answers with Hugging Face ``generate`` at batch 1.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import copy
 
 import torch
 from tqdm.auto import tqdm
+from transformers.cache_utils import Cache, DynamicLayer
 
 from .scoring import _common_prefix
 
@@ -29,31 +39,163 @@ def cut_at_stops(text: str, stops: list[str] | None) -> str:
     return text
 
 
+class _WindowLayer(DynamicLayer):
+    """One layer's KV cache in a preallocated buffer; the model sees columns ``[start, end)``."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+        super().__init__()
+        self.kbuf, self.vbuf = keys, values
+        self.dtype, self.device = keys.dtype, keys.device
+        self.keys, self.values = keys, values  # for code that inspects them
+        self.is_initialized = True
+        self.start = self.end = 0
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        q = key_states.shape[-2]
+        self.kbuf[:, :, self.end : self.end + q] = key_states
+        self.vbuf[:, :, self.end : self.end + q] = value_states
+        self.end += q
+        return self.kbuf[:, :, self.start : self.end], self.vbuf[:, :, self.start : self.end]
+
+    def get_seq_length(self) -> int:
+        return self.end - self.start
+
+
+class _Slots:
+    """KV buffers, attention mask, pending token and position of every slot of the batch."""
+
+    def __init__(self, model, rows: int, capacity: int, device):
+        cfg = model.config
+        n_layers = cfg.num_hidden_layers
+        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        dtype = next(model.parameters()).dtype
+        self.k = [torch.zeros((rows, heads, capacity, dim), dtype=dtype, device=device) for _ in range(n_layers)]
+        self.v = [torch.zeros_like(t) for t in self.k]
+        self.mask = torch.zeros((rows, capacity), dtype=torch.long, device=device)
+        self.nxt = torch.zeros(rows, dtype=torch.long, device=device)
+        self.pos = torch.zeros(rows, dtype=torch.long, device=device)  # position of the pending token
+        self.cursor = 0  # first free column
+        self.capacity = capacity
+
+    def place(self, rows: torch.Tensor, cache, mask: torch.Tensor) -> None:
+        """Copy a prefill group's cache (``len(rows) x ... x L``) into ``rows``, ending at the cursor."""
+        L = mask.shape[1]
+        if self.cursor == 0:
+            self.cursor = L
+        a = self.cursor - L
+        for l, layer in enumerate(cache.layers):
+            self.k[l][rows, :, a : self.cursor] = layer.keys
+            self.v[l][rows, :, a : self.cursor] = layer.values
+        self.mask[rows] = 0
+        self.mask[rows, a : self.cursor] = mask
+
+    def compact(self, live: torch.Tensor) -> None:
+        """Cut the columns before the first one a live row uses; grow the buffers if none can be cut."""
+        cut = int(self.first_used(live))
+        if cut > 0:
+            n = self.cursor - cut
+            for t in self.k + self.v:
+                t[:, :, :n] = t[:, :, cut : self.cursor].clone()
+            self.mask[:, :n] = self.mask[:, cut : self.cursor].clone()
+            self.mask[:, n:] = 0
+            self.cursor = n
+        if self.cursor >= self.capacity:  # nothing to cut: grow by half
+            extra = max(16, self.capacity // 2)
+            self.k = [torch.cat([t, t.new_zeros(t.shape[:2] + (extra,) + t.shape[3:])], 2) for t in self.k]
+            self.v = [torch.cat([t, t.new_zeros(t.shape[:2] + (extra,) + t.shape[3:])], 2) for t in self.v]
+            self.mask = torch.cat([self.mask, self.mask.new_zeros((self.mask.shape[0], extra))], 1)
+            self.capacity += extra
+
+    def first_used(self, live: torch.Tensor) -> int:
+        if not len(live):
+            return self.cursor
+        m = self.mask[live, : self.cursor]
+        return int(m.argmax(1).min()) if m.numel() else 0
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.k = [t[rows] for t in self.k]
+        self.v = [t[rows] for t in self.v]
+        self.mask, self.nxt, self.pos = self.mask[rows], self.nxt[rows], self.pos[rows]
+
+
+def greedy_draft(answer_ids: list[int], argmax_ids: list[int]) -> list[int]:
+    """The start of the greedy continuation that a teacher-forced pass over ``answer_ids`` has revealed.
+
+    At answer position j the scoring engine saw the prompt followed by ``answer_ids[:j]``; while the
+    model's top token equals the answer token, greedy decoding would have produced exactly that token.
+    The draft is the answer up to the first miss plus the model's own top token there (the whole answer,
+    EOS included, when every token is a hit)."""
+    out: list[int] = []
+    for a, m in zip(answer_ids, argmax_ids):
+        out.append(m)
+        if m != a:
+            break
+    return out
+
+
 @torch.no_grad()
 def greedy_ids(model, prompts: list[list[int]], eos_id: int, max_new_tokens: int, batch_size: int = 32,
-               stop_check=None, progress: bool = False, desc: str = "generate") -> list[list[int]]:
+               stop_check=None, progress: bool = False, desc: str = "generate",
+               drafts: list[list[int] | None] | None = None) -> list[list[int]]:
     """Greedy continuations (token ids, EOS excluded) of tokenized prompts.
 
-    ``stop_check(ids) -> bool`` may end a row early (stop strings)."""
+    ``stop_check(ids) -> bool`` may end a row early (stop strings). ``drafts[i]``, when given, is a
+    known start of prompt ``i``'s greedy continuation (see :func:`greedy_draft`): it is prefilled with
+    the prompt instead of being decoded token by token, and a draft that ends the answer (EOS, a stop
+    string or the token budget) costs no model call at all."""
+    if not prompts:
+        return []
+    out: list[list[int] | None] = [None] * len(prompts)
+    if drafts is not None:
+        todo, forced = [], {}
+        for i, d in enumerate(drafts):
+            d = list(d or [])[:max_new_tokens]
+            if eos_id in d:
+                out[i] = d[: d.index(eos_id)]
+            elif d and (len(d) >= max_new_tokens or (stop_check and stop_check(d))):
+                out[i] = d
+            else:
+                todo.append(i)
+                forced[i] = d
+        if todo:
+            sub = _greedy(model, [prompts[i] + forced[i] for i in todo], eos_id, max_new_tokens, batch_size,
+                          stop_check, progress, desc, starts=[forced[i] for i in todo])
+            for i, ids in zip(todo, sub):
+                out[i] = ids
+        return out  # type: ignore[return-value]
+    return _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, progress, desc)
+
+
+@torch.no_grad()
+def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, progress, desc, starts=None):
+    """Continuous-batching greedy loop; ``starts[i]`` are tokens already generated (the end of prompt i)."""
     device = next(model.parameters()).device
     body, head = model.get_decoder(), model.get_output_embeddings()
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    waiting = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i]), i))  # longest first
     out: list[list[int] | None] = [None] * len(prompts)
     pre = _common_prefix(prompts)
     L0 = len(pre)
     prefix_cache = body(input_ids=torch.tensor([pre], device=device), use_cache=True).past_key_values if pre else None
+    rows_n = min(batch_size, len(prompts))
+    slack = 32
+    slots = _Slots(model, rows_n, len(prompts[waiting[0]]) + max_new_tokens + slack, device)
+    owner: list[int | None] = [None] * rows_n  # slot -> prompt index
+    gen: list[list[int]] = [[] for _ in range(rows_n)]
+    refill_at = max(1, rows_n // 4)  # prefill free slots in groups, not one by one
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
-    for s in range(0, len(order), batch_size):
-        idx = order[s : s + batch_size]
-        suf = [prompts[i][L0:] for i in idx]
-        B, S = len(idx), max(len(x) for x in suf)
+
+    def prefill(slot_ids: list[int]) -> None:
+        group = [waiting.pop(0) for _ in slot_ids]
+        suf = [prompts[i][L0:] for i in group]
+        B, S = len(group), max(len(x) for x in suf)
         ids = torch.zeros((B, S), dtype=torch.long)
         mask = torch.zeros((B, L0 + S), dtype=torch.long)
         mask[:, :L0] = 1
         pos = torch.zeros((B, S), dtype=torch.long)
         for r, x in enumerate(suf):
             n = len(x)
-            ids[r, S - n :] = torch.tensor(x)
+            ids[r, S - n :] = torch.tensor(x, dtype=torch.long)
             mask[r, L0 + S - n :] = 1
             pos[r, S - n :] = L0 + torch.arange(n)
         ids, mask, pos = ids.to(device), mask.to(device), pos.to(device)
@@ -63,36 +205,57 @@ def greedy_ids(model, prompts: list[list[int]], eos_id: int, max_new_tokens: int
             cache.reorder_cache(torch.zeros(B, dtype=torch.long, device=device))
             kw["past_key_values"] = cache
         o = body(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **kw)
-        cache = o.past_key_values
-        nxt = head(o.last_hidden_state[:, -1]).argmax(-1)
-        rows = list(range(B))  # batch row -> position in idx
-        gen: list[list[int]] = [[] for _ in range(B)]
-        last_pos = pos[:, -1]
-        for step in range(max_new_tokens):
-            keep = []
-            for r, t in zip(rows, nxt.tolist()):
-                if t == eos_id:
-                    continue
-                gen[r].append(t)
-                if len(gen[r]) < max_new_tokens and not (stop_check and stop_check(gen[r])):
-                    keep.append(r)
-            if not keep:
-                break
-            if len(keep) < len(rows):
-                sel = torch.tensor([rows.index(r) for r in keep], device=device)
-                cache.reorder_cache(sel)
-                mask, nxt, last_pos = mask[sel], nxt[sel], last_pos[sel]
-                rows = keep
-            mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=device)], dim=1)
-            last_pos = last_pos + 1
-            o = body(input_ids=nxt.unsqueeze(1), attention_mask=mask, position_ids=last_pos.unsqueeze(1),
-                     past_key_values=cache, use_cache=True)
-            cache = o.past_key_values
-            nxt = head(o.last_hidden_state[:, -1]).argmax(-1)
-        del cache
-        for r, i in enumerate(idx):
-            out[i] = gen[r]
-        bar.update(B)
+        rows = torch.tensor(slot_ids, device=device)
+        slots.place(rows, o.past_key_values, mask)
+        slots.nxt[rows] = head(o.last_hidden_state[:, -1]).argmax(-1)
+        slots.pos[rows] = pos[:, -1] + 1
+        for s, i in zip(slot_ids, group):
+            owner[s], gen[s] = i, list(starts[i]) if starts else []
+
+    def take(slot_ids: list[int]) -> None:
+        """Record the pending token of these slots; free the slots whose row is finished."""
+        toks = slots.nxt[torch.tensor(slot_ids, device=device)].tolist() if slot_ids else []
+        for s, t in zip(slot_ids, toks):
+            done = t == eos_id
+            if not done:
+                gen[s].append(t)
+                done = len(gen[s]) >= max_new_tokens or bool(stop_check and stop_check(gen[s]))
+            if done:
+                out[owner[s]] = gen[s]
+                owner[s] = None
+                bar.update(1)
+
+    first = True
+    while True:
+        free = [s for s, o in enumerate(owner) if o is None]
+        while waiting and free and (first or len(free) >= refill_at or len(free) == len(owner)):
+            first = False
+            group = free[: len(waiting)]
+            prefill(group)
+            take(group)
+            free = [s for s, o in enumerate(owner) if o is None]
+        live = [s for s, o in enumerate(owner) if o is not None]
+        if not live:
+            break
+        if not waiting and len(live) <= 3 * len(owner) // 4:  # no prompt left to refill: shrink the batch
+            sel = torch.tensor(live, device=device)
+            slots.keep(sel)
+            owner, gen = [owner[s] for s in live], [gen[s] for s in live]
+            live = list(range(len(live)))
+        live_t = torch.tensor(live, device=device)
+        if slots.cursor >= slots.capacity:
+            slots.compact(live_t)
+        start = slots.first_used(live_t)
+        slots.mask[:, slots.cursor] = 1  # every row attends its own new column (free slots compute garbage)
+        cache = Cache(layers=[_WindowLayer(k, v) for k, v in zip(slots.k, slots.v)])
+        for layer in cache.layers:
+            layer.start, layer.end = start, slots.cursor
+        o = body(input_ids=slots.nxt.unsqueeze(1), attention_mask=slots.mask[:, start : slots.cursor + 1],
+                 position_ids=slots.pos.unsqueeze(1), past_key_values=cache, use_cache=True)
+        slots.cursor += 1
+        slots.pos += 1
+        slots.nxt = head(o.last_hidden_state[:, -1]).argmax(-1)
+        take(live)
     bar.close()
     return out  # type: ignore[return-value]
 
@@ -106,14 +269,18 @@ def generate(
     stop_strings: list[str] | None = None,
     progress: bool = False,
     desc: str = "generate",
+    drafts: list[list[int] | None] | None = None,
 ) -> list[str]:
-    """Greedy continuations of already-formatted prompt texts (special tokens included in the text)."""
+    """Greedy continuations of already-formatted prompt texts (special tokens included in the text).
+
+    ``drafts``: known starts of the greedy continuations in token ids (:func:`greedy_draft`)."""
     encoded = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
     stop_check = None
     if stop_strings:
         def stop_check(ids):
             return any(s in tokenizer.decode(ids[-16:], skip_special_tokens=True) for s in stop_strings) or any(
                 s in tokenizer.decode(ids, skip_special_tokens=True) for s in stop_strings)
-    ids = greedy_ids(model, encoded, tokenizer.eos_token_id, max_new_tokens, batch_size, stop_check, progress, desc)
+    ids = greedy_ids(model, encoded, tokenizer.eos_token_id, max_new_tokens, batch_size, stop_check, progress, desc,
+                     drafts=drafts)
     texts = [tokenizer.decode(x, skip_special_tokens=True) for x in ids]
     return [cut_at_stops(t, stop_strings).strip() for t in texts]

@@ -2,8 +2,8 @@
 
 For each *request* — one prompt and the answer variants scored against it (answer, paraphrased answer,
 perturbed answers) — it returns, per answer: summed and average negative log-likelihood over the answer
-tokens (EOS included), the token count, per-token log-probs, per-token Min-K%++ z-values and per-token
-argmax hits.
+tokens (EOS included), the token count, per-token log-probs, per-token Min-K%++ z-values, per-token
+argmax hits and the argmax tokens themselves (the greedy draft used by the generation engine).
 
 How it stays fast and small:
 * **The prompt is encoded once per question.** Prompts of a batch are run right-padded through the
@@ -41,11 +41,12 @@ class AnswerScore:
     token_logprobs: list[float] = field(default_factory=list)
     token_minkpp: list[float] = field(default_factory=list)
     argmax_hits: list[int] = field(default_factory=list)
+    argmax_ids: list[int] = field(default_factory=list)  # the model's top token at each answer position
 
 
 def _token_stats(head, hidden: torch.Tensor, targets: torch.Tensor, chunk_tokens: int, minkpp: bool):
-    """log p(target), Min-K%++ z and argmax hit per row of ``hidden`` ([N, d]), chunked over N."""
-    lps, zs, hits = [], [], []
+    """log p(target), Min-K%++ z and argmax token per row of ``hidden`` ([N, d]), chunked over N."""
+    lps, zs, tops = [], [], []
     for s in range(0, hidden.size(0), chunk_tokens):
         logits = head(hidden[s : s + chunk_tokens]).float()
         logp = torch.log_softmax(logits, dim=-1)
@@ -53,7 +54,7 @@ def _token_stats(head, hidden: torch.Tensor, targets: torch.Tensor, chunk_tokens
         t = targets[s : s + chunk_tokens]
         lp = logp.gather(-1, t.unsqueeze(-1)).squeeze(-1)
         lps.append(lp)
-        hits.append(logp.argmax(-1) == t)
+        tops.append(logp.argmax(-1))
         if minkpp:
             p = logp.exp()
             p.mul_(logp)  # p log p, in place: one vocab-sized temporary per chunk
@@ -63,7 +64,7 @@ def _token_stats(head, hidden: torch.Tensor, targets: torch.Tensor, chunk_tokens
             del p
         del logp
     lp = torch.cat(lps)
-    return lp, (torch.cat(zs) if minkpp else None), torch.cat(hits)
+    return lp, (torch.cat(zs) if minkpp else None), torch.cat(tops)
 
 
 def _common_prefix(seqs: list[list[int]]) -> list[int]:
@@ -176,8 +177,9 @@ def score(
                 pieces.append(h_ans[k, : L - 1])
         hidden = torch.cat(pieces)
         targets = torch.cat([torch.tensor(a) for a in row_ans]).to(device)
-        lp, z, hit = _token_stats(head, hidden, targets, chunk_tokens, minkpp)
-        lp, hit = lp.cpu(), hit.cpu()
+        lp, z, top = _token_stats(head, hidden, targets, chunk_tokens, minkpp)
+        hit = (top == targets).cpu()
+        lp, top = lp.cpu(), top.cpu()
         z = z.cpu() if z is not None else None
 
         s = 0
@@ -188,7 +190,7 @@ def score(
             per_req[row_req[k]].append(AnswerScore(
                 nll=nll, avg_nll=nll / L, num_tokens=L, token_logprobs=tl.tolist(),
                 token_minkpp=z[s : s + L].tolist() if z is not None else [],
-                argmax_hits=hit[s : s + L].int().tolist(),
+                argmax_hits=hit[s : s + L].int().tolist(), argmax_ids=top[s : s + L].tolist(),
             ))
             s += L
         for k, i in enumerate(b):
