@@ -29,7 +29,8 @@ from pathlib import Path
 from .data import load_items
 from .data.formatting import Formatter
 from .engine.generation import generate, greedy_draft
-from .engine.scoring import ScoreRequest, gradient_norm, score
+from .engine.gradnorm import gradient_norms
+from .engine.scoring import ScoreRequest, score
 from .errors import ObliviateError
 from .io import RunRecord, atomic_write_json, atomic_write_jsonl, prepare_out_dir
 from .metrics.tofu import annotate_records, tofu_summary
@@ -174,13 +175,15 @@ def evaluate_tofu(
             records[(name, i)][field] = g
         timings["generation_s"] = time.time() - t0
 
-    # 3. GradNorm membership-inference statistic (one backward pass per item, batch 1).
+    # 3. GradNorm membership-inference statistic: per-sample gradient norms of batches (ghost norms:
+    #    one forward and one activation-only backward per batch, no per-sample gradient formed).
     if gradnorm:
         t0 = time.time()
-        for name in ("forget", "holdout"):
-            for i, it in enumerate(sets[name]):
-                records[(name, i)]["gradnorm"] = gradient_norm(
-                    model, fmt.prompt_ids(it.question), fmt.answer_ids(it.answer))
+        keys = [(name, i) for name in ("forget", "holdout") for i in range(len(sets[name]))]
+        norms = gradient_norms(model, [(fmt.prompt_ids(sets[n][i].question), fmt.answer_ids(sets[n][i].answer))
+                                       for n, i in keys])
+        for k, v in zip(keys, norms):
+            records[k]["gradnorm"] = v
         model.zero_grad(set_to_none=True)
         timings["gradnorm_s"] = time.time() - t0
 

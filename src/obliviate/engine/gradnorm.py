@@ -1,0 +1,194 @@
+"""Per-sample gradient norms of a whole batch, without forming any per-sample gradient ("ghost norms").
+
+The GradNorm membership-inference statistic of a sample is ``||grad_theta L_i||_2``, with ``L_i`` the
+average negative log-likelihood of the sample's answer tokens and theta every trainable parameter. The
+plain way is one forward and one backward pass per sample (:func:`.scoring.gradient_norm`). Here one
+batched forward and one backward pass *with respect to activations only* give every sample's norm:
+
+* linear layer ``y_t = W x_t (+ b)`` at positions t of sample i: ``grad W = sum_t g_t x_t^T``, so
+  ``||grad W||^2 = sum_{t,s} (g_t . g_s)(x_t . x_s) = <X X^T, G G^T>`` (two T x T Gram matrices), and
+  ``grad b = sum_t g_t``;
+* RMSNorm ``y_t = w * xhat_t``: ``grad w = sum_t g_t * xhat_t``;
+* input embedding: ``grad E[v] = sum_{t: id_t = v} e_t`` (``e_t`` the gradient of the input embedding at
+  t), so ``||grad E||^2 = sum_{t,s: id_t = id_s} e_t . e_s``;
+* output embedding (LM head, applied at the answer positions s with inputs ``h_s`` and logit gradients
+  ``q_s``): ``||grad H||^2 = <h h^T, q q^T>``; when it is tied to the input embedding, the shared matrix
+  gets ``H + grad E`` and the cross term ``2 <H, grad E> = 2 sum_{s,t} q_s[id_t] (h_s . e_t)`` is added.
+  Like ``nn.Embedding``, positions holding the embedding's ``padding_idx`` send it no gradient (SmolLM2
+  declares ``<|im_end|>`` as its pad token, so the lookups of that row never count).
+
+Samples are right-padded in the batch: padded positions come after every real token, so under the causal
+mask they influence nothing and their gradients are exactly zero. No weight gradient is computed (the
+backward pass skips the weight-gradient products, about a third of a training step's work). Models with
+a trainable parameter outside these module types fall back to the per-sample loop.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .scoring import gradient_norm
+
+
+def _is_rmsnorm(module) -> bool:
+    return type(module).__name__.endswith("RMSNorm") and isinstance(getattr(module, "weight", None), torch.nn.Parameter) \
+        and (hasattr(module, "variance_epsilon") or hasattr(module, "eps")) and \
+        len([p for p in module.parameters(recurse=False)]) == 1
+
+
+def _plan(model):
+    """(linear modules, rmsnorm modules, embedding, head, tied) or None when some trainable parameter is
+    not covered by the ghost-norm rules."""
+    body = model.get_decoder() if hasattr(model, "get_decoder") else None
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if body is None or not isinstance(head, torch.nn.Linear) or not isinstance(emb, torch.nn.Embedding):
+        return None
+    tied = head.weight is emb.weight
+    covered: set[int] = {id(emb.weight), id(head.weight)}
+    if head.bias is not None:
+        covered.add(id(head.bias))
+    linears, norms = [], []
+    for m in body.modules():
+        if m is emb:
+            continue
+        if isinstance(m, torch.nn.Linear):
+            linears.append(m)
+            covered.update(id(p) for p in m.parameters(recurse=False))
+        elif _is_rmsnorm(m):
+            norms.append(m)
+            covered.add(id(m.weight))
+    for p in model.parameters():
+        if p.requires_grad and id(p) not in covered:
+            return None
+    return linears, norms, emb, head, tied
+
+
+def _gram_dot(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Per sample ``<x x^T, g g^T>`` for x [B, T, a], g [B, T, b] -> [B] (float64)."""
+    return ((x @ x.transpose(1, 2)) * (g @ g.transpose(1, 2))).sum((1, 2)).double()
+
+
+def gradient_norms(model, pairs: list[tuple[list[int], list[int]]], batch_tokens: int = 1024) -> list[float]:
+    """GradNorm of every (prompt ids, answer ids) pair: ``||grad of the pair's average answer NLL||_2``
+    over the model's trainable parameters — the same value as :func:`.scoring.gradient_norm`."""
+    plan = _plan(model)
+    if plan is None:
+        return [gradient_norm(model, p, a) for p, a in pairs]
+    order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
+    out: list[float] = [0.0] * len(pairs)
+    s = 0
+    while s < len(order):
+        longest = len(pairs[order[s]][0]) + len(pairs[order[s]][1])
+        n = max(1, batch_tokens // max(longest, 1))  # rows of the longest length fit the token budget
+        chunk = order[s : s + n]
+        for j, v in zip(chunk, _ghost_batch(model, plan, [pairs[j] for j in chunk])):
+            out[j] = v
+        s += n
+    return out
+
+
+def _ghost_batch(model, plan, pairs) -> list[float]:
+    linears, norms, emb, head, tied = plan
+    device = emb.weight.device
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    B = len(pairs)
+    T = max(len(p) + len(a) for p, a in pairs)
+    ids = torch.zeros((B, T), dtype=torch.long)
+    mask = torch.zeros((B, T), dtype=torch.long)
+    lens = []
+    for r, (p, a) in enumerate(pairs):
+        seq = p + a
+        ids[r, : len(seq)] = torch.tensor(seq)
+        mask[r, : len(seq)] = 1
+        lens.append(len(seq))
+    ids, mask = ids.to(device), mask.to(device)
+    sq = torch.zeros(B, dtype=torch.float64, device=device)
+    handles = []
+
+    def linear_hook(module, inputs, output):
+        x = inputs[0].detach()
+        w_on = id(module.weight) in trainable
+        b_on = module.bias is not None and id(module.bias) in trainable
+
+        def on_grad(g):
+            nonlocal sq
+            g = g.detach().float()
+            if w_on:
+                sq = sq + _gram_dot(x.float(), g)
+            if b_on:
+                sq = sq + g.sum(1).double().square().sum(-1)
+        if output.requires_grad and (w_on or b_on):
+            output.register_hook(on_grad)
+
+    def norm_hook(module, inputs, output):
+        if id(module.weight) not in trainable or not output.requires_grad:
+            return
+        x = inputs[0].detach().float()
+        eps = getattr(module, "variance_epsilon", None) or getattr(module, "eps")
+        xhat = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+        def on_grad(g):
+            nonlocal sq
+            sq = sq + (g.detach().float() * xhat).sum(1).double().square().sum(-1)
+        output.register_hook(on_grad)
+
+    for m in linears:
+        handles.append(m.register_forward_hook(linear_hook))
+    for m in norms:
+        handles.append(m.register_forward_hook(norm_hook))
+    saved = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in saved:
+            p.requires_grad_(False)
+        with torch.enable_grad():
+            x0 = emb(ids).detach().requires_grad_(True)
+            body = model.get_decoder()
+            hid = body(inputs_embeds=x0, attention_mask=mask, use_cache=False).last_hidden_state
+            labels = torch.full((B, T), -100, dtype=torch.long, device=device)
+            for r, (p, a) in enumerate(pairs):
+                labels[r, len(p) : len(p) + len(a)] = torch.tensor(a, device=device)
+            target = labels[:, 1:]
+            sel = target != -100
+            rows = torch.arange(B, device=device).unsqueeze(1).expand_as(target)[sel]
+            h = hid[:, :-1][sel]  # [N, d]: inputs of the LM head at the answer positions
+            h_in = h.detach().requires_grad_(True)
+            logits = head(h_in).float()
+            q_holder = {}
+            logits.register_hook(lambda g: q_holder.__setitem__("q", g.detach()))
+            ce = torch.nn.functional.cross_entropy(logits, target[sel], reduction="none")
+            counts = torch.zeros(B, device=device).index_add(0, rows, torch.ones_like(ce))
+            loss = (ce / counts[rows]).sum()  # sum over samples of each sample's mean NLL
+            gh, = torch.autograd.grad(loss, h_in)
+            hid_grad = torch.zeros_like(hid)
+            hid_grad[:, :-1][sel] = gh
+            hid.backward(hid_grad)
+    finally:
+        for hd in handles:
+            hd.remove()
+        for p, flag in saved:
+            p.requires_grad_(flag)
+    q = q_holder["q"]  # [N, V]
+    e = x0.grad.detach().float()  # [B, T, d]
+    head_on = id(head.weight) in trainable
+    emb_on = id(emb.weight) in trainable  # the same flag as head_on when the two are tied
+    hb_on = head.bias is not None and id(head.bias) in trainable
+    hd_ = h.detach().float()
+    for r in range(B):
+        k = rows == r
+        qr, hr = q[k], hd_[k]
+        er, idr = e[r, : lens[r]], ids[r, : lens[r]]
+        if emb.padding_idx is not None:  # nn.Embedding never sends gradient to its padding row
+            er = er * (idr != emb.padding_idx).unsqueeze(1)
+        extra = torch.zeros((), dtype=torch.float64, device=device)
+        if head_on:
+            extra = extra + ((hr @ hr.T) * (qr @ qr.T)).sum().double()
+        if hb_on:
+            extra = extra + qr.sum(0).double().square().sum()
+        if emb_on:
+            same = idr.unsqueeze(0) == idr.unsqueeze(1)
+            extra = extra + ((er @ er.T) * same).sum().double()
+            if tied:
+                extra = extra + 2 * (qr[:, idr] * (hr @ er.T)).sum().double()
+        sq[r] = sq[r] + extra
+    return sq.clamp_min(0).sqrt().tolist()
