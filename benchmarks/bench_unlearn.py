@@ -65,6 +65,7 @@ def child(args) -> dict:
     from obliviate.data import load_items
     from obliviate.methods import get_method, make_config
     from obliviate.models import load_model
+    from obliviate.robust import wrap_step
     from obliviate.train import TrainConfig, train
     from obliviate.unlearn import prepare_unlearning
 
@@ -83,7 +84,8 @@ def child(args) -> dict:
         t0 = time.perf_counter()
         prep = prepare_unlearning(model, tok, "npo", mcfg, forget, retain, tcfg=tc, reference=args.child)
         prepare_s = time.perf_counter() - t0
-        hist = train(prep.model, prep.batches, prep.objective, tc, desc=f"npo-{args.child}")
+        step = wrap_step(prep.objective, None)  # what `obliviate unlearn` runs (forget backward before retain)
+        hist = train(prep.model, prep.batches, step, tc, desc=f"npo-{args.child}")
     return {
         "mode": args.child,
         "load_s": round(load_s, 2),

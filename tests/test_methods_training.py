@@ -12,6 +12,7 @@ from obliviate.engine.forward import sequence_logprobs
 from obliviate.methods import get_method, make_config
 from obliviate.methods.base import LiveSequenceReference, compute_sequence_cache, frozen_copy
 from obliviate.registry import METHODS
+from obliviate.robust import wrap_step
 from obliviate.train import EncodedBatches, TrainConfig, nll_loss, train
 from obliviate.unlearn import prepare_unlearning
 
@@ -70,7 +71,7 @@ def test_three_steps_change_every_trainable_parameter_and_lower_forget_likelihoo
     assert len(prep.batches) == 3  # 10 forget items, batch 4
     before = {n: p.detach().clone() for n, p in prep.model.named_parameters() if p.requires_grad}
     ll_before = forget_loglik(prep.model, tok, forget)
-    hist = train(prep.model, prep.batches, prep.objective, tc)
+    hist = train(prep.model, prep.batches, wrap_step(prep.objective, None), tc)  # the step `unlearn` runs
     assert hist["steps_per_epoch"] == 3
     after = dict(prep.model.named_parameters())
     unchanged = [n for n in before if torch.equal(before[n], after[n].detach())]
@@ -193,3 +194,26 @@ def test_palu_batches_mark_prefix_tokens(target, data):
     m = sensitive_mask(tok, fmt.answer_text(it.answer), it.answer, it.question, it.target_words, 2)
     marked = [e.input_ids[e.prompt_len + j] for j, flag in enumerate(m) if flag]
     assert it.target_words[0]["word"].startswith(tok.decode(marked).strip())
+
+
+@pytest.mark.parametrize("name", ["npo", "grad_diff"])
+def test_split_backward_accumulates_the_summed_gradient(name, target, data):
+    """Forget term back-propagated before the retain term is built: the same gradient as one backward."""
+    from obliviate.methods.base import SplitBackward
+
+    model, tok = target
+    forget, retain = data
+    net = copy.deepcopy(model)
+    prep = prepare_unlearning(net, tok, name, make_config(get_method(name), {}), forget, retain,
+                              tcfg=TrainConfig(**STEP_CFG))
+    step = wrap_step(prep.objective, None)
+    assert isinstance(step, SplitBackward)
+    batch = next(iter(prep.batches.epoch(0)))
+    loss, _ = prep.objective(net, batch)
+    loss.backward()
+    summed = {n: p.grad.clone() for n, p in net.named_parameters()}
+    net.zero_grad(set_to_none=True)
+    split_loss, _ = step(net, batch, backward=lambda t: t.backward())
+    assert abs(split_loss.item() - loss.item()) < 1e-6
+    for n, p in net.named_parameters():
+        assert torch.allclose(p.grad, summed[n], atol=1e-6, rtol=1e-5), n

@@ -62,13 +62,17 @@ class RobustConfig:
 
 
 def wrap_step(objective, rcfg: RobustConfig | None, seed: int = 0):
-    """The step function for ``train``: the method itself or one gradient wrapper around it."""
+    """The step function for ``train``: one gradient wrapper around the method, or the method with its
+    forget and retain terms back-propagated one after the other (:class:`SplitBackward`)."""
+    from ..methods.base import SplitBackward
+
+    plain = SplitBackward(objective) if SplitBackward.applies(objective) else objective
     if rcfg is None:
-        return objective
+        return plain
     if rcfg.sam_rho is not None:
         return SAM(objective, rcfg.sam_rho)
     if rcfg.smooth_n > 0:
         return RandomizedSmoothing(objective, rcfg.smooth_n, rcfg.smooth_sigma, seed=seed)
     if rcfg.grad_penalty is not None:
         return GradPenalty(objective, rcfg.grad_penalty)
-    return objective
+    return plain
