@@ -5,6 +5,15 @@ from obliviate.data.formatting import Formatter
 from obliviate.engine.generation import cut_at_stops, generate
 
 
+def assert_equal_to_hf_batch_1(model, tok, prompts, ours, max_new_tokens):
+    for p, o in zip(prompts, ours):
+        ids = tok(p, add_special_tokens=False, return_tensors="pt").input_ids
+        with torch.no_grad():
+            ref = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                 do_sample=False, pad_token_id=tok.pad_token_id)
+        assert o == tok.decode(ref[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+
 def test_batched_greedy_equals_hf_generate_batch_1(tiny):
     """Shared-prefix cache, left padding and early row exit change nothing: same answers as HF batch 1."""
     model, tok = tiny
@@ -12,12 +21,7 @@ def test_batched_greedy_equals_hf_generate_batch_1(tiny):
     items = load_items("synthetic:world_facts_perturbed")[:7]
     prompts = [fmt.prompt_text(it.question) for it in items]
     ours = generate(model, tok, prompts, max_new_tokens=12, batch_size=3)
-    for p, o in zip(prompts, ours):
-        ids = tok(p, add_special_tokens=False, return_tensors="pt").input_ids
-        with torch.no_grad():
-            ref = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
-                                 do_sample=False, pad_token_id=tok.pad_token_id)
-        assert o == tok.decode(ref[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    assert_equal_to_hf_batch_1(model, tok, prompts, ours, 12)
 
 
 def test_stop_strings_cut_text():
@@ -45,12 +49,7 @@ def test_continuous_batching_refills_and_compacts_without_changing_answers(tiny,
     prompts = [fmt.prompt_text(it.question + " " * (i % 3) + "Tell me." * (i % 4)) for i, it in enumerate(items)]
     ours = generate(model, tok, prompts, max_new_tokens=30, batch_size=2)
     assert calls["compact"] > 0
-    for p, o in zip(prompts, ours):
-        ids = tok(p, add_special_tokens=False, return_tensors="pt").input_ids
-        with torch.no_grad():
-            ref = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=30,
-                                 do_sample=False, pad_token_id=tok.pad_token_id)
-        assert o == tok.decode(ref[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    assert_equal_to_hf_batch_1(model, tok, prompts, ours, 30)
 
 
 def test_greedy_draft_is_the_answer_up_to_the_first_miss():
