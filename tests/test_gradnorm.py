@@ -39,6 +39,9 @@ def test_ghost_norms_untied_head_padding_row_and_frozen_parameters(tiny, pairs):
     model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach() * 1.1)
     model.config.tie_word_embeddings = False
     _check(model, pairs)
+    model.lm_head.bias = torch.nn.Parameter(torch.linspace(-0.1, 0.1, model.lm_head.out_features))
+    assert _plan(model) is not None
+    _check(model, pairs, batch_tokens=120)  # the head's bias term: ||sum_s q_s||^2
     # nn.Embedding sends no gradient to its padding row (SmolLM2's pad is <|im_end|>, present in every prompt)
     emb = model.get_input_embeddings()
     emb.padding_idx = pairs[0][1][-1]  # the EOS id closing every answer

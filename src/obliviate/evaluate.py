@@ -30,6 +30,7 @@ from .data import load_items
 from .data.formatting import Formatter
 from .engine.generation import generate, greedy_draft
 from .engine.gradnorm import gradient_norms
+from .engine.memory import release_memory
 from .engine.scoring import ScoreRequest, score
 from .errors import ObliviateError
 from .io import RunRecord, atomic_write_json, atomic_write_jsonl, prepare_out_dir
@@ -120,7 +121,9 @@ def evaluate_tofu(
                 if "jailbreak" in variants:
                     requests.append(ScoreRequest(fmt.prompt_ids(JAILBREAK_PREFIX + it.question), [fmt.answer_ids(it.answer)]))
                     where.append((name, i, "jailbreak"))
+    release_memory()
     scores = score(model, requests, progress=progress, desc="TOFU scoring")
+    release_memory()  # each phase starts from the memory it needs, not from the last one's high-water mark
     timings["scoring_s"] = time.time() - t0
 
     records: dict[tuple[str, int], dict] = {}
@@ -171,6 +174,7 @@ def evaluate_tofu(
                     drafts.append(greedy_draft(fmt.answer_ids(it.answer), sc.argmax_ids))
         gens = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                         progress=progress, desc="TOFU generation", drafts=drafts)
+        release_memory()
         for (name, i, field), g in zip(keys, gens):
             records[(name, i)][field] = g
         timings["generation_s"] = time.time() - t0
@@ -180,6 +184,7 @@ def evaluate_tofu(
     if gradnorm:
         t0 = time.time()
         keys = [(name, i) for name in ("forget", "holdout") for i in range(len(sets[name]))]
+        release_memory()
         norms = gradient_norms(model, [(fmt.prompt_ids(sets[n][i].question), fmt.answer_ids(sets[n][i].answer))
                                        for n, i in keys])
         for k, v in zip(keys, norms):

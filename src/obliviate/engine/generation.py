@@ -102,8 +102,9 @@ class _Slots:
             self.cursor = n
         if self.cursor >= self.capacity:  # nothing to cut: grow by half
             extra = max(16, self.capacity // 2)
-            self.k = [torch.cat([t, t.new_zeros(t.shape[:2] + (extra,) + t.shape[3:])], 2) for t in self.k]
-            self.v = [torch.cat([t, t.new_zeros(t.shape[:2] + (extra,) + t.shape[3:])], 2) for t in self.v]
+            for buf in (self.k, self.v):
+                for l, t in enumerate(buf):
+                    buf[l] = torch.cat([t, t.new_zeros(t.shape[:2] + (extra,) + t.shape[3:])], 2)
             self.mask = torch.cat([self.mask, self.mask.new_zeros((self.mask.shape[0], extra))], 1)
             self.capacity += extra
 
@@ -114,8 +115,9 @@ class _Slots:
         return int(m.argmax(1).min()) if m.numel() else 0
 
     def keep(self, rows: torch.Tensor) -> None:
-        self.k = [t[rows] for t in self.k]
-        self.v = [t[rows] for t in self.v]
+        for buf in (self.k, self.v):  # layer by layer: one layer's old buffer is freed before the next copy
+            for l in range(len(buf)):
+                buf[l] = buf[l][rows]
         self.mask, self.nxt, self.pos = self.mask[rows], self.nxt[rows], self.pos[rows]
 
 
@@ -179,7 +181,9 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
     prefix_cache = body(input_ids=torch.tensor([pre], device=device), use_cache=True).past_key_values if pre else None
     rows_n = min(batch_size, len(prompts))
     slack = 32
-    slots = _Slots(model, rows_n, len(prompts[waiting[0]]) + max_new_tokens + slack, device)
+    # A row needs its prompt and max_new_tokens columns; tokens of a draft (``starts``) count in both.
+    need = max(len(p) - (len(starts[i]) if starts else 0) for i, p in enumerate(prompts))
+    slots = _Slots(model, rows_n, need + max_new_tokens + slack, device)
     owner: list[int | None] = [None] * rows_n  # slot -> prompt index
     gen: list[list[int]] = [[] for _ in range(rows_n)]
     refill_at = max(1, rows_n // 4)  # prefill free slots in groups, not one by one
@@ -230,7 +234,7 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
         free = [s for s, o in enumerate(owner) if o is None]
         while waiting and free and (first or len(free) >= refill_at or len(free) == len(owner)):
             first = False
-            group = free[: len(waiting)]
+            group = free[: min(len(waiting), refill_at)]  # groups of refill_at rows: small prefill caches
             prefill(group)
             take(group)
             free = [s for s, o in enumerate(owner) if o is None]
@@ -255,6 +259,7 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
         slots.cursor += 1
         slots.pos += 1
         slots.nxt = head(o.last_hidden_state[:, -1]).argmax(-1)
+        del o, cache  # they hold the KV buffers: `keep` below must not copy them while the old ones live
         take(live)
     bar.close()
     return out  # type: ignore[return-value]

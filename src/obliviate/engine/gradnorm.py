@@ -21,6 +21,11 @@ Samples are right-padded in the batch: padded positions come after every real to
 mask they influence nothing and their gradients are exactly zero. No weight gradient is computed (the
 backward pass skips the weight-gradient products, about a third of a training step's work). Models with
 a trainable parameter outside these module types fall back to the per-sample loop.
+
+Memory: a linear layer's input Gram matrix is taken in the forward hook, so the input itself is not kept
+(q/k/v and gate/up projections share one); the LM head runs one sample at a time outside autograd, with
+the analytic logit gradient ``q = (softmax - onehot) / n``, so no tokens x vocabulary graph exists. What
+remains is the decoder's own saved activations, bounded by ``batch_tokens``.
 """
 
 from __future__ import annotations
@@ -64,14 +69,12 @@ def _plan(model):
     return linears, norms, emb, head, tied
 
 
-def _gram_dot(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Per sample ``<x x^T, g g^T>`` for x [B, T, a], g [B, T, b] -> [B] (float64)."""
-    return ((x @ x.transpose(1, 2)) * (g @ g.transpose(1, 2))).sum((1, 2)).double()
-
-
-def gradient_norms(model, pairs: list[tuple[list[int], list[int]]], batch_tokens: int = 1024) -> list[float]:
+def gradient_norms(model, pairs: list[tuple[list[int], list[int]]], batch_tokens: int = 256) -> list[float]:
     """GradNorm of every (prompt ids, answer ids) pair: ``||grad of the pair's average answer NLL||_2``
-    over the model's trainable parameters — the same value as :func:`.scoring.gradient_norm`."""
+    over the model's trainable parameters — the same value as :func:`.scoring.gradient_norm`.
+
+    ``batch_tokens`` bounds the padded tokens of one batch; the activations kept for the backward pass
+    grow with it (about 1 MB per token for SmolLM2-135M), the speed gain flattens out above ~256."""
     plan = _plan(model)
     if plan is None:
         return [gradient_norm(model, p, a) for p, a in pairs]
@@ -105,31 +108,40 @@ def _ghost_batch(model, plan, pairs) -> list[float]:
     ids, mask = ids.to(device), mask.to(device)
     sq = torch.zeros(B, dtype=torch.float64, device=device)
     handles = []
+    last = {"x": None, "gram": None}  # q/k/v (and gate/up) projections read the same input: one Gram matrix
 
     def linear_hook(module, inputs, output):
-        x = inputs[0].detach()
         w_on = id(module.weight) in trainable
         b_on = module.bias is not None and id(module.bias) in trainable
+        if not (output.requires_grad and (w_on or b_on)):
+            return
+        gram = None
+        if w_on:
+            x = inputs[0]
+            if last["x"] is not x:  # the input's Gram matrix is taken now: the input itself is not kept
+                xf = x.detach().float()
+                last["x"], last["gram"] = x, xf @ xf.transpose(1, 2)
+            gram = last["gram"]
 
         def on_grad(g):
             nonlocal sq
             g = g.detach().float()
-            if w_on:
-                sq = sq + _gram_dot(x.float(), g)
+            if gram is not None:
+                sq = sq + (gram * (g @ g.transpose(1, 2))).sum((1, 2)).double()
             if b_on:
                 sq = sq + g.sum(1).double().square().sum(-1)
-        if output.requires_grad and (w_on or b_on):
-            output.register_hook(on_grad)
+        output.register_hook(on_grad)
 
     def norm_hook(module, inputs, output):
         if id(module.weight) not in trainable or not output.requires_grad:
             return
-        x = inputs[0].detach().float()
+        x = inputs[0]  # kept by autograd for the norm's own backward anyway
         eps = getattr(module, "variance_epsilon", None) or getattr(module, "eps")
-        xhat = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
 
         def on_grad(g):
             nonlocal sq
+            xf = x.detach().float()
+            xhat = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
             sq = sq + (g.detach().float() * xhat).sum(1).double().square().sum(-1)
         output.register_hook(on_grad)
 
@@ -137,58 +149,54 @@ def _ghost_batch(model, plan, pairs) -> list[float]:
         handles.append(m.register_forward_hook(linear_hook))
     for m in norms:
         handles.append(m.register_forward_hook(norm_hook))
+    head_on = id(head.weight) in trainable
+    emb_on = id(emb.weight) in trainable  # the same flag as head_on when the two are tied
+    hb_on = head.bias is not None and id(head.bias) in trainable
     saved = [(p, p.requires_grad) for p in model.parameters()]
+    extra = torch.zeros(B, dtype=torch.float64, device=device)
+    cross = []  # per sample: (LM-head inputs h, logit gradients at the sample's own token ids), tied case
     try:
         for p, _ in saved:
             p.requires_grad_(False)
         with torch.enable_grad():
             x0 = emb(ids).detach().requires_grad_(True)
-            body = model.get_decoder()
-            hid = body(inputs_embeds=x0, attention_mask=mask, use_cache=False).last_hidden_state
-            labels = torch.full((B, T), -100, dtype=torch.long, device=device)
-            for r, (p, a) in enumerate(pairs):
-                labels[r, len(p) : len(p) + len(a)] = torch.tensor(a, device=device)
-            target = labels[:, 1:]
-            sel = target != -100
-            rows = torch.arange(B, device=device).unsqueeze(1).expand_as(target)[sel]
-            h = hid[:, :-1][sel]  # [N, d]: inputs of the LM head at the answer positions
-            h_in = h.detach().requires_grad_(True)
-            logits = head(h_in).float()
-            q_holder = {}
-            logits.register_hook(lambda g: q_holder.__setitem__("q", g.detach()))
-            ce = torch.nn.functional.cross_entropy(logits, target[sel], reduction="none")
-            counts = torch.zeros(B, device=device).index_add(0, rows, torch.ones_like(ce))
-            loss = (ce / counts[rows]).sum()  # sum over samples of each sample's mean NLL
-            gh, = torch.autograd.grad(loss, h_in)
+            hid = model.get_decoder()(inputs_embeds=x0, attention_mask=mask, use_cache=False).last_hidden_state
+            last["x"] = last["gram"] = None
+            # The LM head, one sample at a time and without autograd: the gradient of the mean answer NLL
+            # w.r.t. the logits is q = (softmax - onehot) / n, so no [tokens x vocab] graph is ever kept.
             hid_grad = torch.zeros_like(hid)
-            hid_grad[:, :-1][sel] = gh
+            for r, (p, a) in enumerate(pairs):
+                sl = slice(len(p) - 1, len(p) + len(a) - 1)  # positions predicting the answer tokens
+                h = hid[r, sl].detach()
+                q = torch.softmax(head(h).float(), dim=-1)
+                q[torch.arange(len(a), device=device), torch.tensor(a, device=device)] -= 1
+                q /= len(a)
+                hid_grad[r, sl] = (q.to(head.weight.dtype) @ head.weight).to(hid.dtype)
+                hf = h.float()
+                if head_on:
+                    extra[r] += ((hf @ hf.T) * (q @ q.T)).sum().double()
+                if hb_on:
+                    extra[r] += q.sum(0).double().square().sum()
+                if tied and emb_on:
+                    cross.append((hf, q[:, ids[r, : lens[r]]]))
+                del q
             hid.backward(hid_grad)
     finally:
         for hd in handles:
             hd.remove()
         for p, flag in saved:
             p.requires_grad_(flag)
-    q = q_holder["q"]  # [N, V]
-    e = x0.grad.detach().float()  # [B, T, d]
-    head_on = id(head.weight) in trainable
-    emb_on = id(emb.weight) in trainable  # the same flag as head_on when the two are tied
-    hb_on = head.bias is not None and id(head.bias) in trainable
-    hd_ = h.detach().float()
+        last["x"] = last["gram"] = None
+    e = x0.grad.detach().float()  # [B, T, d]: gradient of the input embeddings
     for r in range(B):
-        k = rows == r
-        qr, hr = q[k], hd_[k]
+        if not emb_on:
+            break
         er, idr = e[r, : lens[r]], ids[r, : lens[r]]
         if emb.padding_idx is not None:  # nn.Embedding never sends gradient to its padding row
             er = er * (idr != emb.padding_idx).unsqueeze(1)
-        extra = torch.zeros((), dtype=torch.float64, device=device)
-        if head_on:
-            extra = extra + ((hr @ hr.T) * (qr @ qr.T)).sum().double()
-        if hb_on:
-            extra = extra + qr.sum(0).double().square().sum()
-        if emb_on:
-            same = idr.unsqueeze(0) == idr.unsqueeze(1)
-            extra = extra + ((er @ er.T) * same).sum().double()
-            if tied:
-                extra = extra + 2 * (qr[:, idr] * (hr @ er.T)).sum().double()
-        sq[r] = sq[r] + extra
-    return sq.clamp_min(0).sqrt().tolist()
+        same = idr.unsqueeze(0) == idr.unsqueeze(1)
+        extra[r] += ((er @ er.T) * same).sum().double()
+        if tied:  # the shared matrix gets grad H + grad E: cross term 2 <grad H, grad E>
+            hr, qr = cross[r]
+            extra[r] += 2 * (qr * (hr @ er.T)).sum().double()
+    return (sq + extra).clamp_min(0).sqrt().tolist()

@@ -45,19 +45,21 @@ class AnswerScore:
 
 
 def _token_stats(head, hidden: torch.Tensor, targets: torch.Tensor, chunk_tokens: int, minkpp: bool):
-    """log p(target), Min-K%++ z and argmax token per row of ``hidden`` ([N, d]), chunked over N."""
+    """log p(target), Min-K%++ z and argmax token per row of ``hidden`` ([N, d]), chunked over N.
+
+    Two vocabulary-sized buffers per chunk at most: the logits, turned into log-probs in place, and
+    p log p for Min-K%++."""
     lps, zs, tops = [], [], []
     for s in range(0, hidden.size(0), chunk_tokens):
-        logits = head(hidden[s : s + chunk_tokens]).float()
-        logp = torch.log_softmax(logits, dim=-1)
-        del logits
+        logp = head(hidden[s : s + chunk_tokens]).float()
+        logp -= torch.logsumexp(logp, dim=-1, keepdim=True)  # log-softmax in place
         t = targets[s : s + chunk_tokens]
         lp = logp.gather(-1, t.unsqueeze(-1)).squeeze(-1)
         lps.append(lp)
         tops.append(logp.argmax(-1))
         if minkpp:
             p = logp.exp()
-            p.mul_(logp)  # p log p, in place: one vocab-sized temporary per chunk
+            p.mul_(logp)  # p log p, in place
             mu = p.sum(-1)
             var = (p.mul_(logp)).sum(-1) - mu.square()  # sum p (log p)^2 - mu^2
             zs.append((lp - mu) / var.clamp_min(1e-12).sqrt())
@@ -91,7 +93,7 @@ def _repeat_cache(cache, idx: torch.Tensor):
 def score(
     model,
     requests: list[ScoreRequest],
-    batch_tokens: int = 1024,
+    batch_tokens: int = 2048,
     chunk_tokens: int = 256,
     minkpp: bool = True,
     progress: bool = False,
@@ -106,11 +108,12 @@ def score(
     results: list[list[AnswerScore] | None] = [None] * len(requests)
     bar = tqdm(total=len(requests), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
 
-    # Greedy batching under a token budget (prompt tokens + all answer tokens of the batch).
+    # Greedy batching under a token budget: the KV cache of a batch holds, for every answer row, its
+    # prompt and its answer, so that is what the budget counts.
     batches, cur, cur_tokens = [], [], 0
     for i in order:
         r = requests[i]
-        cost = len(r.prompt_ids) + sum(len(a) for a in r.answers)
+        cost = sum(len(r.prompt_ids) + len(a) for a in r.answers)
         if cur and cur_tokens + cost > batch_tokens:
             batches.append(cur)
             cur, cur_tokens = [], 0
