@@ -174,7 +174,6 @@ def evaluate_tofu(
                     drafts.append(greedy_draft(fmt.answer_ids(it.answer), sc.argmax_ids))
         gens = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                         progress=progress, desc="TOFU generation", drafts=drafts)
-        release_memory()
         for (name, i, field), g in zip(keys, gens):
             records[(name, i)][field] = g
         timings["generation_s"] = time.time() - t0

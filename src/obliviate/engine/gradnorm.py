@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import torch
 
+from ..data.formatting import Encoded, collate
 from .scoring import gradient_norm
 
 
@@ -96,16 +97,10 @@ def _ghost_batch(model, plan, pairs) -> list[float]:
     device = emb.weight.device
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     B = len(pairs)
-    T = max(len(p) + len(a) for p, a in pairs)
-    ids = torch.zeros((B, T), dtype=torch.long)
-    mask = torch.zeros((B, T), dtype=torch.long)
-    lens = []
-    for r, (p, a) in enumerate(pairs):
-        seq = p + a
-        ids[r, : len(seq)] = torch.tensor(seq)
-        mask[r, : len(seq)] = 1
-        lens.append(len(seq))
-    ids, mask = ids.to(device), mask.to(device)
+    lens = [len(p) + len(a) for p, a in pairs]
+    # Right padding; the pad id is irrelevant: padded positions are masked and never read back.
+    batch = collate([Encoded(p + a, [-100] * len(p) + a, len(p)) for p, a in pairs], pad_id=0)
+    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
     sq = torch.zeros(B, dtype=torch.float64, device=device)
     handles = []
     last = {"x": None, "gram": None}  # q/k/v (and gate/up) projections read the same input: one Gram matrix
