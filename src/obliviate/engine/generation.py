@@ -173,12 +173,16 @@ def greedy_ids(model, prompts: list[list[int]], eos_id: int, max_new_tokens: int
 def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, progress, desc, starts=None):
     """Continuous-batching greedy loop; ``starts[i]`` are tokens already generated (the end of prompt i)."""
     device = next(model.parameters()).device
-    body, head = model.get_decoder(), model.get_output_embeddings()
+    from .forward import cache_kw, head_logits, out_cache
+
+    # argmax is unchanged by a monotone soft-cap or scale, but follow the model's own logits where known
+    body, head = model.get_decoder(), head_logits(model) or model.get_output_embeddings()
     waiting = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i]), i))  # longest first
     out: list[list[int] | None] = [None] * len(prompts)
     pre = _common_prefix(prompts)
     L0 = len(pre)
-    prefix_cache = body(input_ids=torch.tensor([pre], device=device), use_cache=True).past_key_values if pre else None
+    ckw = cache_kw(body)
+    prefix_cache = out_cache(body(input_ids=torch.tensor([pre], device=device), use_cache=True)) if pre else None
     rows_n = min(batch_size, len(prompts))
     slack = 32
     # A row needs its prompt and max_new_tokens columns; tokens of a draft (``starts``) count in both.
@@ -207,10 +211,10 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
         if prefix_cache is not None:
             cache = copy.deepcopy(prefix_cache)
             cache.reorder_cache(torch.zeros(B, dtype=torch.long, device=device))
-            kw["past_key_values"] = cache
+            kw[ckw] = cache
         o = body(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **kw)
         rows = torch.tensor(slot_ids, device=device)
-        slots.place(rows, o.past_key_values, mask)
+        slots.place(rows, out_cache(o), mask)
         slots.nxt[rows] = head(o.last_hidden_state[:, -1]).argmax(-1)
         slots.pos[rows] = pos[:, -1] + 1
         for s, i in zip(slot_ids, group):
@@ -255,7 +259,7 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
         for layer in cache.layers:
             layer.start, layer.end = start, slots.cursor
         o = body(input_ids=slots.nxt.unsqueeze(1), attention_mask=slots.mask[:, start : slots.cursor + 1],
-                 position_ids=slots.pos.unsqueeze(1), past_key_values=cache, use_cache=True)
+                 position_ids=slots.pos.unsqueeze(1), use_cache=True, **{ckw: cache})
         slots.cursor += 1
         slots.pos += 1
         slots.nxt = head(o.last_hidden_state[:, -1]).argmax(-1)

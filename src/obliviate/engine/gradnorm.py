@@ -33,6 +33,7 @@ from __future__ import annotations
 import torch
 
 from ..data.formatting import Encoded, collate
+from .forward import logit_transform
 from .scoring import gradient_norm
 
 
@@ -49,6 +50,9 @@ def _plan(model):
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     if body is None or not isinstance(head, torch.nn.Linear) or not isinstance(emb, torch.nn.Embedding):
+        return None
+    fn, ok = logit_transform(model)
+    if fn is not None or not ok:  # the ghost LM-head rule assumes logits = head(h)
         return None
     tied = head.weight is emb.weight
     covered: set[int] = {id(emb.weight), id(head.weight)}

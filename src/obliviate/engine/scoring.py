@@ -101,9 +101,18 @@ def score(
     share_prefix: bool = True,
 ) -> list[list[AnswerScore]]:
     """Score every answer of every request; results in the caller's order."""
+    from ..errors import ObliviateError
+    from .forward import cache_kw, head_logits, out_cache
+
     device = next(model.parameters()).device
     body = model.get_decoder()
-    head = model.get_output_embeddings()
+    ckw = cache_kw(body)
+    head = head_logits(model)  # the LM head plus the model's own post-head step (soft-capping, scaling)
+    if head is None:
+        raise ObliviateError(
+            f"cannot score with {type(model).__name__}: its logits are not its decoder's hidden states through "
+            "its LM head (plus a soft-cap or scale we know), so there is a post-head step obliviate does not "
+            "reproduce; please report the architecture")
     order = sorted(range(len(requests)), key=lambda i: -len(requests[i].prompt_ids))
     results: list[list[AnswerScore] | None] = [None] * len(requests)
     bar = tqdm(total=len(requests), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
@@ -127,7 +136,7 @@ def score(
     pre = _common_prefix([r.prompt_ids for r in requests]) if share_prefix else []
     prefix_cache = None
     if pre:
-        prefix_cache = body(input_ids=torch.tensor([pre], device=device), use_cache=True).past_key_values
+        prefix_cache = out_cache(body(input_ids=torch.tensor([pre], device=device), use_cache=True))
     L0 = len(pre)
 
     for b in batches:
@@ -144,10 +153,10 @@ def score(
         kw = {}
         if prefix_cache is not None:
             cache = copy.deepcopy(prefix_cache)
-            kw = {"past_key_values": _repeat_cache(cache, torch.zeros(len(reqs), dtype=torch.long, device=device)),
+            kw = {ckw: _repeat_cache(cache, torch.zeros(len(reqs), dtype=torch.long, device=device)),
                   "position_ids": (L0 + torch.arange(P)).unsqueeze(0).expand(len(reqs), P).to(device)}
         out = body(input_ids=p_ids.to(device), attention_mask=p_mask.to(device), use_cache=True, **kw)
-        cache = out.past_key_values
+        cache = out_cache(out)
         h_last = out.last_hidden_state[torch.arange(len(reqs)), (plen - 1).to(device)]  # predicts answer token 1
         plen = plen + L0
 
@@ -168,7 +177,7 @@ def score(
         full_mask = torch.cat([p_mask[row_req], a_mask], dim=1).to(device)
         pos = (plen[row_req].unsqueeze(1) + torch.arange(A).unsqueeze(0)).to(device)
         h_ans = body(input_ids=a_ids.to(device), attention_mask=full_mask, position_ids=pos,
-                     past_key_values=cache, use_cache=True).last_hidden_state
+                     use_cache=True, **{ckw: cache}).last_hidden_state
         del cache
 
         # Hidden state predicting answer token j: h_last for j = 0, the answer's own position j-1 after.
