@@ -186,3 +186,56 @@ def test_npo_gradient_sign(beta):
     logp = torch.tensor([-2.0], requires_grad=True)
     npo_loss(logp, torch.tensor([-2.0]), beta).backward()
     assert logp.grad.item() > 0
+
+
+def test_kl_divergence_direction():
+    # asymmetric case: KL(p || q) != KL(q || p), so swapped arguments are caught
+    p, q = [0.0, 1.0, 3.0], [1.0, 0.0, 0.0]
+    pp, qq = softmax(p), softmax(q)
+    want = sum(a * (math.log(a) - math.log(b)) for a, b in zip(pp, qq))
+    swapped = sum(b * (math.log(b) - math.log(a)) for a, b in zip(pp, qq))
+    assert abs(want - swapped) > 0.1
+    assert close(kl_divergence(torch.tensor([p]), torch.tensor([q])), want)
+
+
+def test_retain_kl_is_kl_of_reference_to_model_and_palu_non_prefix_is_model_to_reference(monkeypatch):
+    """retain_loss=kl: mean_t KL(pi_ref || pi_theta); PALU's L_ns: mean_t KL(pi_theta || pi_ref)."""
+    import obliviate.methods.base as base
+    import obliviate.methods.palu as palu
+
+    cur, ref = [[0.0, 1.0, 3.0]], [[1.0, 0.0, 0.0]]
+    pc, pr = softmax(cur[0]), softmax(ref[0])
+    kl_ref_cur = sum(a * (math.log(a) - math.log(b)) for a, b in zip(pr, pc))
+    kl_cur_ref = sum(a * (math.log(a) - math.log(b)) for a, b in zip(pc, pr))
+
+    class Ref:
+        def answer_logits(self, model, batch):
+            return torch.tensor(ref)
+
+    fake = lambda model, batch: (torch.tensor(cur), torch.tensor([1]), torch.tensor([0]), None)  # noqa: E731
+    monkeypatch.setattr(base, "answer_logits", fake)
+    assert close(base.retain_term(None, {}, "kl", Ref()), kl_ref_cur)
+
+    monkeypatch.setattr(palu, "answer_logits", fake)
+    m = palu.PALU(palu.PALUConfig(), base.References(token=Ref()))
+    f = {"labels": torch.tensor([[-100, 5]]), "sensitive": torch.tensor([[False, False]])}
+    assert close(m._forget_parts(None, {"forget": f}, False, True)["ns"], kl_cur_ref)
+
+
+def test_stop_gradients_of_ce_u_satimp_and_palu_mean():
+    # CE-U: the target q = softmax(stopgrad(z) with z[y] = -inf); d/dz of -sum q log softmax(z) = softmax(z) - q
+    z = torch.tensor([[2.0, 1.0, 0.0]], requires_grad=True)
+    ce_u_loss(z, torch.tensor([0])).backward()
+    q = [0.0] + softmax([1.0, 0.0])
+    assert torch.allclose(z.grad[0], torch.tensor(softmax([2.0, 1.0, 0.0])) - torch.tensor(q), atol=1e-6)
+    # SatImp: weight w = p^b1 (1-p)^b2 detached, so d/d(log p) = w / N
+    lp = [math.log(0.5), math.log(0.25)]
+    x = torch.tensor(lp, requires_grad=True)
+    satimp_loss(x, 5.0, 1.0).backward()
+    assert torch.allclose(x.grad, torch.tensor([0.5**5 * 0.5 / 2, 0.25**5 * 0.75 / 2]))
+    # PALU: the mean logit is not detached: d/dz_v = (2/k) (z_j - m) [v = j in top-k] - (2/(kV)) sum_j (z_j - m)
+    z = torch.tensor([[4.0, 2.0, 0.0, 3.0]], requires_grad=True)  # mean 2.25
+    palu_sensitive_loss(z, torch.tensor([[0.0, 5.0, 1.0, 3.0]]), 2).backward()  # top-2 of ref: indices 1, 3
+    m, d = 2.25, {1: 2.0 - 2.25, 3: 3.0 - 2.25}
+    want = [(2 / 2) * d.get(v, 0.0) - (2 / (2 * 4)) * sum(d.values()) for v in range(4)]
+    assert torch.allclose(z.grad[0], torch.tensor(want), atol=1e-6)

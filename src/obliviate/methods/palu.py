@@ -19,7 +19,11 @@ Defaults: gamma 1, alpha 1, k 1000, n 1, lr 1e-5, 10 epochs. The authors' reposi
 {1, 1000, 5000, 10000}, n in {1..5, 10}, alpha in {0.2..5}; their per-benchmark best setting could not be
 checked offline, so the defaults are a middle point of those sweeps (a deviation to revisit).
 
-Deviations: none known in the loss. The reference is one frozen copy, or with LoRA the base model with
+Deviations: none known in the loss. Span reading: REFERENCE.md (and our reading of the paper) takes the
+first n tokens of each *contiguous* sensitive span; an annotated multi-word ``target_words`` entry is one
+such span, but the automatic rule makes every sensitive word its own span, so adjacent sensitive words
+("a northern city": " northern" and " city") each keep a prefix. Which rule the authors' code applies to
+unannotated answers was not checked offline. The reference is one frozen copy, or with LoRA the base model with
 adapters disabled. With the robustness wrappers L_ns counts as part of the retain side (taken at the clean
 weights by SAM / smoothing).
 """

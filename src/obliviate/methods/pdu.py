@@ -16,8 +16,9 @@ The dual update runs once per optimiser step, with L_r the mean retain NLL of th
 (``on_step_end``; with ``--grad-accum G`` every micro-batch of a step uses the same lambda, and eta is not
 multiplied by G).
 
-Deviations: the flattening loss is taken over answer tokens only (open-unlearning's code averages over every
-position, prompt and padding included). Lambda is logged each step, written to run.json and kept in the
+Deviations: the flattening loss is taken over answer tokens only (open-unlearning's first PDU code averages
+over every position, prompt and padding included; its later code masks the *unshifted* logits with
+``labels != -100``, one position off, and updates lambda at every loss call, i.e. per micro-batch). Lambda is logged each step, written to run.json and kept in the
 per-epoch checkpoint, so ``--resume`` continues with the lambda the run had reached.
 """
 

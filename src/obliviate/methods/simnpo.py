@@ -8,7 +8,8 @@ Formula (plain text): A(y|x) = -(1/|y|) log pi_theta(y|x) (mean NLL over answer 
 (the paper writes -(2/beta) log sigmoid(-(beta/|y|) log pi_theta(y|x) - gamma); its margin gamma is our
 ``delta``); L = gamma * L_f + alpha * L_r.
 
-Defaults (the paper's TOFU setting): beta 4.5, delta 0, forget weight gamma 0.125, alpha 1, NLL retain,
+Defaults (TOFU, as in open-unlearning's SimNPO config and the issue; the paper's own per-benchmark table
+could not be checked offline): beta 4.5, delta 0, forget weight gamma 0.125, alpha 1, NLL retain,
 lr 1e-5, 10 epochs.
 
 Deviations: the reference code (and open-unlearning) computes log sigmoid(beta * (A - delta)), so its
