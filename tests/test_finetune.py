@@ -176,3 +176,38 @@ def test_answer_logits_are_hf_logits_at_the_positions_before_answer_tokens(tiny)
     torch.testing.assert_close(logits, torch.stack(want_logits), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(sums, torch.tensor(want_sums), rtol=1e-5, atol=1e-4)
     assert counts.tolist() == want_counts
+
+
+def test_training_keeps_float32_weights_where_models_load_in_bf16(monkeypatch, tmp_path):
+    """On CUDA models load in bf16 (for evaluation); finetune and unlearn must still train float32 weights, or
+    AdamW updates at lr 1e-5 (and SAM / smoothing perturbations) are rounded away."""
+    import obliviate.finetune as finetune_mod
+    import obliviate.models as models
+    import obliviate.unlearn as unlearn_mod
+
+    monkeypatch.setattr(models, "default_dtype", lambda device: torch.bfloat16)  # the CUDA default, simulated
+    assert load_model("tiny-llama")[0].dtype == torch.bfloat16
+    seen = []
+
+    def spy(orig):
+        def wrapped(model, *a, **k):
+            seen.append({p.dtype for p in model.parameters() if p.requires_grad})
+            return orig(model, *a, **k)
+        return wrapped
+
+    monkeypatch.setattr(finetune_mod, "train", spy(finetune_mod.train))
+    monkeypatch.setattr(unlearn_mod, "train", spy(unlearn_mod.train))
+    cfg = TrainConfig(epochs=1, lr=1e-3, batch_size=4, progress=False, checkpoint_every_epoch=False)
+    run_finetune("tiny-llama", "synthetic:forget01", tmp_path / "ft", cfg)
+    unlearn_mod.run_unlearn(str(tmp_path / "ft"), "grad_ascent", "synthetic:forget01", tmp_path / "ga", cfg=cfg)
+    assert seen == [{torch.float32}, {torch.float32}]
+
+
+def test_training_half_precision_weights_warns():
+    model, tok = load_model("tiny-llama", seed=0, dtype=torch.bfloat16)
+    fmt = Formatter(tok)
+    items = load_items("synthetic:forget01")[:2]
+    batches = EncodedBatches([fmt.encode(it.question, it.answer) for it in items], 2, tok.pad_token_id, seed=0)
+    cfg = TrainConfig(epochs=1, lr=1e-3, batch_size=2, progress=False, checkpoint_every_epoch=False)
+    with pytest.warns(UserWarning, match="bfloat16 parameters directly.*rounded away"):
+        train(model, batches, nll_loss, cfg)

@@ -155,3 +155,95 @@ def test_perturbing_wrappers_restore_bf16_weights_bit_for_bit(wrapper):
     step(model, {}, backward=lambda l: l.backward())
     assert torch.equal(model.w.detach(), w)
     assert model.w.grad is not None and model.w.grad.abs().sum() > 0
+
+
+class Weighted(QuadObjective):
+    """Like a method with gamma = 2: the loss is weighted, the log holds the unweighted term (key ``key``)."""
+
+    def __init__(self, c, b, key="forget"):
+        super().__init__(c, b)
+        self.key = key
+
+    def forget_loss(self, model, batch):
+        f = 0.5 * (self.c * model.w**2).sum()
+        return 2.0 * f, {self.key: f.item()}
+
+
+def test_wrapper_logs_are_the_methods_own_unweighted_terms():
+    w, c, b = [1.0, 2.0], [1.0, 3.0], [0.0, 0.0]
+    f_clean = 0.5 * (1 + 12)
+    _, logs = SAM(Weighted(c, b), 0.1)(Toy(w), {}, backward=lambda l: l.backward())
+    n = math.sqrt(37)
+    w_adv = [1.0 + 0.1 / n, 2.0 + 0.6 / n]
+    assert math.isclose(logs["forget"], f_clean, rel_tol=1e-6)
+    assert math.isclose(logs["forget_perturbed"], 0.5 * (w_adv[0] ** 2 + 3 * w_adv[1] ** 2), rel_tol=1e-6)
+    # smoothing: the mean of the unweighted term over the noise samples (not gamma times it)
+    rs = RandomizedSmoothing(Weighted(c, b), n=3, sigma=0.05, seed=1)
+    _, logs = rs(Toy(w), {}, backward=lambda l: l.backward())
+    g = torch.Generator().manual_seed(1 + 7919)
+    vals = [0.5 * (torch.tensor(c) * (torch.tensor(w) + torch.randn(2, generator=g) * 0.05) ** 2).sum().item()
+            for _ in range(3)]
+    assert math.isclose(logs["forget"], sum(vals) / 3, rel_tol=1e-5)
+    # a method that logs its forget term under another name gets no invented "forget" key
+    _, logs = RandomizedSmoothing(Weighted(c, b, key="idk"), n=2, sigma=0.05)(Toy(w), {}, backward=lambda l: l.backward())
+    assert "forget" not in logs and "idk" in logs
+    _, logs = SAM(Weighted(c, b, key="idk"), 0.1)(Toy(w), {}, backward=lambda l: l.backward())
+    assert "forget_perturbed" not in logs and "idk_perturbed" in logs
+
+
+def test_wrappers_use_the_loops_backward_and_touch_trainable_weights_only():
+    """The loop's backward divides by the accumulation group's size; a frozen weight is never perturbed."""
+    w, c, b = [1.0, 2.0], [1.0, 3.0], [0.5, 0.5]
+
+    class Frozen(Toy):
+        def __init__(self, w):
+            super().__init__(w)
+            self.frozen = torch.nn.Parameter(torch.tensor([7.0]), requires_grad=False)
+
+    class Watch(QuadObjective):
+        seen = []
+
+        def forget_loss(self, model, batch):
+            self.seen.append(model.frozen.item())
+            return super().forget_loss(model, batch)
+
+    for make in (lambda o: SAM(o, 0.1), lambda o: RandomizedSmoothing(o, n=2, sigma=0.5, seed=0)):
+        full, half = Frozen(w), Frozen(w)
+        make(Watch(c, b))(full, {}, backward=lambda l: l.backward())
+        make(Watch(c, b))(half, {}, backward=lambda l: (l / 2).backward())
+        assert torch.allclose(half.w.grad, full.w.grad / 2)
+        assert set(Watch.seen) == {7.0}
+
+
+def test_smoothing_noise_follows_the_seed():
+    c, b = [1.0, 3.0], [0.0, 0.0]
+
+    def grad(seed):
+        m = Toy([1.0, 2.0])
+        wrap_step(QuadObjective(c, b), RobustConfig(smooth_n=2, smooth_sigma=0.1), seed=seed)(
+            m, {}, backward=lambda l: l.backward())
+        return m.w.grad
+
+    assert torch.equal(grad(0), grad(0)) and not torch.allclose(grad(0), grad(1))
+
+
+def test_sam_defaults_and_non_finite_gradient_is_named():
+    assert SAM(QuadObjective([1.0], [0.0])).rho == 0.01  # the paper's rho
+
+    class InfGrad(QuadObjective):
+        def forget_loss(self, model, batch):
+            f = (model.w.abs() ** 0.5).sum()  # finite value, infinite gradient at w = 0
+            return f, {"forget": f.item()}
+
+    loss, logs = SAM(InfGrad([1.0], [0.0]), 0.1)(Toy([0.0]), {}, backward=lambda l: l.backward())
+    assert not torch.isfinite(loss) and "gradient not finite" in logs["sam"]
+
+
+def test_weight_averaging_counts_from_its_start_step():
+    model = Toy([0.0])
+    wa = WeightAveraging(start=3, every=2)
+    for step in range(1, 8):
+        with torch.no_grad():
+            model.w.fill_(float(step))
+        wa.on_step_end(step, model)
+    assert wa.count == 3 and math.isclose(wa.avg["w"].item(), (3 + 5 + 7) / 3)  # steps 3, 5, 7

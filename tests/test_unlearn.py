@@ -68,6 +68,12 @@ def test_unknown_option_lists_the_options_before_loading_the_model(tmp_path):
         run_unlearn("no-such-model", "npo", "synthetic:forget01", tmp_path / "x", options=["retain_loss=l2"])
     with pytest.raises(ObliviateError, match="unknown method 'nope'"):
         run_unlearn("no-such-model", "nope", "synthetic:forget01", tmp_path / "x")
+    from obliviate.robust import RobustConfig as RC
+
+    with pytest.raises(ObliviateError, match="--weight-avg with --lora would average each adapter's A and B"):
+        run_unlearn("no-such-model", "npo", "synthetic:forget01", tmp_path / "wa", retain="synthetic:retain99",
+                    cfg=TrainConfig(lora=True), robust=RC(weight_avg=True))
+    assert not (tmp_path / "wa").exists()
     with pytest.raises(ObliviateError, match="method rmu trains chosen parameters directly; --lora"):
         run_unlearn("no-such-model", "rmu", "synthetic:forget01", tmp_path / "x", retain="synthetic:retain99",
                     cfg=TrainConfig(lora=True))

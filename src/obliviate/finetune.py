@@ -11,7 +11,7 @@ from .data.formatting import Formatter
 from .errors import ObliviateError
 from .io import RunRecord, check_resume, prepare_out_dir
 from .models import load_model, save_model
-from .train import EncodedBatches, TrainConfig, apply_lora, latest_checkpoint, nll_loss, padding_fraction, train
+from .train import TRAIN_DTYPE, EncodedBatches, TrainConfig, apply_lora, latest_checkpoint, nll_loss, padding_fraction, train
 
 
 def run_finetune(
@@ -40,7 +40,7 @@ def run_finetune(
     record.save()
 
     t0 = time.time()
-    net, tok = load_model(model)
+    net, tok = load_model(model, dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
     record.timing("load_model_s", time.time() - t0)
     fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
     encoded = [fmt.encode(it.question, it.answer) for it in items]

@@ -42,7 +42,7 @@ from .methods.base import (
 )
 from .refusals import assign_refusals, load_refusals
 from .robust import RobustConfig, WeightAveraging, wrap_step
-from .train import NonFiniteLoss, TrainConfig, apply_lora, latest_checkpoint, length_grouped_batches, train
+from .train import TRAIN_DTYPE, NonFiniteLoss, TrainConfig, apply_lora, latest_checkpoint, length_grouped_batches, train
 
 __all__ = ["run_unlearn", "add_unlearn_parser", "prepare_unlearning", "UnlearnBatches", "default_train_config",
            "metric_direction"]
@@ -293,6 +293,10 @@ def run_unlearn(
     robust.validate()
     if cfg.lora and not cls.supports_lora:
         raise ObliviateError(f"method {method} trains chosen parameters directly; --lora is not supported with it")
+    if cfg.lora and robust.weight_avg:
+        raise ObliviateError("--weight-avg with --lora would average each adapter's A and B factors separately, and "
+                             "the merged mean(B) mean(A) is not the mean of the weights B A; train all weights "
+                             "(drop --lora) or drop --weight-avg")
     if cfg.grad_checkpointing and robust.grad_penalty is not None:
         raise ObliviateError("--grad-penalty differentiates the gradient itself (double backward), which "
                              "--grad-checkpointing's recomputation does not support; drop one of the two")
@@ -346,7 +350,7 @@ def run_unlearn(
     from .models import load_model, save_model
 
     t0 = time.time()
-    net, tok = load_model(model)
+    net, tok = load_model(model, dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
     record.timing("load_model_s", time.time() - t0)
     fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
     t0 = time.time()

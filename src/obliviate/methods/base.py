@@ -144,19 +144,23 @@ def compute_sequence_cache(model, sequences: dict[str, list[Encoded]], pad_id: i
     """
     was_training = model.training
     model.eval()
-    device = device or next(model.parameters()).device
+    device = torch.device(device or next(model.parameters()).device)
     values = {}
+    # the same precision as the training step (bf16 autocast on CUDA), so log pi_theta - log pi_ref starts at 0
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and torch.cuda.is_bf16_supported()
+           else contextlib.nullcontext())
     try:
-        for key, encs in sequences.items():
-            out = torch.zeros(len(encs), dtype=torch.float64)
-            order = sorted(range(len(encs)), key=lambda i: len(encs[i]))
-            for s in range(0, len(order), batch_size):
-                idx = order[s : s + batch_size]
-                b = collate([encs[i] for i in idx], pad_id)
-                b = {k: v.to(device) for k, v in b.items()}
-                sums, _ = sequence_logprobs(model, b)
-                out[torch.tensor(idx)] = sums.double().cpu()
-            values[key] = out.float()
+        with amp:
+            for key, encs in sequences.items():
+                out = torch.zeros(len(encs), dtype=torch.float64)
+                order = sorted(range(len(encs)), key=lambda i: len(encs[i]))
+                for s in range(0, len(order), batch_size):
+                    idx = order[s : s + batch_size]
+                    b = collate([encs[i] for i in idx], pad_id)
+                    b = {k: v.to(device) for k, v in b.items()}
+                    sums, _ = sequence_logprobs(model, b)
+                    out[torch.tensor(idx)] = sums.double().cpu()
+                values[key] = out.float()
     finally:
         model.train(was_training)
     return SequenceCache(values)

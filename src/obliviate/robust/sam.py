@@ -79,7 +79,11 @@ class SAM:
         f, logs = self.objective.forget_loss(model, batch)
         if not torch.isfinite(f):
             return f.detach(), {**logs, "sam": "forget loss not finite at the clean weights"}
-        eps = sam_perturbation(list(torch.autograd.grad(f, params, allow_unused=True)), self.rho)
+        grads = list(torch.autograd.grad(f, params, allow_unused=True))
+        if not all(torch.isfinite(g).all() for g in grads if g is not None):
+            return torch.tensor(float("nan")), {**logs, "sam": "forget-loss gradient not finite at the clean weights"}
+        eps = sam_perturbation(grads, self.rho)
+        del grads
         clean = perturb(params, eps)
         del eps
         try:
@@ -89,7 +93,9 @@ class SAM:
         finally:
             restore(params, clean)
         loss = f_adv.detach()
-        out = {**logs, "forget_perturbed": logs_adv.get("forget", f_adv.detach().item())}
+        # the method's own terms at the perturbed weights, as it logs them (unweighted), with a _perturbed suffix
+        out = {**logs, **{f"{k}_perturbed": v for k, v in logs_adv.items()
+                          if isinstance(v, (int, float)) and not isinstance(v, bool)}}
         if torch.isfinite(f_adv):
             loss = retain_at_clean_weights(self.objective, model, batch, backward, loss, out)
         return loss, out

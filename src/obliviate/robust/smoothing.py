@@ -32,7 +32,7 @@ class RandomizedSmoothing:
 
     def __call__(self, model, batch, backward):
         params = [p for p in model.parameters() if p.requires_grad]
-        total, logs = 0.0, {}
+        total, out = 0.0, {}
         clean = [p.detach().clone() for p in params]  # restored by copy: p + z - z is not p in floating point
         for _ in range(self.n):
             with torch.no_grad():
@@ -46,5 +46,9 @@ class RandomizedSmoothing:
             finally:
                 restore(params, clean)
             total = total + f.detach() / self.n
-        out = {**logs, "forget": float(total)}
+            for k, v in logs.items():  # the method's own terms (unweighted), averaged over the noise samples
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    out[k] = out.get(k, 0.0) + v / self.n
+                else:
+                    out.setdefault(k, v)
         return retain_at_clean_weights(self.objective, model, batch, backward, total, out), out
