@@ -14,7 +14,9 @@ down-projections of layers 5, 6, 7); the forward pass stops at layer l (nothing 
 
 Defaults (the paper's zephyr-7b setting): layer 7, update layers 5,6,7, c 6.5, alpha 1200, gamma 1,
 lr 5e-5. open-unlearning's TOFU config uses layer 7 with other c / alpha values; c and alpha depend on the
-model's activation norms and should be tuned per model.
+model's activation norms and should be tuned per model. On SmolLM2-135M the paper setting does nothing:
+a few outlier channels (on every token) hold most of ||h_7||^2 and layers 5-7's down-projections cannot
+cancel them; see docs/results.md.
 
 Deviations: activations are masked to answer tokens (the paper's code uses every token of plain text);
 the reference activations come from one frozen copy of the model (RMU trains chosen layers directly, so
