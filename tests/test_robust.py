@@ -185,7 +185,8 @@ def test_wrapper_logs_are_the_methods_own_unweighted_terms():
             for _ in range(3)]
     assert math.isclose(logs["forget"], sum(vals) / 3, rel_tol=1e-5)
     # a method that logs its forget term under another name gets no invented "forget" key
-    _, logs = RandomizedSmoothing(Weighted(c, b, key="idk"), n=2, sigma=0.05)(Toy(w), {}, backward=lambda l: l.backward())
+    rs = RandomizedSmoothing(Weighted(c, b, key="idk"), n=2, sigma=0.05)
+    _, logs = rs(Toy(w), {}, backward=lambda l: l.backward())
     assert "forget" not in logs and "idk" in logs
     _, logs = SAM(Weighted(c, b, key="idk"), 0.1)(Toy(w), {}, backward=lambda l: l.backward())
     assert "forget_perturbed" not in logs and "idk_perturbed" in logs

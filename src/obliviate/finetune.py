@@ -11,7 +11,8 @@ from .data.formatting import Formatter
 from .errors import ObliviateError
 from .io import RunRecord, check_resume, prepare_out_dir
 from .models import load_model, save_model
-from .train import TRAIN_DTYPE, EncodedBatches, TrainConfig, apply_lora, latest_checkpoint, nll_loss, padding_fraction, train
+from .train import (TRAIN_DTYPE, EncodedBatches, TrainConfig, apply_lora, latest_checkpoint, nll_loss,
+                    padding_fraction, train)
 
 
 def run_finetune(

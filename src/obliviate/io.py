@@ -100,8 +100,8 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def check_resume(out: str | os.PathLike, command: str, config: dict,
                  may_change: dict[str, str] = RESUME_MAY_CHANGE) -> dict:
     """For ``--resume``: the run in ``out`` must be the same command with the same settings, except
-    the keys of ``may_change`` (setting -> its flag). Returns ``{"previous": <old run.json>, "changed": {key: [old, new]}}``; raises an
-    :class:`ObliviateError` naming every other setting that differs."""
+    the keys of ``may_change`` (setting -> its flag). Returns ``{"previous": <old run.json>, "changed":
+    {key: [old, new]}}``; raises an :class:`ObliviateError` naming every other setting that differs."""
     path = Path(out) / "run.json"
     if not path.exists():
         raise ObliviateError(f"--resume: {path} not found, so the settings of the interrupted run are unknown")

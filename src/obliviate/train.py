@@ -42,6 +42,14 @@ from .io import atomic_write_json, read_json
 TRAIN_DTYPE = torch.float32
 
 
+def train_autocast(device):
+    """The precision every training-time forward runs in (the step, and the reference cache built before it):
+    bf16 autocast on CUDA where supported, plain float32 elsewhere."""
+    if torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 5
@@ -213,10 +221,7 @@ def train(
                       "rounded away, and so are SAM's and smoothing's perturbations. Load the model in float32 "
                       "(obliviate's finetune / unlearn do; on CUDA they compute in bf16 under autocast)",
                       stacklevel=2)
-    cuda = torch.cuda.is_available()
-    mixed = "bf16" if cuda and not half and torch.cuda.is_bf16_supported() else "no"
-    # accumulation is done here, per epoch; autocast (CUDA only) wraps each loss call below
-    accelerator = Accelerator(cpu=not cuda, mixed_precision=mixed)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())  # accumulation is done here, per epoch
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -300,7 +305,7 @@ def train(
                 def backward(t, _g=group):
                     accelerator.backward(t / _g)
 
-                with contextlib.nullcontext() if sync else accelerator.no_sync(model), accelerator.autocast():
+                with contextlib.nullcontext() if sync else accelerator.no_sync(model), train_autocast(accelerator.device):
                     if own_backward:
                         loss, logs = loss_fn(model, batch, backward=backward)
                     else:

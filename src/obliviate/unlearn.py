@@ -42,7 +42,8 @@ from .methods.base import (
 )
 from .refusals import assign_refusals, load_refusals
 from .robust import RobustConfig, WeightAveraging, wrap_step
-from .train import TRAIN_DTYPE, NonFiniteLoss, TrainConfig, apply_lora, latest_checkpoint, length_grouped_batches, train
+from .train import (TRAIN_DTYPE, NonFiniteLoss, TrainConfig, apply_lora, latest_checkpoint, length_grouped_batches,
+                    train)
 
 __all__ = ["run_unlearn", "add_unlearn_parser", "prepare_unlearning", "UnlearnBatches", "default_train_config",
            "metric_direction"]

@@ -19,7 +19,6 @@ from typing import Callable
 import torch
 
 _TRANSFORMS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-_UNKNOWN = object()
 
 
 def _body_and_head(model):

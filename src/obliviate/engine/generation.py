@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers.cache_utils import Cache, DynamicLayer
 
+from .forward import cache_kw, head_logits, out_cache
 from .scoring import _common_prefix
 
 
@@ -173,8 +174,6 @@ def greedy_ids(model, prompts: list[list[int]], eos_id: int, max_new_tokens: int
 def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, progress, desc, starts=None):
     """Continuous-batching greedy loop; ``starts[i]`` are tokens already generated (the end of prompt i)."""
     device = next(model.parameters()).device
-    from .forward import cache_kw, head_logits, out_cache
-
     # argmax is unchanged by a monotone soft-cap or scale, but follow the model's own logits where known
     body, head = model.get_decoder(), head_logits(model) or model.get_output_embeddings()
     waiting = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i]), i))  # longest first

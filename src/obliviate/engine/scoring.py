@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import ObliviateError
+from .forward import answer_logits, cache_kw, head_logits, out_cache
+
 
 @dataclass
 class ScoreRequest:
@@ -101,9 +104,6 @@ def score(
     share_prefix: bool = True,
 ) -> list[list[AnswerScore]]:
     """Score every answer of every request; results in the caller's order."""
-    from ..errors import ObliviateError
-    from .forward import cache_kw, head_logits, out_cache
-
     device = next(model.parameters()).device
     body = model.get_decoder()
     ckw = cache_kw(body)
@@ -217,8 +217,6 @@ def gradient_norm(model, prompt_ids: list[int], answer_ids: list[int]) -> float:
 
     Each parameter's squared gradient norm is taken as soon as its gradient is complete and the gradient
     is dropped at once, so no full set of gradients (the size of the model) is ever held in memory."""
-    from .forward import answer_logits
-
     device = next(model.parameters()).device
     ids = torch.tensor([prompt_ids + answer_ids], device=device)
     labels = torch.tensor([[-100] * len(prompt_ids) + answer_ids], device=device)

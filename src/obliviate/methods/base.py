@@ -41,6 +41,7 @@ from ..data.formatting import Encoded, collate
 from ..engine.forward import answer_logits, sequence_logprobs
 from ..errors import ObliviateError
 from ..registry import METHODS
+from ..train import train_autocast
 
 RETAIN_LOSSES = ("nll", "kl")
 
@@ -146,11 +147,8 @@ def compute_sequence_cache(model, sequences: dict[str, list[Encoded]], pad_id: i
     model.eval()
     device = torch.device(device or next(model.parameters()).device)
     values = {}
-    # the same precision as the training step (bf16 autocast on CUDA), so log pi_theta - log pi_ref starts at 0
-    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and torch.cuda.is_bf16_supported()
-           else contextlib.nullcontext())
     try:
-        with amp:
+        with train_autocast(device):  # the training step's precision, so log pi_theta - log pi_ref starts at 0
             for key, encs in sequences.items():
                 out = torch.zeros(len(encs), dtype=torch.float64)
                 order = sorted(range(len(encs)), key=lambda i: len(encs[i]))

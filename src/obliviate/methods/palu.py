@@ -23,8 +23,8 @@ Deviations: none known in the loss. Span reading: REFERENCE.md (and our reading 
 first n tokens of each *contiguous* sensitive span; an annotated multi-word ``target_words`` entry is one
 such span, but the automatic rule makes every sensitive word its own span, so adjacent sensitive words
 ("a northern city": " northern" and " city") each keep a prefix. Which rule the authors' code applies to
-unannotated answers was not checked offline. The reference is one frozen copy, or with LoRA the base model with
-adapters disabled. With the robustness wrappers L_ns counts as part of the retain side (taken at the clean
+unannotated answers was not checked offline. The reference is one frozen copy, or with LoRA the base model
+with adapters disabled. With the robustness wrappers L_ns counts as part of the retain side (taken at the clean
 weights by SAM / smoothing).
 """
 

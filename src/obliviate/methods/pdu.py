@@ -18,8 +18,9 @@ multiplied by G).
 
 Deviations: the flattening loss is taken over answer tokens only (open-unlearning's first PDU code averages
 over every position, prompt and padding included; its later code masks the *unshifted* logits with
-``labels != -100``, one position off, and updates lambda at every loss call, i.e. per micro-batch). Lambda is logged each step, written to run.json and kept in the
-per-epoch checkpoint, so ``--resume`` continues with the lambda the run had reached.
+``labels != -100``, one position off, and updates lambda at every loss call, i.e. per micro-batch).
+Lambda is logged each step, written to run.json and kept in the per-epoch checkpoint, so ``--resume``
+continues with the lambda the run had reached.
 """
 
 from __future__ import annotations
