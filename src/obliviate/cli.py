@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     ap = argparse.ArgumentParser(prog="obliviate", description="Make a causal LM forget chosen data; measure and audit it.")
-    ap.add_argument("--version", action="version", version=f"obliviate {__version__}")
+    ap.add_argument("--version", action="version", version=f"obliviate {__version__} (allocator: {_allocator()})")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ls", help="list a registry: models, datasets, methods, metrics, benchmarks")
@@ -218,7 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+# Commands that train run on tcmalloc when it is installed: glibc's heap keeps ~0.8 GB of freed activation
+# blocks on SmolLM2-135M. Evaluation does not fragment that way (it releases memory between phases) and
+# peaks ~0.1 GB lower on glibc, so `eval`, `generate` and `demo` keep the system allocator.
+TCMALLOC_COMMANDS = ("finetune", "unlearn")
+
+
+def _allocator() -> str:
+    from .engine.memory import allocator
+
+    return allocator()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line, in this process (``argv`` None: ``sys.argv[1:]``). :func:`entry` is the program."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     try:
@@ -233,5 +246,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> int:
+    """The ``obliviate`` program: the training commands first re-execute themselves under tcmalloc when it
+    is installed (engine/memory.py: glibc's heap fragments under training; ``OBLIVIATE_MALLOC=system`` opts
+    out), then :func:`main` runs."""
+    if sys.argv[1:2] and sys.argv[1] in TCMALLOC_COMMANDS:
+        from .engine.memory import AllocatorError, use_tcmalloc
+
+        try:
+            use_tcmalloc(sys.argv[1:])
+        except AllocatorError as e:
+            print(f"obliviate: error: {e}", file=sys.stderr)
+            return 2
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

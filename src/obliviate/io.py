@@ -145,6 +145,12 @@ def versions() -> dict:
             out[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001 - provenance must never fail a run
             out[mod] = None
+    try:
+        from .engine.memory import allocator
+
+        out["allocator"] = allocator()  # glibc or tcmalloc: peak memory depends on it (engine/memory.py)
+    except Exception:  # noqa: BLE001
+        out["allocator"] = None
     return out
 
 
