@@ -107,7 +107,8 @@ def test_training_commands_reexecute_under_tcmalloc_and_the_others_do_not(tmp_pa
     assert r.returncode == 0 and "(allocator: glibc)" in r.stdout, (r.stdout, r.stderr)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD is Linux's")
+@pytest.mark.skipif(not sys.platform.startswith("linux") or allocator() != "glibc",
+                    reason="needs Linux with glibc's malloc (LD_PRELOAD, and the allocator named glibc)")
 def test_malloc_system_keeps_glibc_and_a_bad_value_is_named(tmp_path):
     assert _finetune_allocator(tmp_path / "a", OBLIVIATE_MALLOC="system") == "glibc"
     r = _cli("unlearn", "--help", OBLIVIATE_MALLOC="jemalloc")
