@@ -12,7 +12,6 @@ The synthetic family is sized small (``n_authors``) so that the demo finishes on
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 

@@ -11,8 +11,8 @@ from .data.formatting import Formatter
 from .errors import ObliviateError
 from .io import RunRecord, check_resume, prepare_out_dir
 from .models import load_model, save_model
-from .train import (TRAIN_DTYPE, EncodedBatches, TrainConfig, apply_lora, latest_checkpoint, nll_loss,
-                    padding_fraction, train)
+from .train import (TRAIN_DTYPE, EncodedBatches, TrainConfig, apply_lora, check_resume_epochs, latest_checkpoint,
+                    nll_loss, padding_fraction, train)
 
 
 def run_finetune(
@@ -27,10 +27,13 @@ def run_finetune(
     overwrite: bool = False,
     resume: bool = False,
 ) -> dict:
+    cfg.validate()
+    if max_length < 2:
+        raise ObliviateError(f"--max-length {max_length}: must be >= 2 (prompt and answer tokens)")
     items = load_items(data, data_dir=data_dir)  # bad data fails before the model is loaded
     out = Path(out)
-    if resume and latest_checkpoint(out) is None:
-        raise ObliviateError(f"--resume: no checkpoint in {out}/checkpoints")
+    if resume:
+        check_resume_epochs(out, cfg)
     prepare_out_dir(out, overwrite=overwrite, resume=resume)
     config = {"model": model, "data": data, "data_dir": data_dir, "style": style, "system_prompt": system_prompt,
               "max_length": max_length, "train": asdict(cfg), "n_items": len(items)}
@@ -39,26 +42,22 @@ def run_finetune(
     if resumed:
         record.resumed(resumed, latest_checkpoint(out).name)
     record.save()
-
-    t0 = time.time()
-    net, tok = load_model(model, dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
-    record.timing("load_model_s", time.time() - t0)
-    fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
-    encoded = [fmt.encode(it.question, it.answer) for it in items]
-    batches = EncodedBatches(encoded, cfg.batch_size, tok.pad_token_id, cfg.seed)
-    pad = padding_fraction(batches.lengths, batches.plan(0))
-    if cfg.lora:
-        net = apply_lora(net, cfg)
-    try:
+    with record.guard(resume_hint=True):  # an error or Ctrl-C leaves run.json saying so
+        t0 = time.time()
+        net, tok = load_model(model, dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
+        record.timing("load_model_s", time.time() - t0)
+        fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
+        encoded = [fmt.encode(it.question, it.answer) for it in items]
+        batches = EncodedBatches(encoded, cfg.batch_size, tok.pad_token_id, cfg.seed)
+        pad = padding_fraction(batches.lengths, batches.plan(0))
+        if cfg.lora:
+            net = apply_lora(net, cfg)
         history = train(net, batches, nll_loss, cfg, out_dir=out, resume=resume, desc="finetune")
-    except ObliviateError:
-        record.save(status="failed")
-        raise
-    t1 = time.time()
-    save_model(net, tok, out)
-    record.timing("save_model_s", time.time() - t1)
-    record.timing("train_s", history["train_seconds"])
-    record.update(history=history, final_loss=history["final_loss"], padding_fraction=round(pad, 4),
-                  prompt_format={"style": fmt.style, "system_prompt": system_prompt})
-    record.save(status="done")
+        t1 = time.time()
+        save_model(net, tok, out)
+        record.timing("save_model_s", time.time() - t1)
+        record.timing("train_s", history["train_seconds"])
+        record.update(history=history, final_loss=history["final_loss"], padding_fraction=round(pad, 4),
+                      prompt_format={"style": fmt.style, "system_prompt": system_prompt})
+        record.save(status="done")
     return record.data

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,12 +35,21 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def file_mode() -> int:
+    """The mode a plainly created file gets (0o666 less the umask); temp files start at 0o600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write to a temp file in the same folder, then rename: never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -70,11 +81,37 @@ def read_json(path) -> Any:
         raise ObliviateError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
 
 
+def _left_by_a_failed_start(out: Path) -> bool:
+    """A folder holding only the run.json of a run that stopped before writing anything else (an error found
+    after the model loaded, or a non-finite loss in its first epoch): the corrected command may reuse it."""
+    names = {p.name for p in out.iterdir()}
+    if names != {"run.json"}:
+        return False
+    try:
+        return json.loads((out / "run.json").read_text(encoding="utf-8")).get("status") != "done"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def prepare_out_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> Path:
-    """Refuse to write into an existing non-empty folder unless --overwrite (or --resume) is given."""
+    """The output folder, created. An existing non-empty folder is refused unless ``--resume`` (continue in
+    it) or ``--overwrite``: that empties it first (so no old checkpoint, model or evaluation is mistaken for
+    this run's), and only when it is an obliviate output folder (it has a run.json): anything else is left
+    alone. A folder left by a run that failed before writing anything but its run.json is reused."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (overwrite or resume):
-        raise ObliviateError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise ObliviateError(f"--out {out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not resume and not _left_by_a_failed_start(out):
+        if not overwrite:
+            raise ObliviateError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
+        if not (out / "run.json").is_file():
+            raise ObliviateError(f"--overwrite: {out} has no run.json, so it is not an obliviate output folder; "
+                                 "it is left alone (choose another --out, or empty it yourself)")
+        for p in out.iterdir():
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -181,6 +218,24 @@ class RunRecord:
             "previous_status": prev.get("status"), "previous_started_at": prev.get("started_at"),
             "previous_git_commit": prev.get("git_commit")}]
         self.data["first_started_at"] = prev.get("first_started_at") or prev.get("started_at")
+
+    @contextlib.contextmanager
+    def guard(self, resume_hint: bool = False):
+        """Whatever stops the run inside the block (an error, Ctrl-C) leaves run.json saying so, not
+        ``running``: status ``failed`` with the error, or ``interrupted``."""
+        try:
+            yield self
+        except BaseException as e:
+            if self.data.get("status") == "running":
+                if isinstance(e, KeyboardInterrupt):
+                    self.save(status="interrupted")
+                    if resume_hint and (self.path.parent / "checkpoints").is_dir():
+                        print(f"obliviate: the last per-epoch checkpoint is in {self.path.parent / 'checkpoints'}; "
+                              "continue with the same command and --resume", file=sys.stderr)
+                else:
+                    self.data.setdefault("error", f"{type(e).__name__}: {e}")
+                    self.save(status="failed")
+            raise
 
     def timing(self, name: str, seconds: float) -> None:
         self.data["timings"][name] = round(seconds, 3)

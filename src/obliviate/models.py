@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from .errors import ObliviateError
+from .io import file_mode
 from .registry import MODELS
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -261,7 +262,9 @@ def save_model(model, tokenizer, out_dir: str | Path) -> None:
             warnings.simplefilter("ignore")
             model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        mode = file_mode()
         for f in tmp.iterdir():
+            f.chmod(mode)
             os.replace(f, out_dir / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

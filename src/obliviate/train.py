@@ -68,6 +68,25 @@ class TrainConfig:
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
+    def validate(self) -> None:
+        """Refuse settings that would fail deep inside torch (or silently do something else), naming the flag."""
+        def bad(flag, value, need):
+            raise ObliviateError(f"{flag} {value}: must be {need}")
+
+        for flag, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size), ("--grad-accum", self.grad_accum),
+                        ("--lora-r", self.lora_r)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                bad(flag, v, "an integer >= 1")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            bad("--lr", self.lr, "a finite number > 0")
+        if not (isinstance(self.warmup_ratio, (int, float)) and 0 <= self.warmup_ratio <= 1):
+            bad("--warmup-ratio", self.warmup_ratio, "between 0 and 1 (a fraction of the optimiser steps)")
+        if not (isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay)
+                and self.weight_decay >= 0):
+            bad("--weight-decay", self.weight_decay, "a finite number >= 0")
+        if not (isinstance(self.max_grad_norm, (int, float)) and self.max_grad_norm > 0):
+            bad("max_grad_norm", self.max_grad_norm, "> 0")
+
 
 def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random, mega: int = 50) -> list[list[int]]:
     """Shuffle, then sort by length inside mega-batches of ``mega * batch_size`` items, then shuffle the
@@ -181,6 +200,18 @@ def _save_checkpoint(ckpt_root: Path, epoch: int, model, optimizer, scheduler, s
             shutil.rmtree(old, ignore_errors=True)
 
 
+def check_resume_epochs(out_dir, cfg: TrainConfig) -> Path:
+    """For ``--resume``: the newest checkpoint, which must be from an epoch within this run's ``--epochs``."""
+    ck = latest_checkpoint(Path(out_dir))
+    if ck is None:
+        raise ObliviateError(f"--resume: no checkpoint in {out_dir}/checkpoints")
+    done = int(ck.name.split("-")[1]) + 1
+    if done > cfg.epochs:
+        raise ObliviateError(f"--resume: the checkpoint in {out_dir} is after epoch {done}, more than --epochs "
+                             f"{cfg.epochs}; give --epochs {done} or more (or start again in a new --out)")
+    return ck
+
+
 def latest_checkpoint(out_dir: Path) -> Path | None:
     ckpts = sorted((out_dir / "checkpoints").glob("epoch-*"), key=lambda p: int(p.name.split("-")[1]))
     return ckpts[-1] if ckpts else None
@@ -238,6 +269,7 @@ def train(
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    cfg.validate()
     if cfg.grad_checkpointing:
         enable_grad_checkpointing(model)
     try:
@@ -248,9 +280,9 @@ def train(
         start_epoch = 0
         out_dir = Path(out_dir) if out_dir else None
         if resume:
-            ck = latest_checkpoint(out_dir) if out_dir else None
-            if ck is None:
-                raise ObliviateError(f"--resume: no checkpoint in {out_dir}/checkpoints")
+            if out_dir is None:
+                raise ObliviateError("--resume needs the run's output folder")
+            ck = check_resume_epochs(out_dir, cfg)
             state = torch.load(ck / "state.pt", weights_only=False)
             named = dict(accelerator.unwrap_model(model).named_parameters())
             with torch.no_grad():

@@ -42,8 +42,8 @@ from .methods.base import (
 )
 from .refusals import assign_refusals, load_refusals
 from .robust import RobustConfig, WeightAveraging, wrap_step
-from .train import (TRAIN_DTYPE, NonFiniteLoss, TrainConfig, apply_lora, latest_checkpoint, length_grouped_batches,
-                    train)
+from .train import (TRAIN_DTYPE, NonFiniteLoss, TrainConfig, apply_lora, check_resume_epochs, latest_checkpoint,
+                    length_grouped_batches, train)
 
 __all__ = ["run_unlearn", "add_unlearn_parser", "prepare_unlearning", "UnlearnBatches", "default_train_config",
            "metric_direction"]
@@ -104,7 +104,10 @@ def default_train_config(method: str, **overrides) -> TrainConfig:
     """TOFU's unlearning settings with the method's paper epochs / lr: effective batch 32, weight decay 0.01,
     one epoch of warm-up."""
     d = get_method(method).train_defaults
-    epochs = overrides.pop("epochs", None) or d["epochs"]
+    epochs = overrides.pop("epochs", None)
+    epochs = d["epochs"] if epochs is None else epochs  # --epochs 0 is refused by TrainConfig.validate, not replaced
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ObliviateError(f"--epochs {epochs}: must be an integer >= 1")
     kw = dict(epochs=epochs, lr=d["lr"], batch_size=32, warmup_ratio=1.0 / epochs, weight_decay=0.01)
     kw.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**kw)
@@ -227,6 +230,17 @@ def metric_direction(spec: str) -> tuple[str, Callable[[float], float]]:
     )
 
 
+def _alpha_zero_drops_retain(cls, opts: dict) -> bool:
+    """Whether ``alpha=0`` would free this method from needing a retain set (not PDU's, whose constraint is on
+    the retain loss), and the user has not set it already."""
+    if str(opts.get("alpha", "")).strip() in ("0", "0.0") or opts.get("alpha") == 0:
+        return False
+    try:
+        return not cls.needs_retain(make_config(cls, {**opts, "alpha": 0.0}))
+    except ObliviateError:
+        return False
+
+
 def _eval_target(forget: str, eval_data: str | None, eval_split: str | None) -> tuple[str, str]:
     if eval_data and eval_split:
         return eval_data, eval_split
@@ -290,6 +304,11 @@ def run_unlearn(
     opts = parse_options(options) if isinstance(options, (list, tuple)) else dict(options or {})
     mcfg = make_config(cls, opts)
     cfg = cfg or default_train_config(method)
+    cfg.validate()
+    if max_length < 2:
+        raise ObliviateError(f"--max-length {max_length}: must be >= 2 (prompt and answer tokens)")
+    if eval_limit is not None and eval_limit < 1:
+        raise ObliviateError(f"--eval-limit {eval_limit}: must be >= 1")
     robust = robust or RobustConfig()
     robust.validate()
     if cfg.lora and not cls.supports_lora:
@@ -308,8 +327,9 @@ def run_unlearn(
     if cls.needs_retain(mcfg):
         if not retain:
             raise ObliviateError(
-                f"method {method} needs a retain set (--retain SPEC, e.g. synthetic:retain90); "
-                + ("set alpha=0 to drop its retain term" if cls.retain_term else "")
+                f"method {method} needs a retain set (--retain SPEC, e.g. synthetic:retain90)"
+                + ("; set alpha=0 to drop its retain term" if cls.retain_term and _alpha_zero_drops_retain(cls, opts)
+                   else "")
             )
         retain_items = _load_set("retain", retain, data_dir)
     refusals = load_refusals(idk_file) if cls.uses_idk else None
@@ -325,11 +345,14 @@ def run_unlearn(
         if retain_eval:
             from .interop import read_records
 
-            retain_records = read_records(retain_eval)[0]
+            try:
+                retain_records = read_records(retain_eval)[0]
+            except ObliviateError as e:
+                raise ObliviateError(f"--retain-eval {retain_eval}: {e}") from None
         evaluator = evaluator or _default_evaluator()
     out = Path(out)
-    if resume and latest_checkpoint(out) is None:
-        raise ObliviateError(f"--resume: no checkpoint in {out}/checkpoints")
+    if resume:
+        check_resume_epochs(out, cfg)
     prepare_out_dir(out, overwrite=overwrite, resume=resume)
 
     config = {
@@ -347,96 +370,97 @@ def run_unlearn(
         record.resumed(resumed, latest_checkpoint(out).name)
     record.save()
 
-    # -- model, references, step ------------------------------------------------------------------------
-    from .models import load_model, save_model
+    with record.guard(resume_hint=True):  # an error or Ctrl-C leaves run.json saying so
+        # -- model, references, step ------------------------------------------------------------------------
+        from .models import load_model, save_model
 
-    t0 = time.time()
-    net, tok = load_model(model, dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
-    record.timing("load_model_s", time.time() - t0)
-    fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
-    t0 = time.time()
-    try:
-        prep = prepare_unlearning(net, tok, method, mcfg, forget_items, retain_items, formatter=fmt, tcfg=cfg,
-                                  refusals=refusals, reference=reference)
-    except ObliviateError as e:  # e.g. an RMU layer the model does not have
-        record.update(error=str(e))
-        record.save(status="failed")
-        raise
-    record.timing("prepare_s", time.time() - t0)
-    net, objective = prep.model, prep.objective
-    step_fn = wrap_step(objective, robust, seed=cfg.seed)
-    averager = WeightAveraging(robust.avg_start, robust.avg_every) if robust.weight_avg else None
-    record.update(setup=prep.info, robust_active=robust.active())
-    record.save()
+        t0 = time.time()
+        net, tok = load_model(model, dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
+        record.timing("load_model_s", time.time() - t0)
+        fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
+        t0 = time.time()
+        try:
+            prep = prepare_unlearning(net, tok, method, mcfg, forget_items, retain_items, formatter=fmt, tcfg=cfg,
+                                      refusals=refusals, reference=reference)
+        except ObliviateError as e:  # e.g. an RMU layer the model does not have
+            record.update(error=str(e))
+            record.save(status="failed")
+            raise
+        record.timing("prepare_s", time.time() - t0)
+        net, objective = prep.model, prep.objective
+        step_fn = wrap_step(objective, robust, seed=cfg.seed)
+        averager = WeightAveraging(robust.avg_start, robust.avg_every) if robust.weight_avg else None
+        record.update(setup=prep.info, robust_active=robust.active())
+        record.save()
 
-    # -- per-epoch evaluation and selection -----------------------------------------------------------
-    best: dict = {}
-    evals: list[dict] = []
+        # -- per-epoch evaluation and selection -----------------------------------------------------------
+        best: dict = {}
+        evals: list[dict] = []
 
-    def on_epoch_end(epoch: int, m) -> dict:
-        tag = "initial" if epoch < 0 else f"epoch-{epoch + 1}"
-        ctx = averager.swapped_in(m) if averager is not None else contextlib.nullcontext()
-        with ctx:
-            summary, records = evaluator(m, tok, data=ev_data, split=ev_split, data_dir=data_dir, limit=eval_limit,
-                                         retain_records=retain_records, formatter=fmt, progress=cfg.progress)
-            atomic_write_json(out / "eval" / tag / "summary.json", summary)
-            atomic_write_jsonl(out / "eval" / tag / "items.jsonl", records)
-            evals.append({"epoch": epoch + 1, **{k: summary.get(k) for k in _HEADLINE if k in summary}})
-            if select and epoch >= 0:
-                v = summary.get(sel_key)
-                if isinstance(v, (int, float)) and math.isfinite(v):
-                    score = sel_score(float(v))
-                    if not best or score > best["score"]:
-                        best.update(epoch=epoch + 1, value=float(v), score=score, params={
-                            n: p.detach().cpu().clone() for n, p in m.named_parameters() if p.requires_grad})
-        return summary
+        def on_epoch_end(epoch: int, m) -> dict:
+            tag = "initial" if epoch < 0 else f"epoch-{epoch + 1}"
+            ctx = averager.swapped_in(m) if averager is not None else contextlib.nullcontext()
+            with ctx:
+                summary, records = evaluator(m, tok, data=ev_data, split=ev_split, data_dir=data_dir, limit=eval_limit,
+                                             retain_records=retain_records, formatter=fmt, progress=cfg.progress)
+                atomic_write_json(out / "eval" / tag / "summary.json", summary)
+                atomic_write_jsonl(out / "eval" / tag / "items.jsonl", records)
+                evals.append({"epoch": epoch + 1, **{k: summary.get(k) for k in _HEADLINE if k in summary}})
+                if select and epoch >= 0:
+                    v = summary.get(sel_key)
+                    if isinstance(v, (int, float)) and math.isfinite(v):
+                        score = sel_score(float(v))
+                        if not best or score > best["score"]:
+                            best.update(epoch=epoch + 1, value=float(v), score=score, params={
+                                n: p.detach().cpu().clone() for n, p in m.named_parameters() if p.requires_grad})
+            return summary
 
-    # -- train ----------------------------------------------------------------------------------------
-    def step_end(step: int, model) -> None:
-        objective.on_step_end(step)
-        if averager is not None:
-            averager.on_step_end(step, model)
+        # -- train ----------------------------------------------------------------------------------------
+        def step_end(step: int, model) -> None:
+            objective.on_step_end(step)
+            if averager is not None:
+                averager.on_step_end(step, model)
 
-    run_state = _RunState(objective, step_fn, averager, best, evals)
-    try:
-        history = train(net, prep.batches, step_fn, cfg, out_dir=out, resume=resume,
-                        on_epoch_end=on_epoch_end if eval_every_epoch else None, desc=f"unlearn[{method}]",
-                        on_step_end=step_end, extra_state=run_state)
-    except NonFiniteLoss as e:
-        msg = _non_finite_message(e, out)
-        record.update(error=msg, failed_at={"epoch": e.epoch + 1, "step": e.step + 1, "logs": e.logs})
-        record.save(status="failed")
-        raise ObliviateError(msg) from None
-    except ObliviateError as e:
-        record.update(error=str(e))
-        record.save(status="failed")
-        raise
+        run_state = _RunState(objective, step_fn, averager, best, evals)
+        try:
+            history = train(net, prep.batches, step_fn, cfg, out_dir=out, resume=resume,
+                            on_epoch_end=on_epoch_end if eval_every_epoch else None, desc=f"unlearn[{method}]",
+                            on_step_end=step_end, extra_state=run_state)
+        except NonFiniteLoss as e:
+            msg = _non_finite_message(e, out)
+            record.update(error=msg, failed_at={"epoch": e.epoch + 1, "step": e.step + 1, "logs": e.logs})
+            record.save(status="failed")
+            raise ObliviateError(msg) from None
+        except ObliviateError as e:
+            record.update(error=str(e))
+            record.save(status="failed")
+            raise
 
-    # -- final weights: the selected epoch, else the weight average, else the last epoch ---------------
-    selection = None
-    if select and best:
-        named = dict(net.named_parameters())
-        with torch.no_grad():
-            for n, v in best["params"].items():
-                named[n].copy_(v.to(named[n].device, named[n].dtype))
-        selection = {"key": sel_key, "spec": select, "best_epoch": best["epoch"], "value": best["value"]}
-    else:
-        if select:
-            selection = {"key": sel_key, "spec": select, "best_epoch": None,
-                         "note": f"no epoch had a finite {sel_key}; the final weights are kept"}
-        if averager is not None:
-            averager.apply(net)
-    t1 = time.time()
-    save_model(net, tok, out)
-    record.timing("save_model_s", time.time() - t1)
-    record.timing("train_s", history["train_seconds"])
-    record.update(
-        history=history, final_loss=history["final_loss"], selection=selection, evaluations=evals or None,
-        method_state=objective.extra_state() or None,
-        weight_averaging=averager.state() if averager is not None else None,
-        prompt_format={"style": fmt.style, "system_prompt": system_prompt},
-    )
-    record.save(status="done")
+        # -- final weights: the selected epoch, else the weight average, else the last epoch ---------------
+        selection = None
+        if select and best:
+            named = dict(net.named_parameters())
+            with torch.no_grad():
+                for n, v in best["params"].items():
+                    named[n].copy_(v.to(named[n].device, named[n].dtype))
+            selection = {"key": sel_key, "spec": select, "best_epoch": best["epoch"], "value": best["value"]}
+        else:
+            if select:
+                selection = {"key": sel_key, "spec": select, "best_epoch": None,
+                             "note": f"no epoch had a finite {sel_key}; the final weights are kept"}
+            if averager is not None:
+                averager.apply(net)
+        t1 = time.time()
+        save_model(net, tok, out)
+        record.timing("save_model_s", time.time() - t1)
+        record.timing("train_s", history["train_seconds"])
+        record.update(
+            history=history, final_loss=history["final_loss"], selection=selection, evaluations=evals or None,
+            method_state=objective.extra_state() or None,
+            weight_averaging=averager.state() if averager is not None else None,
+            prompt_format={"style": fmt.style, "system_prompt": system_prompt},
+        )
+        record.save(status="done")
     return record.data
 
 

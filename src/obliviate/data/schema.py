@@ -54,9 +54,11 @@ def item_from_row(row: Any, source: str, index: int) -> QAItem:
         if target is not None:
             kw[target] = value
     for req in ("question", "answer"):
-        if req not in kw or kw[req] is None:
+        if req not in kw:
             present = ", ".join(sorted(row)) or "(none)"
             raise ObliviateError(f"{where}: missing field {req!r} (fields present: {present})")
+        if kw[req] is None:
+            raise ObliviateError(f"{where}: field {req!r} is null (expected a string)")
     for name in ("question", "answer", "paraphrased_question", "paraphrased_answer", "entity"):
         v = kw.get(name)
         if v is not None and not isinstance(v, str):

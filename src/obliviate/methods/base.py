@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -58,6 +59,13 @@ def _field_types(cls) -> dict[str, type]:
 
 
 def _coerce(method: str, key: str, value: Any, typ: type):
+    out = _coerce_type(method, key, value, typ)
+    if isinstance(out, float) and not math.isfinite(out):
+        raise ObliviateError(f"method {method}: option {key}={value!r} must be a finite number")
+    return out
+
+
+def _coerce_type(method: str, key: str, value: Any, typ: type):
     if not isinstance(value, str):
         if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)

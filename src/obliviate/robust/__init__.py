@@ -13,6 +13,7 @@ composes with any. Each needs the method to expose ``forget_loss`` and ``retain_
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..errors import ObliviateError
@@ -35,6 +36,10 @@ class RobustConfig:
     avg_every: int = 5  # averaging interval (steps)
 
     def validate(self) -> None:
+        for flag, v in (("--sam-rho", self.sam_rho), ("--smooth-sigma", self.smooth_sigma),
+                        ("--grad-penalty", self.grad_penalty)):
+            if v is not None and not math.isfinite(v):
+                raise ObliviateError(f"{flag} {v}: must be a finite number")
         chosen = [n for n, on in (("--sam-rho", self.sam_rho is not None), ("--smooth-n", self.smooth_n > 0),
                                   ("--grad-penalty", self.grad_penalty is not None)) if on]
         if len(chosen) > 1:

@@ -1,0 +1,171 @@
+"""Guards around a training run's inputs and output folder (finetune and unlearn): bad settings are refused
+before the model loads with the flag named; --overwrite replaces an obliviate output folder (and only one);
+run.json never stays "running" after an error or Ctrl-C; --resume refuses a checkpoint beyond --epochs."""
+
+import json
+
+import pytest
+import torch
+
+import obliviate.train as train_mod
+from obliviate.cli import main
+from obliviate.errors import ObliviateError
+from obliviate.finetune import run_finetune
+from obliviate.io import prepare_out_dir
+from obliviate.robust import RobustConfig
+from obliviate.train import TrainConfig
+from obliviate.unlearn import default_train_config, run_unlearn
+
+SMALL = dict(epochs=1, lr=1e-3, batch_size=4, progress=False, warmup_ratio=0.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--lr", "nan"], "--lr nan: must be a finite number > 0"),
+    (["--lr", "-1"], "--lr -1.0: must be a finite number > 0"),
+    (["--batch-size", "0"], "--batch-size 0: must be an integer >= 1"),
+    (["--grad-accum", "0"], "--grad-accum 0: must be an integer >= 1"),
+    (["--lora", "--lora-r", "0"], "--lora-r 0: must be an integer >= 1"),
+    (["--epochs", "0"], "--epochs 0: must be an integer >= 1"),
+    (["--warmup-ratio", "2"], "--warmup-ratio 2.0: must be between 0 and 1"),
+    (["--weight-decay", "-5"], "--weight-decay -5.0: must be a finite number >= 0"),
+    (["--sam-rho", "nan"], "--sam-rho nan: must be a finite number"),
+    (["--max-length", "0"], "--max-length 0: must be >= 2"),
+    (["beta=nan"], "option beta='nan' must be a finite number"),
+    (["gamma=inf"], "option gamma='inf' must be a finite number"),
+])
+def test_bad_settings_are_one_line_errors_before_the_model_loads(tmp_path, capsys, flags, named):
+    out = tmp_path / "o"
+    code = main(["unlearn", "--model", "no-such-model", "--method", "npo", "--forget", "synthetic:forget01",
+                 "--retain", "synthetic:retain99", "--out", str(out), "--quiet", *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and named in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # refused before the output folder was made (and before the model: no such model)
+
+
+def test_finetune_validates_its_settings_before_loading(tmp_path):
+    with pytest.raises(ObliviateError, match="--batch-size 0: must be an integer >= 1"):
+        run_finetune("no-such-model", "synthetic:forget01", tmp_path / "f", TrainConfig(**{**SMALL, "batch_size": 0}))
+    assert not (tmp_path / "f").exists()
+
+
+def test_epochs_zero_is_not_replaced_by_the_method_default():
+    with pytest.raises(ObliviateError, match="--epochs 0"):
+        default_train_config("npo", epochs=0)
+    assert default_train_config("npo").epochs == 10 and default_train_config("npo", epochs=3).epochs == 3
+
+
+def test_robust_settings_must_be_finite():
+    for kw, flag in ((dict(sam_rho=float("inf")), "--sam-rho"), (dict(smooth_n=2, smooth_sigma=float("nan")),
+                                                                  "--smooth-sigma"),
+                     (dict(grad_penalty=float("nan")), "--grad-penalty")):
+        with pytest.raises(ObliviateError, match=flag):
+            RobustConfig(**kw).validate()
+
+
+# -- the output folder ---------------------------------------------------------------------------------
+def test_overwrite_empties_an_obliviate_folder_and_leaves_others_alone(tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoints" / "epoch-9").mkdir(parents=True)
+    (out / "checkpoints" / "epoch-9" / "state.pt").write_bytes(b"old")
+    (out / "model.safetensors").write_bytes(b"old")
+    (out / "run.json").write_text(json.dumps({"status": "done"}))
+    with pytest.raises(ObliviateError, match="exists and is not empty; pass --overwrite"):
+        prepare_out_dir(out)
+    prepare_out_dir(out, overwrite=True)
+    assert out.is_dir() and list(out.iterdir()) == []  # no old checkpoint can be resumed as this run's
+
+    other = tmp_path / "home"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ObliviateError, match="has no run.json, so it is not an obliviate output folder"):
+        prepare_out_dir(other, overwrite=True)
+    assert (other / "notes.txt").read_text() == "mine"
+
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ObliviateError, match="exists and is not a folder"):
+        prepare_out_dir(f, overwrite=True)
+
+
+def test_a_folder_left_by_a_failed_start_is_reused(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"status": "failed"}))
+    prepare_out_dir(out)  # the corrected command needs no --overwrite
+    (out / "run.json").write_text(json.dumps({"status": "done"}))
+    with pytest.raises(ObliviateError, match="not empty"):
+        prepare_out_dir(out)
+
+
+def test_overwrite_of_a_failed_run_cannot_resume_the_old_checkpoint(tmp_path):
+    out = tmp_path / "ga"
+    run_unlearn("tiny-llama", "grad_ascent", "synthetic:forget01", out, cfg=TrainConfig(**{**SMALL, "epochs": 2}))
+    assert (out / "checkpoints" / "epoch-1").is_dir()
+    run_unlearn("tiny-llama", "grad_ascent", "synthetic:forget01", out, cfg=TrainConfig(**SMALL), overwrite=True)
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["epoch-0"]
+
+
+# -- run.json after an error or Ctrl-C; --resume and --epochs --------------------------------------------
+@pytest.mark.parametrize("exc, status", [(KeyboardInterrupt, "interrupted"), (RuntimeError, "failed")])
+def test_run_json_says_how_the_run_ended(tmp_path, monkeypatch, capsys, exc, status):
+    real = train_mod._save_checkpoint
+
+    def save_then_stop(root, epoch, *a, **kw):
+        real(root, epoch, *a, **kw)
+        raise exc("stopped")
+
+    monkeypatch.setattr(train_mod, "_save_checkpoint", save_then_stop)
+    out = tmp_path / "ft"
+    with pytest.raises(exc):
+        run_finetune("tiny-llama", "synthetic:forget01", out, TrainConfig(**{**SMALL, "epochs": 2}))
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == status
+    if exc is RuntimeError:
+        assert run["error"] == "RuntimeError: stopped"
+    else:
+        assert "continue with the same command and --resume" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_checkpoint_beyond_epochs(tmp_path):
+    out = tmp_path / "ga"
+    run_unlearn("tiny-llama", "grad_ascent", "synthetic:forget01", out, cfg=TrainConfig(**{**SMALL, "epochs": 3}))
+    with pytest.raises(ObliviateError, match="after epoch 3, more than --epochs 1; give --epochs 3 or more"):
+        run_unlearn("no-such-model", "grad_ascent", "synthetic:forget01", out, cfg=TrainConfig(**SMALL),
+                    resume=True)
+
+
+# -- messages ---------------------------------------------------------------------------------------------
+def test_messages_name_what_is_wrong(tmp_path):
+    f = tmp_path / "f.jsonl"
+    f.write_text('{"question": "q", "answer": null}\n')
+    with pytest.raises(ObliviateError, match=r"row 1: field 'answer' is null"):
+        run_unlearn("no-such-model", "grad_ascent", str(f), tmp_path / "a", cfg=TrainConfig(**SMALL))
+    with pytest.raises(ObliviateError) as e:  # PDU's constraint is on the retain loss: alpha=0 does not help
+        run_unlearn("no-such-model", "pdu", "synthetic:forget01", tmp_path / "b", options=["alpha=0"],
+                    cfg=TrainConfig(**SMALL))
+    assert "needs a retain set" in str(e.value) and "alpha=0" not in str(e.value)
+    with pytest.raises(ObliviateError, match="set alpha=0 to drop its retain term"):  # NPO: it does
+        run_unlearn("no-such-model", "npo", "synthetic:forget01", tmp_path / "c", cfg=TrainConfig(**SMALL))
+    with pytest.raises(ObliviateError, match=r"^--retain-eval .*nope: "):
+        run_unlearn("no-such-model", "grad_ascent", "synthetic:forget01", tmp_path / "d", cfg=TrainConfig(**SMALL),
+                    eval_every_epoch=True, retain_eval=str(tmp_path / "nope"))
+
+
+def test_output_files_get_the_usual_mode_not_the_temp_files_0600(tmp_path):
+    from obliviate.io import atomic_write_json, file_mode
+
+    atomic_write_json(tmp_path / "a.json", {"x": 1})
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == file_mode()
+    out = tmp_path / "ga"
+    run_unlearn("tiny-llama", "grad_ascent", "synthetic:forget01", out, cfg=TrainConfig(**SMALL))
+    for name in ("run.json", "model.safetensors", "config.json"):
+        assert (out / name).stat().st_mode & 0o777 == file_mode(), name
