@@ -12,6 +12,7 @@ from obliviate.cli import main
 from obliviate.errors import ObliviateError
 from obliviate.finetune import run_finetune
 from obliviate.io import prepare_out_dir
+from obliviate.methods import parse_options
 from obliviate.robust import RobustConfig
 from obliviate.train import TrainConfig
 from obliviate.unlearn import default_train_config, run_unlearn
@@ -169,3 +170,20 @@ def test_output_files_get_the_usual_mode_not_the_temp_files_0600(tmp_path):
     run_unlearn("tiny-llama", "grad_ascent", "synthetic:forget01", out, cfg=TrainConfig(**SMALL))
     for name in ("run.json", "model.safetensors", "config.json"):
         assert (out / name).stat().st_mode & 0o777 == file_mode(), name
+
+
+def test_inputs_that_would_be_misread_are_refused(tmp_path):
+    f = tmp_path / "latin1.jsonl"
+    f.write_bytes('{"question": "q", "answer": "a"}\n{"question": "caf\u00e9", "answer": "a"}\n'.encode("latin-1"))
+    with pytest.raises(ObliviateError, match=r"latin1.jsonl: not UTF-8 text \(line 2"):
+        run_unlearn("no-such-model", "grad_ascent", str(f), tmp_path / "a", cfg=TrainConfig(**SMALL))
+    with pytest.raises(ObliviateError, match="method option beta given twice"):
+        parse_options(["beta=0.2", "beta=0.3"])
+    idk = tmp_path / "idk.jsonl"
+    idk.write_text('{"answer": "I do not know."}\n{bad\n')
+    with pytest.raises(ObliviateError, match=r"line 2 starts like JSON but is not valid JSON"):
+        run_unlearn("no-such-model", "idk_nll", "synthetic:forget01", tmp_path / "b", retain="synthetic:retain99",
+                    idk_file=str(idk), cfg=TrainConfig(**SMALL))
+    with pytest.raises(ObliviateError, match="--idk-file is used by idk_dpo, idk_nll only, not by npo"):
+        run_unlearn("no-such-model", "npo", "synthetic:forget01", tmp_path / "c", retain="synthetic:retain99",
+                    idk_file=str(idk), cfg=TrainConfig(**SMALL))

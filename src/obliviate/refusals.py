@@ -74,8 +74,9 @@ def load_refusals(path: str | Path | None = None) -> list[str]:
         if line[0] in "{\"":
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError:
-                obj = line
+            except json.JSONDecodeError as e:
+                raise ObliviateError(f"--idk-file {p}: line {i + 1} starts like JSON but is not valid JSON "
+                                     f"({e.msg}); write plain text lines or one JSON object per line") from None
             if isinstance(obj, dict):
                 text = next((obj[k] for k in ("answer", "text", "refusal") if isinstance(obj.get(k), str)), None)
                 if text is None:

@@ -41,6 +41,7 @@ from .methods.base import (
     parse_options,
 )
 from .refusals import assign_refusals, load_refusals
+from .registry import METHODS
 from .robust import RobustConfig, WeightAveraging, wrap_step
 from .train import (TRAIN_DTYPE, NonFiniteLoss, TrainConfig, apply_lora, check_resume_epochs, latest_checkpoint,
                     length_grouped_batches, train)
@@ -332,6 +333,9 @@ def run_unlearn(
                    else "")
             )
         retain_items = _load_set("retain", retain, data_dir)
+    if idk_file and not cls.uses_idk:
+        idk_methods = ", ".join(sorted(m.name for m in METHODS.entries() if getattr(m.obj, "uses_idk", False)))
+        raise ObliviateError(f"--idk-file is used by {idk_methods} only, not by {method}")
     refusals = load_refusals(idk_file) if cls.uses_idk else None
     if select:
         eval_every_epoch = True

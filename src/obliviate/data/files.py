@@ -16,7 +16,12 @@ def read_rows(path: str | Path) -> list[dict]:
     if not path.exists():
         raise ObliviateError(f"{path}: file not found")
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise ObliviateError(f"{path}: not UTF-8 text (line {line}, byte {e.start}: {e.reason}); "
+                             "save the file as UTF-8") from None
     if suffix == ".csv":
         rows = list(csv.DictReader(text.splitlines()))
         for r in rows:

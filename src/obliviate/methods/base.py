@@ -97,6 +97,8 @@ def parse_options(pairs: list[str] | None) -> dict[str, str]:
         k = k.strip().replace("-", "_")
         if not k:
             raise ObliviateError(f"method option {p!r} has an empty key")
+        if k in out:
+            raise ObliviateError(f"method option {k} given twice ({k}={out[k]} and {p.strip()}); keep one")
         out[k] = v.strip()
     return out
 
