@@ -65,6 +65,7 @@ def test_resume_uses_the_new_lr_and_refuses_other_changed_settings(tmp_path):
     assert rec["resumes"][0]["from_checkpoint"] == "epoch-0"
     assert rec["resumes"][0]["changed"] == {"train.epochs": [1, 2], "train.lr": [0.001, 1e-12]}
     assert rec["resumes"][0]["previous_status"] == "done" and rec["first_started_at"]
+    assert rec["history"]["config"]["epochs"] == 2 and rec["history"]["config"]["lr"] == 1e-12  # this run's
 
 
 def test_existing_output_refused_without_overwrite(tmp_path):

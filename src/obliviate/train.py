@@ -306,7 +306,7 @@ def train(
                       "state (PDU's lambda), the smoothing noise, the weight average and the best epoch so far "
                       "restart", file=sys.stderr)
             saved = read_json(ck / "trainer_state.json")
-            history = saved.get("history", history)
+            history = {**saved.get("history", history), "config": asdict(cfg)}  # this run's settings (--epochs, --lr)
             start_epoch = saved["epoch"] + 1
 
         if on_epoch_end is not None and start_epoch == 0:
