@@ -187,3 +187,14 @@ def test_inputs_that_would_be_misread_are_refused(tmp_path):
     with pytest.raises(ObliviateError, match="--idk-file is used by idk_dpo, idk_nll only, not by npo"):
         run_unlearn("no-such-model", "npo", "synthetic:forget01", tmp_path / "c", retain="synthetic:retain99",
                     idk_file=str(idk), cfg=TrainConfig(**SMALL))
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--smooth-sigma", "0.01"], "--smooth-sigma only applies with --smooth-n N"),
+    (["--avg-start", "5"], "--avg-start only applies with --weight-avg"),
+    (["--retain-eval", "runs/x"], "--retain-eval only applies with --eval-every-epoch or --select"),
+])
+def test_a_setting_without_its_switch_is_refused_not_ignored(tmp_path, capsys, flags, says):
+    code = main(["unlearn", "--model", "no-such-model", "--method", "grad_ascent", "--forget", "synthetic:forget01",
+                 "--out", str(tmp_path / "o"), *flags])
+    assert code == 2 and says in capsys.readouterr().err

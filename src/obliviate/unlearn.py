@@ -532,9 +532,20 @@ def _cmd_unlearn(args) -> int:
                      lora=args.lora or None, lora_r=args.lora_r, grad_checkpointing=args.grad_checkpointing or None,
                      progress=not args.quiet)
     cfg = default_train_config(args.method, **overrides)
-    robust = RobustConfig(sam_rho=args.sam_rho, smooth_n=args.smooth_n, smooth_sigma=args.smooth_sigma,
-                          grad_penalty=args.grad_penalty, weight_avg=args.weight_avg, avg_start=args.avg_start,
-                          avg_every=args.avg_every)
+    # a setting given without the switch it belongs to would be ignored: say so instead
+    for flag, value, switch, on in (("--smooth-sigma", args.smooth_sigma, "--smooth-n N", args.smooth_n > 0),
+                                    ("--avg-start", args.avg_start, "--weight-avg", args.weight_avg),
+                                    ("--avg-every", args.avg_every, "--weight-avg", args.weight_avg),
+                                    ("--retain-eval", args.retain_eval, "--eval-every-epoch or --select",
+                                     args.eval_every_epoch or args.select),
+                                    ("--eval-limit", args.eval_limit, "--eval-every-epoch or --select",
+                                     args.eval_every_epoch or args.select)):
+        if value is not None and not on:
+            raise ObliviateError(f"{flag} only applies with {switch}")
+    given = {k: v for k, v in (("smooth_sigma", args.smooth_sigma), ("avg_start", args.avg_start),
+                               ("avg_every", args.avg_every)) if v is not None}
+    robust = RobustConfig(sam_rho=args.sam_rho, smooth_n=args.smooth_n, grad_penalty=args.grad_penalty,
+                          weight_avg=args.weight_avg, **given)
     rec = run_unlearn(
         args.model, args.method, args.forget, args.out, retain=args.retain, options=options, cfg=cfg,
         robust=robust, data_dir=args.data_dir, style=args.style, system_prompt=args.system_prompt,
@@ -584,11 +595,11 @@ def add_unlearn_parser(subparsers) -> argparse.ArgumentParser:
     g = p.add_argument_group("robustness (Fan et al. 2025)")
     g.add_argument("--sam-rho", type=float, default=None, help="sharpness-aware forget gradient, radius R (paper 0.01)")
     g.add_argument("--smooth-n", type=int, default=0, help="randomized smoothing with N Gaussian samples (paper 3)")
-    g.add_argument("--smooth-sigma", type=float, default=1e-4, help="randomized smoothing noise std")
+    g.add_argument("--smooth-sigma", type=float, default=None, help="randomized smoothing noise std (default 1e-4)")
     g.add_argument("--grad-penalty", type=float, default=None, help="add LAMBDA * ||grad of the forget loss||")
     g.add_argument("--weight-avg", action="store_true", help="save a running average of the weights")
-    g.add_argument("--avg-start", type=int, default=100, help="first averaged optimiser step")
-    g.add_argument("--avg-every", type=int, default=5, help="averaging interval in steps")
+    g.add_argument("--avg-start", type=int, default=None, help="first averaged optimiser step (default 100)")
+    g.add_argument("--avg-every", type=int, default=None, help="averaging interval in steps (default 5)")
     g = p.add_argument_group("evaluation")
     g.add_argument("--eval-every-epoch", action="store_true", help="TOFU evaluation at the start and after each epoch")
     g.add_argument("--retain-eval", default=None, help="the retain model's eval folder/log (for forget quality)")
