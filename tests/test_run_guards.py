@@ -198,3 +198,59 @@ def test_a_setting_without_its_switch_is_refused_not_ignored(tmp_path, capsys, f
     code = main(["unlearn", "--model", "no-such-model", "--method", "grad_ascent", "--forget", "synthetic:forget01",
                  "--out", str(tmp_path / "o"), *flags])
     assert code == 2 and says in capsys.readouterr().err
+
+
+# -- --overwrite never deletes a run's own input, and refuses a bad --model before emptying anything ----------
+def _saved_tiny(path):
+    from obliviate.models import load_model, save_model
+
+    model, tok = load_model("tiny-llama")
+    save_model(model, tok, path)
+    return path
+
+
+def test_out_holding_the_model_is_refused_and_the_model_kept(tmp_path, capsys):
+    m = _saved_tiny(tmp_path / "m")
+    (m / "run.json").write_text(json.dumps({"status": "done"}))  # an obliviate output folder (finetune's)
+    for argv in (["eval", "--model", str(m), "--data", "synthetic", "--split", "forget01", "--limit", "2"],
+                 ["finetune", "--model", str(m), "--data", "synthetic:forget01"],
+                 ["unlearn", "--model", str(m), "--method", "grad_ascent", "--forget", "synthetic:forget01"]):
+        code = main([*argv, "--out", str(m), "--overwrite"])
+        err = capsys.readouterr().err
+        assert code == 2 and "is (or holds) the --model" in err, err
+    assert (m / "model.safetensors").exists() and (m / "config.json").exists()
+    code = main(["eval", "--model", "tiny-llama", "--data", "synthetic", "--split", "forget01", "--limit", "2",
+                 "--retain-eval", str(m), "--out", str(m / "sub"), "--overwrite"])  # inside is fine for outputs
+    assert "is (or holds)" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--model", "tiny-lama"], "unknown model 'tiny-lama'"),
+    (["--model", "tiny-llama?bogus=1"], "unknown option 'bogus'"),
+    (["--model", "tiny-llama", "--batch-size", "0"], "--batch-size 0: must be an integer >= 1"),
+    (["--model", "tiny-llama", "--style", "bogus"], "--style 'bogus': valid styles"),
+])
+def test_a_bad_eval_setting_leaves_the_old_run_intact(tmp_path, capsys, flags, says):
+    old = tmp_path / "r"
+    old.mkdir()
+    (old / "run.json").write_text(json.dumps({"status": "done"}))
+    (old / "summary.json").write_text("{}")
+    code = main(["eval", *flags, "--data", "synthetic", "--split", "forget01", "--limit", "2", "--out", str(old),
+                 "--overwrite", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and "Traceback" not in err, err
+    assert (old / "summary.json").exists()
+
+
+def test_a_failed_eval_leaves_run_json_saying_so(tmp_path, monkeypatch):
+    import obliviate.evaluate as ev
+
+    def boom(*a, **kw):
+        raise RuntimeError("scoring broke")
+
+    monkeypatch.setattr(ev, "evaluate_tofu", boom)
+    with pytest.raises(RuntimeError):
+        ev.run_tofu_eval("tiny-llama", tmp_path / "e", data="synthetic", split="forget01", limit=2, utility_limit=2,
+                         progress=False)
+    run = json.loads((tmp_path / "e" / "run.json").read_text())
+    assert run["status"] == "failed" and run["error"] == "RuntimeError: scoring broke"

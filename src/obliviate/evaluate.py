@@ -245,30 +245,45 @@ def run_tofu_eval(
     from .interop import read_records
     from .models import load_model
 
+    _check_eval_settings(model, batch_size, style)
     sets = tofu_sets(data, split, data_dir, limit, utility_limit)  # data errors before the model is loaded
     retain_records = None
     if retain_eval is not None:
         retain_records, _, _ = read_records(retain_eval)
-    out = prepare_out_dir(out, overwrite=overwrite)
+    out = prepare_out_dir(out, overwrite=overwrite, inputs={"--model": model, "--retain-eval": retain_eval})
     config = {"benchmark": "tofu", "model": model, "data": data, "split": split, "data_dir": data_dir,
               "limit": limit, "utility_limit": utility_limit, "retain_eval": retain_eval, "style": style, "system_prompt": system_prompt,
               "generation": generation, "gradnorm": gradnorm, "variants": list(variants),
               "max_new_tokens": TOFU_MAX_NEW_TOKENS, "batch_size": batch_size}
     record = RunRecord(out, "eval", config)
-    t0 = time.time()
-    net, tok = load_model(model)
-    record.timing("load_model_s", time.time() - t0)
-    fmt = Formatter(tok, style=style, system_prompt=system_prompt)
-    summary, records = evaluate_tofu(
-        net, tok, formatter=fmt, retain_records=retain_records, progress=progress, generation=generation,
-        gradnorm=gradnorm, variants=variants, batch_size=batch_size, sets=sets)
-    for k, v in summary.pop("timings").items():
-        record.timing(k, v)
-    atomic_write_jsonl(out / "items.jsonl", records)
-    atomic_write_json(out / "summary.json", summary)
-    record.update(summary=summary)
-    record.save(status="done")
+    record.save()
+    with record.guard():  # an error or Ctrl-C leaves run.json saying so
+        t0 = time.time()
+        net, tok = load_model(model)
+        record.timing("load_model_s", time.time() - t0)
+        fmt = Formatter(tok, style=style, system_prompt=system_prompt)
+        summary, records = evaluate_tofu(
+            net, tok, formatter=fmt, retain_records=retain_records, progress=progress, generation=generation,
+            gradnorm=gradnorm, variants=variants, batch_size=batch_size, sets=sets)
+        for k, v in summary.pop("timings").items():
+            record.timing(k, v)
+        atomic_write_jsonl(out / "items.jsonl", records)
+        atomic_write_json(out / "summary.json", summary)
+        record.update(summary=summary)
+        record.save(status="done")
     return summary
+
+
+def _check_eval_settings(model: str, batch_size: int, style: str | None = None) -> None:
+    """What an evaluation can check before its output folder is touched and its model loaded."""
+    from .data.formatting import STYLES
+    from .models import check_model_spec
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ObliviateError(f"--batch-size {batch_size}: must be an integer >= 1")
+    if style is not None and style not in STYLES:
+        raise ObliviateError(f"--style {style!r}: valid styles: {', '.join(STYLES)}")
+    check_model_spec(model)
 
 
 def run_from_logs(path: str, out: str | Path, retain_logs: str | None = None, overwrite: bool = False) -> dict:
@@ -326,6 +341,10 @@ def run_muse_eval(
     from .metrics.muse import muse_summary
     from .models import load_model
 
+    _check_eval_settings(model, batch_size)
+    if limit is not None and limit < 1:
+        raise ObliviateError(f"--limit {limit}: must be >= 1")
+
     def get(cfg):
         items = load_items(f"{corpus}:{cfg}", data_dir=data_dir)
         return items[:limit] if limit else items
@@ -343,60 +362,62 @@ def run_muse_eval(
         if not rf or not rh:
             raise ObliviateError(f"{retain_eval}: no privleak_forget / privleak_holdout records (not a MUSE eval)")
         retrain_auc = mia_auc([record_score(r, "min_k") for r in rf], [record_score(r, "min_k") for r in rh])
-    out = prepare_out_dir(out, overwrite=overwrite)
+    out = prepare_out_dir(out, overwrite=overwrite, inputs={"--model": model, "--retain-eval": retain_eval})
     record = RunRecord(out, "eval", {"benchmark": corpus, "model": model, "data_dir": data_dir, "limit": limit,
                                      "retain_eval": retain_eval, "verbmem_tokens": MUSE_VERBMEM_TOKENS,
                                      "knowmem_tokens": MUSE_KNOWMEM_TOKENS,
                                      "privleak_max_tokens": MUSE_PRIVLEAK_MAX_TOKENS})
-    net, tok = load_model(model)
-    records: list[dict] = []
+    record.save()
+    with record.guard():  # an error or Ctrl-C leaves run.json saying so
+        net, tok = load_model(model)
+        records: list[dict] = []
 
-    def ids(text):
-        return tok(text, add_special_tokens=False).input_ids
+        def ids(text):
+            return tok(text, add_special_tokens=False).input_ids
 
-    # VerbMem: the greedy 128-token continuation of each prompt vs the true continuation (128 tokens).
-    t0 = time.time()
-    gens = generate(net, tok, [it.question for it in verb], max_new_tokens=MUSE_VERBMEM_TOKENS,
-                    batch_size=batch_size, progress=progress, desc="MUSE verbmem")
-    for i, (it, g) in enumerate(zip(verb, gens)):
-        gt = tok.decode(ids(it.answer)[:MUSE_VERBMEM_TOKENS])
-        records.append({"set": "verbmem", "index": i, "prompt": it.question, "answer": gt, "generation": g})
-    # KnowMem: 10 in-context QA pairs, greedy 32 tokens, cut at the next question.
-    for name, items, icl in (("knowmem_forget", kf, kf_icl), ("knowmem_retain", kr, kr_icl)):
-        prompts = [knowmem_prompt(icl[:10], it.question) for it in items]
-        gens = generate(net, tok, prompts, max_new_tokens=MUSE_KNOWMEM_TOKENS, batch_size=batch_size,
-                        stop_strings=MUSE_KNOWMEM_STOPS, progress=progress, desc=f"MUSE {name}")
-        for i, (it, g, p) in enumerate(zip(items, gens, prompts)):
-            records.append({"set": name, "index": i, "question": it.question, "answer": it.answer,
-                            "prompt": p, "generation": g})
-    record.timing("generation_s", time.time() - t0)
-    # PrivLeak: per-token log-probs of each text (the first token is the prompt).
-    t0 = time.time()
-    reqs, names = [], []
-    for name, items in (("privleak_forget", pf), ("privleak_holdout", ph)):
-        for i, it in enumerate(items):
-            t = ids(it.answer)[:MUSE_PRIVLEAK_MAX_TOKENS]
-            if len(t) < 2:
-                raise ObliviateError(f"{corpus}:privleak/{name.split('_')[1]} row {i + 1}: text has < 2 tokens")
-            # EOS appended so records share the TOFU layout (the metrics drop the final EOS entry).
-            reqs.append(ScoreRequest(t[:1], [t[1:] + [tok.eos_token_id]]))
-            names.append((name, i))
-    for (name, i), sc in zip(names, score(net, reqs, progress=progress, desc="MUSE privleak")):
-        a = sc[0]
-        records.append({"set": name, "index": i, "avg_nll": a.avg_nll, "num_tokens": a.num_tokens,
-                        "token_logprobs": a.token_logprobs})
-    record.timing("scoring_s", time.time() - t0)
+        # VerbMem: the greedy 128-token continuation of each prompt vs the true continuation (128 tokens).
+        t0 = time.time()
+        gens = generate(net, tok, [it.question for it in verb], max_new_tokens=MUSE_VERBMEM_TOKENS,
+                        batch_size=batch_size, progress=progress, desc="MUSE verbmem")
+        for i, (it, g) in enumerate(zip(verb, gens)):
+            gt = tok.decode(ids(it.answer)[:MUSE_VERBMEM_TOKENS])
+            records.append({"set": "verbmem", "index": i, "prompt": it.question, "answer": gt, "generation": g})
+        # KnowMem: 10 in-context QA pairs, greedy 32 tokens, cut at the next question.
+        for name, items, icl in (("knowmem_forget", kf, kf_icl), ("knowmem_retain", kr, kr_icl)):
+            prompts = [knowmem_prompt(icl[:10], it.question) for it in items]
+            gens = generate(net, tok, prompts, max_new_tokens=MUSE_KNOWMEM_TOKENS, batch_size=batch_size,
+                            stop_strings=MUSE_KNOWMEM_STOPS, progress=progress, desc=f"MUSE {name}")
+            for i, (it, g, p) in enumerate(zip(items, gens, prompts)):
+                records.append({"set": name, "index": i, "question": it.question, "answer": it.answer,
+                                "prompt": p, "generation": g})
+        record.timing("generation_s", time.time() - t0)
+        # PrivLeak: per-token log-probs of each text (the first token is the prompt).
+        t0 = time.time()
+        reqs, names = [], []
+        for name, items in (("privleak_forget", pf), ("privleak_holdout", ph)):
+            for i, it in enumerate(items):
+                t = ids(it.answer)[:MUSE_PRIVLEAK_MAX_TOKENS]
+                if len(t) < 2:
+                    raise ObliviateError(f"{corpus}:privleak/{name.split('_')[1]} row {i + 1}: text has < 2 tokens")
+                # EOS appended so records share the TOFU layout (the metrics drop the final EOS entry).
+                reqs.append(ScoreRequest(t[:1], [t[1:] + [tok.eos_token_id]]))
+                names.append((name, i))
+        for (name, i), sc in zip(names, score(net, reqs, progress=progress, desc="MUSE privleak")):
+            a = sc[0]
+            records.append({"set": name, "index": i, "avg_nll": a.avg_nll, "num_tokens": a.num_tokens,
+                            "token_logprobs": a.token_logprobs})
+        record.timing("scoring_s", time.time() - t0)
 
-    by = {}
-    for r in records:
-        by.setdefault(r["set"], []).append(r)
-    summary = muse_summary(
-        verbmem_records=by.get("verbmem"), knowmem_forget_records=by.get("knowmem_forget"),
-        knowmem_retain_records=by.get("knowmem_retain"), privleak_forget_records=by.get("privleak_forget"),
-        privleak_holdout_records=by.get("privleak_holdout"), retrain_auc=retrain_auc,
-        corpus=None if retrain_auc is not None else corpus.split("-")[1])
-    atomic_write_jsonl(out / "items.jsonl", records)
-    atomic_write_json(out / "summary.json", summary)
-    record.update(summary=summary)
-    record.save(status="done")
+        by = {}
+        for r in records:
+            by.setdefault(r["set"], []).append(r)
+        summary = muse_summary(
+            verbmem_records=by.get("verbmem"), knowmem_forget_records=by.get("knowmem_forget"),
+            knowmem_retain_records=by.get("knowmem_retain"), privleak_forget_records=by.get("privleak_forget"),
+            privleak_holdout_records=by.get("privleak_holdout"), retrain_auc=retrain_auc,
+            corpus=None if retrain_auc is not None else corpus.split("-")[1])
+        atomic_write_jsonl(out / "items.jsonl", records)
+        atomic_write_json(out / "summary.json", summary)
+        record.update(summary=summary)
+        record.save(status="done")
     return summary

@@ -93,14 +93,23 @@ def _left_by_a_failed_start(out: Path) -> bool:
         return False
 
 
-def prepare_out_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> Path:
+def prepare_out_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = False,
+                    inputs: dict[str, str | None] | None = None) -> Path:
     """The output folder, created. An existing non-empty folder is refused unless ``--resume`` (continue in
     it) or ``--overwrite``: that empties it first (so no old checkpoint, model or evaluation is mistaken for
     this run's), and only when it is an obliviate output folder (it has a run.json): anything else is left
-    alone. A folder left by a run that failed before writing anything but its run.json is reused."""
+    alone. A folder left by a run that failed before writing anything but its run.json is reused.
+    ``inputs`` (flag -> path, e.g. ``{"--model": "runs/full"}``): an output folder that is, or holds, one of
+    the run's inputs is refused (``--overwrite`` would delete it)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ObliviateError(f"--out {out}: exists and is not a folder")
+    for flag, path in (inputs or {}).items():
+        if path and Path(path).exists():
+            src, dst = Path(path).resolve(), out.resolve()
+            if src == dst or dst in src.parents:
+                raise ObliviateError(f"--out {out} is (or holds) the {flag} {path}; writing there would replace "
+                                     "the run's own input: choose another --out")
     if out.exists() and any(out.iterdir()) and not resume and not _left_by_a_failed_start(out):
         if not overwrite:
             raise ObliviateError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")

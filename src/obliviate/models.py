@@ -214,11 +214,16 @@ def load_pretrained(path_or_id: str, device=None, dtype=None):
     return _finish(model, tokenizer, device, dtype)
 
 
-def load_model(spec: str, device=None, dtype=None, **options):
-    """A built-in name, a local folder with a saved model, or a Hugging Face hub id ("org/name").
+def check_model_spec(spec: str) -> None:
+    """The checks :func:`load_model` makes before loading anything (built-in name and options, local folder
+    with a config.json, hub id shape), so that commands can refuse a bad ``--model`` before touching their
+    output folder."""
+    _resolve(spec)
 
-    Built-ins take options after ``?``: ``tiny-llama?hidden_size=128&num_layers=4&seed=1``.
-    """
+
+def _resolve(spec: str) -> tuple[str, str, dict]:
+    """``(kind, spec, options)`` with kind ``builtin``, ``folder`` or ``hub``; raises for anything else."""
+    options: dict = {}
     if "?" in spec and spec.split("?", 1)[0] in MODELS:
         from .data import parse_options
 
@@ -234,20 +239,31 @@ def load_model(spec: str, device=None, dtype=None, **options):
                 opts[k] = int(v)
             except ValueError:
                 raise ObliviateError(f"model {spec!r}: option {k}={v!r} must be an integer") from None
-        options = {**opts, **options}
+        options = opts
     if spec in MODELS:
-        return MODELS.get(spec).obj(device=device, dtype=dtype, **options)
+        return "builtin", spec, options
     p = Path(spec)
     if p.exists():
         if not (p / "config.json").exists():
             raise ObliviateError(f"model folder {p} has no config.json (not a saved Hugging Face model)")
-        return load_pretrained(str(p), device=device, dtype=dtype)
+        return "folder", spec, options
     if "/" in spec and not spec.startswith((".", "/")) and spec.count("/") == 1:
-        return load_pretrained(spec, device=device, dtype=dtype)  # hub id
+        return "hub", spec, options
     raise ObliviateError(
         f"unknown model {spec!r}: not a built-in name, a local folder or a hub id (org/name); "
         f"built-in names: {', '.join(MODELS.names())}"
     )
+
+
+def load_model(spec: str, device=None, dtype=None, **options):
+    """A built-in name, a local folder with a saved model, or a Hugging Face hub id ("org/name").
+
+    Built-ins take options after ``?``: ``tiny-llama?hidden_size=128&num_layers=4&seed=1``.
+    """
+    kind, name, opts = _resolve(spec)
+    if kind == "builtin":
+        return MODELS.get(name).obj(device=device, dtype=dtype, **{**opts, **options})
+    return load_pretrained(name, device=device, dtype=dtype)  # a local folder, or a hub id
 
 
 def save_model(model, tokenizer, out_dir: str | Path) -> None:

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import torch
 
 from .data import load_items, parse_spec
-from .data.formatting import Encoded, Formatter, collate
+from .data.formatting import STYLES, Encoded, Formatter, collate
 from .errors import ObliviateError
 from .io import RunRecord, atomic_write_json, atomic_write_jsonl, check_resume, prepare_out_dir
 from .methods.base import (
@@ -306,6 +306,8 @@ def run_unlearn(
     mcfg = make_config(cls, opts)
     cfg = cfg or default_train_config(method)
     cfg.validate()
+    if style not in STYLES:
+        raise ObliviateError(f"--style {style!r}: valid styles: {', '.join(STYLES)}")
     if max_length < 2:
         raise ObliviateError(f"--max-length {max_length}: must be >= 2 (prompt and answer tokens)")
     if eval_limit is not None and eval_limit < 1:
@@ -357,7 +359,11 @@ def run_unlearn(
     out = Path(out)
     if resume:
         check_resume_epochs(out, cfg)
-    prepare_out_dir(out, overwrite=overwrite, resume=resume)
+    from .models import check_model_spec
+
+    check_model_spec(model)  # a bad --model is refused before --overwrite empties anything
+    prepare_out_dir(out, overwrite=overwrite, resume=resume,
+                    inputs={"--model": model, "--retain-eval": retain_eval})
 
     config = {
         "model": model, "method": method, "method_config": asdict(mcfg), "forget": forget, "retain": retain,
