@@ -20,6 +20,8 @@ def test_ls_json_lists_registries(capsys):
     assert {"tofu", "synthetic", "muse-news", "muse-books"} <= {e["name"] for e in data["datasets"]}
     code, out, _ = run_cli(capsys, "ls", "models")
     assert "smollm2-135m" in out
+    code, out, _ = run_cli(capsys, "ls", "benchmarks", "--json")
+    assert {"tofu", "muse"} <= {e["name"] for e in json.loads(out)}  # every benchmark `eval --benchmark` takes
 
 
 def test_data_inspect_tofu(capsys, tofu_dir):

@@ -254,3 +254,17 @@ def test_a_failed_eval_leaves_run_json_saying_so(tmp_path, monkeypatch):
                          progress=False)
     run = json.loads((tmp_path / "e" / "run.json").read_text())
     assert run["status"] == "failed" and run["error"] == "RuntimeError: scoring broke"
+
+
+def test_a_loader_option_given_twice_is_refused(capsys):
+    assert main(["data", "inspect", "synthetic:full?n_authors=2&n_authors=3"]) == 2
+    assert "option 'n_authors' given twice" in capsys.readouterr().err
+    assert main(["eval", "--model", "tiny-llama?seed=1&seed=2", "--data", "synthetic", "--out", "/nonexistent/x"]) == 2
+    assert "given twice" in capsys.readouterr().err
+
+
+def test_generate_refuses_an_empty_question_and_no_new_tokens(capsys):
+    assert main(["generate", "--model", "tiny-llama", "  "]) == 2
+    assert "question 1 is empty" in capsys.readouterr().err
+    assert main(["generate", "--model", "tiny-llama", "--max-new-tokens", "0", "hi"]) == 2
+    assert "--max-new-tokens 0: must be >= 1" in capsys.readouterr().err

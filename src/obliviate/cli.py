@@ -68,6 +68,11 @@ def _cmd_generate(args) -> int:
     from .engine.generation import generate
     from .models import load_model
 
+    if args.max_new_tokens < 1:
+        raise ObliviateError(f"--max-new-tokens {args.max_new_tokens}: must be >= 1")
+    for i, q in enumerate(args.question):
+        if not q.strip():
+            raise ObliviateError(f"question {i + 1} is empty")
     model, tok = load_model(args.model)
     fmt = Formatter(tok, style=args.style, system_prompt=args.system_prompt)
     answers = generate(model, tok, [fmt.prompt_text(q) for q in args.question], max_new_tokens=args.max_new_tokens)

@@ -86,7 +86,7 @@ def _load_builtins() -> None:
         "obliviate.data",
         "obliviate.metrics",
         "obliviate.methods",
-        "obliviate.benchmarks",
+        "obliviate.evaluate",  # the benchmarks (tofu, muse) register where their runners live
     ):
         try:
             importlib.import_module(mod)

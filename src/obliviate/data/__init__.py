@@ -33,6 +33,8 @@ def parse_options(query: str, spec: str) -> dict:
         key, eq, value = part.partition("=")
         if not eq or not key:
             raise ObliviateError(f"data spec {spec!r}: option {part!r} is not KEY=VALUE")
+        if key in opts:
+            raise ObliviateError(f"data spec {spec!r}: option {key!r} given twice; keep one")
         opts[key] = value
     return opts
 
