@@ -268,3 +268,15 @@ def test_generate_refuses_an_empty_question_and_no_new_tokens(capsys):
     assert "question 1 is empty" in capsys.readouterr().err
     assert main(["generate", "--model", "tiny-llama", "--max-new-tokens", "0", "hi"]) == 2
     assert "--max-new-tokens 0: must be >= 1" in capsys.readouterr().err
+
+
+def test_contradicting_or_inapplicable_flags_are_refused(tmp_path, capsys):
+    with pytest.raises(ObliviateError, match="--resume continues the run in --out and --overwrite replaces it"):
+        prepare_out_dir(tmp_path / "x", overwrite=True, resume=True)
+    logs = tmp_path / "logs.json"
+    logs.write_text("{}")
+    assert main(["eval", "--from-logs", str(logs), "--limit", "3", "--out", str(tmp_path / "e")]) == 2
+    assert "--from-logs recomputes the metrics of existing logs; --limit do(es) not apply" in capsys.readouterr().err
+    assert main(["eval", "--model", "tiny-llama", "--retain-logs", str(logs), "--out", str(tmp_path / "f")]) == 2
+    assert "--retain-logs only applies with --from-logs" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists() and not (tmp_path / "f").exists()

@@ -105,10 +105,18 @@ def _cmd_eval(args) -> int:
     from .evaluate import format_summary, run_from_logs, run_muse_eval, run_tofu_eval
 
     if args.from_logs:
+        given = [f for f, v in (("--model", args.model), ("--limit", args.limit), ("--utility-limit", args.utility_limit),
+                                ("--retain-eval", args.retain_eval)) if v is not None]
+        if given:
+            raise ObliviateError(f"--from-logs recomputes the metrics of existing logs; {', '.join(given)} do(es) not "
+                                 "apply (the retain model's logs go in --retain-logs)")
         summary = run_from_logs(args.from_logs, args.out, retain_logs=args.retain_logs, overwrite=args.overwrite)
     else:
         if not args.model:
             raise ObliviateError("eval needs --model (or --from-logs FILE to recompute metrics from logs)")
+        if args.retain_logs:
+            raise ObliviateError("--retain-logs only applies with --from-logs (a model's evaluation takes "
+                                 "--retain-eval)")
         if args.benchmark == "tofu":
             variants = tuple(v for v in (args.variants or "").split(",") if v)
             summary = run_tofu_eval(

@@ -102,6 +102,8 @@ def prepare_out_dir(out: str | os.PathLike, overwrite: bool = False, resume: boo
     ``inputs`` (flag -> path, e.g. ``{"--model": "runs/full"}``): an output folder that is, or holds, one of
     the run's inputs is refused (``--overwrite`` would delete it)."""
     out = Path(out)
+    if resume and overwrite:
+        raise ObliviateError("--resume continues the run in --out and --overwrite replaces it: give one of them")
     if out.exists() and not out.is_dir():
         raise ObliviateError(f"--out {out}: exists and is not a folder")
     for flag, path in (inputs or {}).items():
