@@ -22,13 +22,7 @@ STEP_CFG = dict(epochs=1, lr=1e-3, batch_size=4, progress=False, checkpoint_ever
                 weight_decay=0.0, warmup_ratio=0.0)  # no weight decay: only gradients move parameters
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny matrices: one thread is as fast, and much faster when other jobs share the 2 cores
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

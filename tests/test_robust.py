@@ -15,12 +15,7 @@ from obliviate.train import TrainConfig, train
 from obliviate.unlearn import prepare_unlearning
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Toy(torch.nn.Module):

@@ -5,7 +5,6 @@ run.json never stays "running" after an error or Ctrl-C; --resume refuses a chec
 import json
 
 import pytest
-import torch
 
 import obliviate.train as train_mod
 from obliviate.cli import main
@@ -20,12 +19,7 @@ from obliviate.unlearn import default_train_config, run_unlearn
 SMALL = dict(epochs=1, lr=1e-3, batch_size=4, progress=False, warmup_ratio=0.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("flags, named", [

@@ -20,12 +20,7 @@ from obliviate.unlearn import add_unlearn_parser, default_train_config, metric_d
 SMALL = dict(epochs=2, lr=1e-3, batch_size=4, progress=False, warmup_ratio=0.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def fingerprint(model) -> float:
