@@ -32,7 +32,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
     (["--warmup-ratio", "2"], "--warmup-ratio 2.0: must be between 0 and 1"),
     (["--weight-decay", "-5"], "--weight-decay -5.0: must be a finite number >= 0"),
     (["--sam-rho", "nan"], "--sam-rho nan: must be a finite number"),
-    (["--max-length", "0"], "--max-length 0: must be >= 2"),
+    (["--max-length", "0"], "--max-length 0: must be an integer >= 2"),
     (["beta=nan"], "option beta='nan' must be a finite number"),
     (["gamma=inf"], "option gamma='inf' must be a finite number"),
 ])
@@ -53,8 +53,10 @@ def test_finetune_validates_its_settings_before_loading(tmp_path):
 
 
 def test_epochs_zero_is_not_replaced_by_the_method_default():
-    with pytest.raises(ObliviateError, match="--epochs 0"):
-        default_train_config("npo", epochs=0)
+    cfg = default_train_config("npo", epochs=0)
+    assert cfg.epochs == 0
+    with pytest.raises(ObliviateError, match="--epochs 0: must be an integer >= 1"):
+        cfg.validate()
     assert default_train_config("npo").epochs == 10 and default_train_config("npo", epochs=3).epochs == 3
 
 
@@ -125,7 +127,7 @@ def test_run_json_says_how_the_run_ended(tmp_path, monkeypatch, capsys, exc, sta
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == status
     if exc is RuntimeError:
-        assert run["error"] == "RuntimeError: stopped"
+        assert run["error"] == "RuntimeError: stopped"  # an ObliviateError keeps its message alone
     else:
         assert "continue with the same command and --resume" in capsys.readouterr().err
 
@@ -222,7 +224,7 @@ def test_out_holding_the_model_is_refused_and_the_model_kept(tmp_path, capsys):
     (["--model", "tiny-lama"], "unknown model 'tiny-lama'"),
     (["--model", "tiny-llama?bogus=1"], "unknown option 'bogus'"),
     (["--model", "tiny-llama", "--batch-size", "0"], "--batch-size 0: must be an integer >= 1"),
-    (["--model", "tiny-llama", "--style", "bogus"], "--style 'bogus': valid styles"),
+    (["--model", "tiny-llama", "--style", "bogus"], "--style 'bogus': unknown prompt style"),
 ])
 def test_a_bad_eval_setting_leaves_the_old_run_intact(tmp_path, capsys, flags, says):
     old = tmp_path / "r"

@@ -276,13 +276,13 @@ def run_tofu_eval(
 
 def _check_eval_settings(model: str, batch_size: int, style: str | None = None) -> None:
     """What an evaluation can check before its output folder is touched and its model loaded."""
-    from .data.formatting import STYLES
+    from .data.formatting import check_format
     from .models import check_model_spec
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ObliviateError(f"--batch-size {batch_size}: must be an integer >= 1")
-    if style is not None and style not in STYLES:
-        raise ObliviateError(f"--style {style!r}: valid styles: {', '.join(STYLES)}")
+    if style is not None:
+        check_format(style)
     check_model_spec(model)
 
 

@@ -7,11 +7,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .data import load_items
-from .data.formatting import STYLES, Formatter
-from .errors import ObliviateError
+from .data.formatting import Formatter, check_format
 from .io import RunRecord, check_resume, prepare_out_dir
 from .models import check_model_spec, load_model, save_model
-from .train import (TRAIN_DTYPE, EncodedBatches, TrainConfig, apply_lora, check_resume_epochs, latest_checkpoint,
+from .train import (TRAIN_DTYPE, EncodedBatches, TrainConfig, apply_lora, check_resume_epochs,
                     nll_loss, padding_fraction, train)
 
 
@@ -28,14 +27,10 @@ def run_finetune(
     resume: bool = False,
 ) -> dict:
     cfg.validate()
-    if style not in STYLES:
-        raise ObliviateError(f"--style {style!r}: valid styles: {', '.join(STYLES)}")
-    if max_length < 2:
-        raise ObliviateError(f"--max-length {max_length}: must be >= 2 (prompt and answer tokens)")
+    check_format(style, max_length)
     items = load_items(data, data_dir=data_dir)  # bad data fails before the model is loaded
     out = Path(out)
-    if resume:
-        check_resume_epochs(out, cfg)
+    ck = check_resume_epochs(out, cfg) if resume else None
     check_model_spec(model)  # a bad --model is refused before --overwrite empties anything
     prepare_out_dir(out, overwrite=overwrite, resume=resume, inputs={"--model": model})
     config = {"model": model, "data": data, "data_dir": data_dir, "style": style, "system_prompt": system_prompt,
@@ -43,7 +38,7 @@ def run_finetune(
     resumed = check_resume(out, "finetune", config) if resume else None  # before run.json is rewritten
     record = RunRecord(out, "finetune", config, seed=cfg.seed)
     if resumed:
-        record.resumed(resumed, latest_checkpoint(out).name)
+        record.resumed(resumed, ck.name)
     record.save()
     with record.guard(resume_hint=True):  # an error or Ctrl-C leaves run.json saying so
         t0 = time.time()

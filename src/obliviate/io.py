@@ -243,8 +243,8 @@ class RunRecord:
                     if resume_hint and (self.path.parent / "checkpoints").is_dir():
                         print(f"obliviate: the last per-epoch checkpoint is in {self.path.parent / 'checkpoints'}; "
                               "continue with the same command and --resume", file=sys.stderr)
-                else:
-                    self.data.setdefault("error", f"{type(e).__name__}: {e}")
+                else:  # our own errors are messages for the user; anything else keeps its type
+                    self.data.setdefault("error", str(e) if isinstance(e, ObliviateError) else f"{type(e).__name__}: {e}")
                     self.save(status="failed")
             raise
 

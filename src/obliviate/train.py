@@ -84,8 +84,9 @@ class TrainConfig:
         if not (isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay)
                 and self.weight_decay >= 0):
             bad("--weight-decay", self.weight_decay, "a finite number >= 0")
-        if not (isinstance(self.max_grad_norm, (int, float)) and self.max_grad_norm > 0):
-            bad("max_grad_norm", self.max_grad_norm, "> 0")
+        if self.max_grad_norm is not None and not (isinstance(self.max_grad_norm, (int, float))
+                                                   and math.isfinite(self.max_grad_norm) and self.max_grad_norm >= 0):
+            bad("max_grad_norm", self.max_grad_norm, "a finite number >= 0 (0 or None: no clipping)")
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random, mega: int = 50) -> list[list[int]]:
@@ -241,6 +242,7 @@ def train(
     from accelerate import Accelerator
 
     cfg = cfg or TrainConfig()
+    cfg.validate()
     torch.manual_seed(cfg.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -269,7 +271,6 @@ def train(
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
-    cfg.validate()
     if cfg.grad_checkpointing:
         enable_grad_checkpointing(model)
     try:

@@ -20,14 +20,14 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from .data import load_items, parse_spec
-from .data.formatting import STYLES, Encoded, Formatter, collate
+from .data.formatting import Encoded, Formatter, check_format, collate
 from .errors import ObliviateError
 from .io import RunRecord, atomic_write_json, atomic_write_jsonl, check_resume, prepare_out_dir
 from .methods.base import (
@@ -107,9 +107,7 @@ def default_train_config(method: str, **overrides) -> TrainConfig:
     d = get_method(method).train_defaults
     epochs = overrides.pop("epochs", None)
     epochs = d["epochs"] if epochs is None else epochs  # --epochs 0 is refused by TrainConfig.validate, not replaced
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ObliviateError(f"--epochs {epochs}: must be an integer >= 1")
-    kw = dict(epochs=epochs, lr=d["lr"], batch_size=32, warmup_ratio=1.0 / epochs, weight_decay=0.01)
+    kw = dict(epochs=epochs, lr=d["lr"], batch_size=32, warmup_ratio=1.0 / max(epochs, 1), weight_decay=0.01)
     kw.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**kw)
 
@@ -231,15 +229,12 @@ def metric_direction(spec: str) -> tuple[str, Callable[[float], float]]:
     )
 
 
-def _alpha_zero_drops_retain(cls, opts: dict) -> bool:
+def _alpha_zero_drops_retain(cls, mcfg) -> bool:
     """Whether ``alpha=0`` would free this method from needing a retain set (not PDU's, whose constraint is on
     the retain loss), and the user has not set it already."""
-    if str(opts.get("alpha", "")).strip() in ("0", "0.0") or opts.get("alpha") == 0:
+    if getattr(mcfg, "alpha", 0) == 0:
         return False
-    try:
-        return not cls.needs_retain(make_config(cls, {**opts, "alpha": 0.0}))
-    except ObliviateError:
-        return False
+    return not cls.needs_retain(replace(mcfg, alpha=0.0))
 
 
 def _eval_target(forget: str, eval_data: str | None, eval_split: str | None) -> tuple[str, str]:
@@ -306,10 +301,7 @@ def run_unlearn(
     mcfg = make_config(cls, opts)
     cfg = cfg or default_train_config(method)
     cfg.validate()
-    if style not in STYLES:
-        raise ObliviateError(f"--style {style!r}: valid styles: {', '.join(STYLES)}")
-    if max_length < 2:
-        raise ObliviateError(f"--max-length {max_length}: must be >= 2 (prompt and answer tokens)")
+    check_format(style, max_length)
     if eval_limit is not None and eval_limit < 1:
         raise ObliviateError(f"--eval-limit {eval_limit}: must be >= 1")
     robust = robust or RobustConfig()
@@ -331,7 +323,7 @@ def run_unlearn(
         if not retain:
             raise ObliviateError(
                 f"method {method} needs a retain set (--retain SPEC, e.g. synthetic:retain90)"
-                + ("; set alpha=0 to drop its retain term" if cls.retain_term and _alpha_zero_drops_retain(cls, opts)
+                + ("; set alpha=0 to drop its retain term" if cls.retain_term and _alpha_zero_drops_retain(cls, mcfg)
                    else "")
             )
         retain_items = _load_set("retain", retain, data_dir)
@@ -357,8 +349,7 @@ def run_unlearn(
                 raise ObliviateError(f"--retain-eval {retain_eval}: {e}") from None
         evaluator = evaluator or _default_evaluator()
     out = Path(out)
-    if resume:
-        check_resume_epochs(out, cfg)
+    ck = check_resume_epochs(out, cfg) if resume else None
     from .models import check_model_spec
 
     check_model_spec(model)  # a bad --model is refused before --overwrite empties anything
@@ -377,7 +368,7 @@ def run_unlearn(
     resumed = check_resume(out, "unlearn", config) if resume else None  # before run.json is rewritten
     record = RunRecord(out, "unlearn", config, seed=cfg.seed)
     if resumed:
-        record.resumed(resumed, latest_checkpoint(out).name)
+        record.resumed(resumed, ck.name)
     record.save()
 
     with record.guard(resume_hint=True):  # an error or Ctrl-C leaves run.json saying so
@@ -389,13 +380,8 @@ def run_unlearn(
         record.timing("load_model_s", time.time() - t0)
         fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
         t0 = time.time()
-        try:
-            prep = prepare_unlearning(net, tok, method, mcfg, forget_items, retain_items, formatter=fmt, tcfg=cfg,
-                                      refusals=refusals, reference=reference)
-        except ObliviateError as e:  # e.g. an RMU layer the model does not have
-            record.update(error=str(e))
-            record.save(status="failed")
-            raise
+        prep = prepare_unlearning(net, tok, method, mcfg, forget_items, retain_items, formatter=fmt, tcfg=cfg,
+                                  refusals=refusals, reference=reference)  # e.g. an RMU layer the model lacks
         record.timing("prepare_s", time.time() - t0)
         net, objective = prep.model, prep.objective
         step_fn = wrap_step(objective, robust, seed=cfg.seed)
@@ -441,10 +427,6 @@ def run_unlearn(
             record.update(error=msg, failed_at={"epoch": e.epoch + 1, "step": e.step + 1, "logs": e.logs})
             record.save(status="failed")
             raise ObliviateError(msg) from None
-        except ObliviateError as e:
-            record.update(error=str(e))
-            record.save(status="failed")
-            raise
 
         # -- final weights: the selected epoch, else the weight average, else the last epoch ---------------
         selection = None

@@ -36,10 +36,17 @@ class Encoded:
         return len(self.input_ids)
 
 
+def check_format(style: str, max_length: int = 512) -> None:
+    """The prompt settings a :class:`Formatter` accepts; commands call it before loading their model."""
+    if style not in STYLES:
+        raise ObliviateError(f"--style {style!r}: unknown prompt style; valid styles: {', '.join(STYLES)}")
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
+        raise ObliviateError(f"--max-length {max_length}: must be an integer >= 2 (prompt and answer tokens)")
+
+
 class Formatter:
     def __init__(self, tokenizer, style: str = "chat", system_prompt: str | None = None, max_length: int = 512):
-        if style not in STYLES:
-            raise ObliviateError(f"unknown prompt style {style!r}; valid styles: {', '.join(STYLES)}")
+        check_format(style, max_length)
         if style == "chat" and not getattr(tokenizer, "chat_template", None):
             warnings.warn("tokenizer has no chat template; using the plain 'Question: …\\nAnswer:' format")
             style = "plain"
