@@ -165,9 +165,10 @@ def _add_train_args(p, epochs, lr, batch_size):
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .engine.memory import allocator
 
     ap = argparse.ArgumentParser(prog="obliviate", description="Make a causal LM forget chosen data; measure and audit it.")
-    ap.add_argument("--version", action="version", version=f"obliviate {__version__} (allocator: {_allocator()})")
+    ap.add_argument("--version", action="version", version=f"obliviate {__version__} (allocator: {allocator()})")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ls", help="list a registry: models, datasets, methods, metrics, benchmarks")
@@ -235,12 +236,6 @@ def build_parser() -> argparse.ArgumentParser:
 # blocks on SmolLM2-135M. Evaluation does not fragment that way (it releases memory between phases) and
 # peaks ~0.1 GB lower on glibc, so `eval`, `generate` and `demo` keep the system allocator.
 TCMALLOC_COMMANDS = ("finetune", "unlearn")
-
-
-def _allocator() -> str:
-    from .engine.memory import allocator
-
-    return allocator()
 
 
 def main(argv: list[str] | None = None) -> int:

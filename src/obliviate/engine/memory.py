@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
-import glob
 import os
 import sys
 import sysconfig
@@ -34,8 +34,6 @@ _REEXEC_MARK = "_OBLIVIATE_MALLOC_REEXEC"
 _ARGV0 = "_OBLIVIATE_ARGV0"  # the command's own argv[0], restored after the re-execution
 _TCMALLOC_NAMES = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4", "libtcmalloc_minimal.so", "libtcmalloc.so")
 
-_process = None
-_libc = None
 
 
 def _lib_dirs() -> list[str]:
@@ -45,38 +43,31 @@ def _lib_dirs() -> list[str]:
     return dirs + ["/usr/lib64", "/usr/lib", "/usr/local/lib", "/lib64", "/lib"]
 
 
-def _self():
-    global _process
-    if _process is None:
-        try:
-            _process = ctypes.CDLL(None)  # the whole process: the executable, libc and any preloaded library
-        except (OSError, TypeError):  # Windows has no such handle
-            _process = False
-    return _process
-
-
-def _system_libc():
-    global _libc
-    if _libc is None:
-        name = ctypes.util.find_library("c")
-        try:
-            _libc = ctypes.CDLL(name) if name else False
-        except (OSError, TypeError):
-            _libc = False
-    return _libc
+@functools.cache
+def _cdll(name: str | None):
+    """A loaded library, or None. ``None`` as the name: the whole process (the executable, libc and any
+    preloaded library; Windows has no such handle); ``"c"``: the system C library itself."""
+    if name is not None:
+        name = ctypes.util.find_library(name)
+        if not name:
+            return None
+    try:
+        return ctypes.CDLL(name)
+    except (OSError, TypeError):
+        return None
 
 
 def allocator() -> str:
     """The allocator serving ``malloc`` in this process: ``tcmalloc``, ``jemalloc``, ``glibc`` or ``other``
     (another preloaded allocator, or another C library)."""
-    lib = _self()
+    lib = _cdll(None)
     if not lib:
         return "other"
     if hasattr(lib, "MallocExtension_ReleaseFreeMemory"):
         return "tcmalloc"
     if hasattr(lib, "mallctl"):
         return "jemalloc"
-    libc = _system_libc()
+    libc = _cdll("c")
     if not (libc and hasattr(lib, "malloc") and hasattr(libc, "malloc")):
         return "other"
     if ctypes.cast(lib.malloc, ctypes.c_void_p).value != ctypes.cast(libc.malloc, ctypes.c_void_p).value:
@@ -86,22 +77,11 @@ def allocator() -> str:
 
 def find_tcmalloc() -> str | None:
     """Path of an installed tcmalloc shared library, or None."""
-    dirs = _lib_dirs()
-    for name in ("tcmalloc_minimal", "tcmalloc"):
-        found = ctypes.util.find_library(name)
-        if found:
-            for d in dirs:
-                if os.path.exists(os.path.join(d, found)):
-                    return os.path.join(d, found)
-    for d in dirs:
+    for d in _lib_dirs():
         for name in _TCMALLOC_NAMES:
             p = os.path.join(d, name)
             if os.path.exists(p):
                 return p
-        hits = sorted(glob.glob(os.path.join(d, "libtcmalloc*.so*")))
-        hits = [h for h in hits if "debug" not in os.path.basename(h)]
-        if hits:
-            return hits[0]
     return None
 
 
@@ -155,6 +135,6 @@ def release_memory() -> None:
     gc.collect()
     kind = allocator()
     if kind == "tcmalloc":
-        _self().MallocExtension_ReleaseFreeMemory()
+        _cdll(None).MallocExtension_ReleaseFreeMemory()
     elif kind == "glibc":
-        _system_libc().malloc_trim(0)
+        _cdll("c").malloc_trim(0)
