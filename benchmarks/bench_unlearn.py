@@ -234,16 +234,14 @@ def main():
 
 def _child_env(choice: str) -> dict:
     """The children's environment: tcmalloc preloaded (auto, when installed; tcmalloc: required) or not."""
-    from obliviate.engine.memory import ENV, find_tcmalloc
+    from obliviate.engine.memory import ENV, find_tcmalloc, preload_env
 
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # the children's allocator is the choice
     env[ENV] = choice
     lib = find_tcmalloc() if choice != "system" else None
     if choice == "tcmalloc" and lib is None:
         raise SystemExit("--malloc tcmalloc: no tcmalloc library installed (apt-get install libtcmalloc-minimal4)")
-    if lib:
-        env["LD_PRELOAD"] = lib
-    return env
+    return preload_env(lib, env) if lib else env
 
 
 def _steady(epoch_s: list[float]) -> float:

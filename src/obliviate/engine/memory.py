@@ -119,8 +119,7 @@ def use_tcmalloc(argv: list[str], module: str = "obliviate.cli") -> None:
             raise AllocatorError(f"{ENV}=tcmalloc: no tcmalloc library found (Debian/Ubuntu: apt-get install "
                                  f"libtcmalloc-minimal4)")
         return
-    env = dict(os.environ)
-    env["LD_PRELOAD"] = ":".join(p for p in (lib, env.get("LD_PRELOAD", "")) if p)
+    env = preload_env(lib)
     env[_REEXEC_MARK] = "1"
     env[_ARGV0] = sys.argv[0]
     flags = [f"-W{w}" for w in sys.warnoptions]
@@ -128,6 +127,13 @@ def use_tcmalloc(argv: list[str], module: str = "obliviate.cli") -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, "-P", *flags, "-m", module, *argv], env)
+
+
+def preload_env(lib: str, env: dict | None = None) -> dict:
+    """A copy of ``env`` (default: this process's) with ``lib`` first in ``LD_PRELOAD``."""
+    env = dict(os.environ if env is None else env)
+    env["LD_PRELOAD"] = ":".join(p for p in (lib, env.get("LD_PRELOAD", "")) if p)
+    return env
 
 
 def release_memory() -> None:
