@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data.formatting import Encoded, collate
-from .engine.forward import answer_logits
+from .engine.forward import answer_token_logprobs
 from .errors import ObliviateError
 from .io import atomic_write_json, read_json
 
@@ -111,8 +111,8 @@ def padding_fraction(lengths: list[int], batches: list[list[int]]) -> float:
 
 def nll_loss(model, batch) -> tuple[torch.Tensor, dict]:
     """Mean NLL over the answer tokens of the batch (labels != -100): the fine-tuning objective."""
-    logits, targets, _, _ = answer_logits(model, batch)
-    loss = torch.nn.functional.cross_entropy(logits, targets)
+    lp, _, _ = answer_token_logprobs(model, batch)
+    loss = -lp.mean()
     return loss, {"nll": loss.detach().item()}
 
 

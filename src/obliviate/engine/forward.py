@@ -8,11 +8,26 @@ Some architectures change the LM head's output before returning it (Gemma-2/3 so
 :func:`logit_transform` applies the known ones and checks, once per model, that decoder body + head +
 transform gives the model's own logits on a short probe; when it does not (an architecture whose extra step
 we do not know), :func:`answer_logits` falls back to the model's full forward pass.
+
+Most losses need only log p(y_t) of each answer token, not the whole distribution (NLL, gradient ascent,
+NPO, SimNPO, IdkDPO, WGA, SatImp, the reference caches). :func:`answer_token_logprobs` gives those without
+ever holding the [answer tokens x vocabulary] logits of the whole batch (``linear_logprobs``): the head runs
+on ``chunk`` rows at a time, and since d log p(y) / d z = onehot(y) - softmax(z), the gradient with respect
+to the hidden state, ``(onehot - p) @ W``, is formed in the forward pass (an [N, hidden] tensor) and only
+scaled in backward. When the head's weight is trained too (all weights, tied embeddings), backward
+recomputes each chunk's logits for ``grad W = sum_t g_t (onehot - p_t) h_t^T``. Memory: one chunk's logits
+(<= 32 MB) instead of the logits, their log-softmax and two gradients of that size (4 x 30 MB for a batch of 8
+synthetic answers on SmolLM2, 4 x 0.3 GB for 32 TOFU answers). Compute: the same number of head products
+when the head is frozen (LoRA), one more chunked product when it is trained. The backward is not
+differentiable again, so :func:`twice_differentiable` (used by the gradient-norm penalty) switches to the
+plain path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import weakref
 from typing import Callable
 
@@ -160,11 +175,124 @@ def answer_logits(model, batch: dict, output_hidden_states: bool = False):
     return logits.float(), target[sel], rows, hidden_states
 
 
+
+
+# ------------------------------------------------------------------------------- per-token log-probabilities
+_STATE = threading.local()
+CHUNK_ELEMENTS = 1 << 23  # logits per chunk: 8M floats = 32 MB
+
+
+@contextlib.contextmanager
+def twice_differentiable():
+    """Inside, :func:`answer_token_logprobs` builds an ordinary autograd graph (logits, log-softmax), which
+    supports a double backward (``create_graph=True``); the chunked path's backward does not."""
+    old = getattr(_STATE, "plain", False)
+    _STATE.plain = True
+    try:
+        yield
+    finally:
+        _STATE.plain = old
+
+
+def _chunk_rows(vocab: int) -> int:
+    return max(1, CHUNK_ELEMENTS // max(vocab, 1))
+
+
+class _LinearLogprob(torch.autograd.Function):
+    """log softmax(h W^T + b)[target] per row, a chunk of rows at a time (see the module docstring)."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda")  # backward recomputes logits under forward's autocast state
+    def forward(ctx, h, weight, bias, targets, rows_per_chunk):
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        out = torch.empty(h.shape[0], device=h.device, dtype=torch.float32)
+        lse = torch.empty_like(out)
+        dh = torch.empty(h.shape, device=h.device, dtype=torch.float32) if need_h else None
+        for s in range(0, h.shape[0], rows_per_chunk):
+            e = min(s + rows_per_chunk, h.shape[0])
+            z = torch.nn.functional.linear(h[s:e], weight, bias).float()
+            t = targets[s:e]
+            lse[s:e] = torch.logsumexp(z, dim=-1)
+            out[s:e] = z.gather(1, t.unsqueeze(1)).squeeze(1) - lse[s:e]
+            if need_h:  # (onehot - softmax) @ W, for grad_h = g * that
+                p = z.sub_(lse[s:e].unsqueeze(1)).exp_().neg_()
+                p.scatter_add_(1, t.unsqueeze(1), torch.ones_like(p[:, :1]))
+                dh[s:e] = p.to(weight.dtype) @ weight
+        ctx.rows_per_chunk, ctx.h_dtype = rows_per_chunk, h.dtype
+        ctx.save_for_backward(h if (need_w or need_b) else None, weight, bias, targets, lse, dh)
+        return out
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx, g):
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative through this node is wanted
+            raise RuntimeError("the chunked log-probabilities (obliviate.engine.forward.linear_logprobs) cannot be "
+                               "differentiated twice; compute the loss inside engine.forward.twice_differentiable()")
+        h, weight, bias, targets, lse, dh = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        g = g.float()
+        gh = (dh * g.unsqueeze(1)).to(ctx.h_dtype) if need_h else None
+        gw = torch.zeros(weight.shape, device=weight.device, dtype=torch.float32) if need_w else None
+        gb = torch.zeros(bias.shape, device=bias.device, dtype=torch.float32) if need_b else None
+        if need_w or need_b:
+            n = ctx.rows_per_chunk
+            for s in range(0, h.shape[0], n):
+                e = min(s + n, h.shape[0])
+                z = torch.nn.functional.linear(h[s:e], weight, bias).float()
+                q = z.sub_(lse[s:e].unsqueeze(1)).exp_().neg_()
+                q.scatter_add_(1, targets[s:e].unsqueeze(1), torch.ones_like(q[:, :1]))
+                q.mul_(g[s:e].unsqueeze(1))  # d loss / d z = g (onehot - p)
+                if need_w:
+                    gw.addmm_(q.t(), h[s:e].float())
+                if need_b:
+                    gb.add_(q.sum(0))
+        return (gh, gw.to(weight.dtype) if gw is not None else None,
+                gb.to(bias.dtype) if gb is not None else None, None, None)
+
+
+def linear_logprobs(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                    targets: torch.Tensor, rows_per_chunk: int | None = None) -> torch.Tensor:
+    """``log_softmax(h @ weight.T + bias)[i, targets[i]]`` for each row i of ``h`` (float32, [N]), without
+    materialising the [N, vocab] logits at once; differentiable once with respect to h, weight and bias."""
+    n = rows_per_chunk or _chunk_rows(weight.shape[0])
+    if h.shape[0] == 0:
+        return (h.sum(-1) + weight.sum() * 0).float()  # empty, but still attached to the graph
+    return _LinearLogprob.apply(h, weight, bias, targets, n)
+
+
+def _plain_head(model):
+    """The LM head as an ``nn.Linear`` whose output is the model's logits (no post-head step), else None."""
+    fn, ok = logit_transform(model)
+    head = model.get_output_embeddings() if ok else None
+    if fn is not None or type(head) is not torch.nn.Linear:
+        return None
+    return head
+
+
+def answer_token_logprobs(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """log p of each answer token of a batch: ``(logprobs [N] float32, targets [N], rows [N])``, ordered
+    as in :func:`answer_logits`. The head runs chunk by chunk (:func:`linear_logprobs`) when it is a plain
+    linear layer; otherwise (a post-head step, a wrapped head, or inside :func:`twice_differentiable`) this
+    is ``-cross_entropy`` of :func:`answer_logits`."""
+    head = None if getattr(_STATE, "plain", False) else _plain_head(model)
+    labels = batch["labels"]
+    if head is None:
+        logits, targets, rows, _ = answer_logits(model, batch)
+        return -torch.nn.functional.cross_entropy(logits, targets, reduction="none"), targets, rows
+    target = labels[:, 1:]
+    sel = target != -100
+    body, _ = _body_and_head(model)
+    out = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    h = out.last_hidden_state[:, :-1][sel]
+    targets = target[sel]
+    rows = torch.arange(labels.size(0), device=labels.device).unsqueeze(1).expand_as(target)[sel]
+    return linear_logprobs(h, head.weight, head.bias, targets), targets, rows
+
+
 def sequence_logprobs(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sequence: summed log p(answer tokens) and the number of answer tokens (differentiable)."""
-    logits, targets, rows, _ = answer_logits(model, batch)
-    tok_lp = -torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    tok_lp, _, rows = answer_token_logprobs(model, batch)
     n = batch["labels"].size(0)
-    sums = torch.zeros(n, device=logits.device, dtype=tok_lp.dtype).index_add(0, rows, tok_lp)
-    counts = torch.zeros(n, device=logits.device, dtype=tok_lp.dtype).index_add(0, rows, torch.ones_like(tok_lp))
+    sums = torch.zeros(n, device=tok_lp.device, dtype=tok_lp.dtype).index_add(0, rows, tok_lp)
+    counts = torch.zeros(n, device=tok_lp.device, dtype=tok_lp.dtype).index_add(0, rows, torch.ones_like(tok_lp))
     return sums, counts

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.formatting import Encoded, collate
-from ..engine.forward import answer_logits, sequence_logprobs
+from ..engine.forward import answer_logits, answer_token_logprobs, sequence_logprobs
 from ..errors import ObliviateError
 from ..registry import METHODS
 from ..train import train_autocast
@@ -277,10 +277,10 @@ def layer_output(model, batch: dict, layer: int) -> torch.Tensor:
 
 
 def token_logprobs(model, batch: dict):
-    """(log p of each answer token [N], rows [N], logits [N, V]) — answer positions only."""
-    logits, targets, rows, _ = answer_logits(model, batch)
-    lp = -F.cross_entropy(logits, targets, reduction="none")
-    return lp, rows, logits, targets
+    """(log p of each answer token [N], rows [N]): answer positions only, chunked over the vocabulary
+    (:func:`..engine.forward.answer_token_logprobs`)."""
+    lp, _, rows = answer_token_logprobs(model, batch)
+    return lp, rows
 
 
 def per_sequence(values: torch.Tensor, rows: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -293,8 +293,8 @@ def per_sequence(values: torch.Tensor, rows: torch.Tensor, n: int) -> tuple[torc
 # ------------------------------------------------------------------------------------------- shared losses
 def nll_token_mean(model, batch: dict) -> torch.Tensor:
     """Mean NLL over all answer tokens of the batch (the fine-tuning objective)."""
-    logits, targets, _, _ = answer_logits(model, batch)
-    return F.cross_entropy(logits, targets)
+    lp, _, _ = answer_token_logprobs(model, batch)
+    return -lp.mean()
 
 
 def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ class GradAscentConfig:
 
 def ascent_forget_term(model, forget: dict, gamma: float):
     """gamma * L_f with L_f = -mean_i A(y_i|x_i) on the forget batch; shared by grad_ascent and grad_diff."""
-    lp, rows, _, _ = token_logprobs(model, forget)
+    lp, rows = token_logprobs(model, forget)
     nll, n = per_sequence(-lp, rows, forget["labels"].size(0))
     loss = grad_ascent_loss(nll, n)
     return gamma * loss, {"forget": loss.detach().item()}

@@ -50,6 +50,6 @@ class SatImp(Method):
     train_defaults = {"epochs": 5, "lr": 1e-5}
 
     def forget_loss(self, model, batch):
-        lp, _, _, _ = token_logprobs(model, batch["forget"])
+        lp, _ = token_logprobs(model, batch["forget"])
         loss = satimp_loss(lp, self.cfg.beta1, self.cfg.beta2)
         return self.cfg.gamma * loss, {"forget": loss.detach().item()}

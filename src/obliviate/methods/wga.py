@@ -47,6 +47,6 @@ class WGA(Method):
     train_defaults = {"epochs": 5, "lr": 1e-5}
 
     def forget_loss(self, model, batch):
-        lp, _, _, _ = token_logprobs(model, batch["forget"])
+        lp, _ = token_logprobs(model, batch["forget"])
         loss = wga_loss(lp, self.cfg.beta)
         return self.cfg.gamma * loss, {"forget": loss.detach().item()}

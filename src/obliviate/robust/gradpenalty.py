@@ -8,13 +8,17 @@ computes the norm with ``.item()``, so the penalty there contributes no gradient
 There is no paper default for lambda; it is a required value (``--grad-penalty LAMBDA``).
 
 The fused attention kernels (flash / memory-efficient SDPA) have no double backward, so the forget forward
-pass runs with PyTorch's math attention backend (slower, same values).
+pass runs with PyTorch's math attention backend (slower, same values), and its per-token log-probabilities
+come from full logits (``twice_differentiable``) rather than the chunked head, whose backward is not
+differentiable again.
 """
 
 from __future__ import annotations
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from ..engine.forward import twice_differentiable
 
 
 def grad_norm(loss: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
@@ -30,7 +34,7 @@ class GradPenalty:
 
     def __call__(self, model, batch):
         params = [p for p in model.parameters() if p.requires_grad]
-        with sdpa_kernel(SDPBackend.MATH):  # differentiable twice
+        with sdpa_kernel(SDPBackend.MATH), twice_differentiable():  # differentiable twice
             f, logs = self.objective.forget_loss(model, batch)
         gn = grad_norm(f, params) if torch.isfinite(f) else f
         loss = f + self.lam * gn
