@@ -276,3 +276,14 @@ def test_contradicting_or_inapplicable_flags_are_refused(tmp_path, capsys):
     assert main(["eval", "--model", "tiny-llama", "--retain-logs", str(logs), "--out", str(tmp_path / "f")]) == 2
     assert "--retain-logs only applies with --from-logs" in capsys.readouterr().err
     assert not (tmp_path / "e").exists() and not (tmp_path / "f").exists()
+
+
+def test_muse_eval_refuses_the_tofu_only_flags_it_would_ignore(tmp_path, capsys):
+    out = tmp_path / "m"
+    base = ["eval", "--model", "tiny-llama", "--benchmark", "muse-news", "--out", str(out)]
+    assert main(base + ["--split", "forget05"]) == 2
+    assert "--benchmark muse-news: --split only applies to TOFU" in capsys.readouterr().err
+    assert main(base + ["--data", "synthetic", "--utility-limit", "3", "--style", "plain", "--no-generation"]) == 2
+    err = capsys.readouterr().err
+    assert "--data, --utility-limit, --no-generation, --style only apply to TOFU" in err
+    assert not out.exists()

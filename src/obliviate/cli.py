@@ -120,11 +120,20 @@ def _cmd_eval(args) -> int:
         if args.benchmark == "tofu":
             variants = tuple(v for v in (args.variants or "").split(",") if v)
             summary = run_tofu_eval(
-                args.model, args.out, data=args.data, split=args.split, data_dir=args.data_dir, limit=args.limit,
-                utility_limit=args.utility_limit, retain_eval=args.retain_eval, style=args.style, system_prompt=args.system_prompt,
+                args.model, args.out, data=args.data or "tofu", split=args.split or "forget10", data_dir=args.data_dir,
+                limit=args.limit, utility_limit=args.utility_limit, retain_eval=args.retain_eval,
+                style=args.style or "chat", system_prompt=args.system_prompt,
                 generation=not args.no_generation, gradnorm=not args.no_gradnorm, variants=variants,
                 batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.quiet)
         else:
+            tofu_only = [f for f, v in (("--data", args.data), ("--split", args.split), ("--utility-limit", args.utility_limit),
+                                        ("--variants", args.variants), ("--no-generation", args.no_generation),
+                                        ("--no-gradnorm", args.no_gradnorm), ("--style", args.style),
+                                        ("--system-prompt", args.system_prompt)) if v not in (None, False)]
+            if tofu_only:
+                raise ObliviateError(f"--benchmark {args.benchmark}: {', '.join(tofu_only)} only appl"
+                                     f"{'ies' if len(tofu_only) == 1 else 'y'} to TOFU (MUSE takes --data-dir, --limit, "
+                                     "--retain-eval, --batch-size); they would be ignored")
             summary = run_muse_eval(args.model, args.out, corpus=args.benchmark, data_dir=args.data_dir,
                                     limit=args.limit, retain_eval=args.retain_eval, batch_size=args.batch_size,
                                     overwrite=args.overwrite, progress=not args.quiet)
@@ -203,8 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a model on TOFU or MUSE, or recompute metrics from logs")
     p.add_argument("--model", help="built-in name, local folder or hub id")
     p.add_argument("--benchmark", default="tofu", choices=["tofu", "muse-news", "muse-books"])
-    p.add_argument("--data", default="tofu", help="TOFU-format family: tofu (default) or synthetic")
-    p.add_argument("--split", default="forget10", help="forget01, forget05 or forget10")
+    p.add_argument("--data", default=None, help="TOFU-format family: tofu (default) or synthetic")
+    p.add_argument("--split", default=None, help="forget01, forget05 or forget10 (default)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--limit", type=int, default=None, help="first N items of forget, retain and holdout")
     p.add_argument("--utility-limit", type=int, default=None, help="first N items of real authors and world facts")
@@ -219,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     _add_format_args(p)
-    p.set_defaults(func=_cmd_eval)
+    p.set_defaults(func=_cmd_eval, style=None)  # None: not given (TOFU's default is chat; MUSE refuses it)
 
     from .unlearn import add_unlearn_parser
 
