@@ -175,3 +175,26 @@ def test_gradient_norm_matches_autograd_and_keeps_no_grads(tiny_fresh):
     grads = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, targets), list(model.parameters()))
     assert g == pytest.approx(torch.sqrt(sum((x**2).sum() for x in grads)).item(), rel=1e-5)
     assert all(q.grad is None for q in model.parameters())
+
+
+def test_a_retain_eval_of_other_forget_items_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+    forget = tofu_sets("synthetic", "forget10")["forget"][:4]  # what `eval --limit 4` would have recorded
+    records = [{"set": "forget", "index": i, "question": it.question} for i, it in enumerate(forget)]
+    path = tmp_path / "retain_items.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("obliviate.models.load_model", no_load)
+    out = tmp_path / "ev"
+    with pytest.raises(ObliviateError, match=r"^--retain-eval .*retain_items.jsonl: forget item \(index=3, .*"
+                                             r"only in the retain-model records.*same --data, --split and --limit"):
+        run_tofu_eval("tiny-llama", out, data="synthetic", limit=3, retain_eval=str(path))
+    no_forget = tmp_path / "no_forget.jsonl"
+    no_forget.write_text(json.dumps({"set": "holdout", "index": 0, "question": "q"}) + "\n")
+    with pytest.raises(ObliviateError, match="retain-model records hold no items of set 'forget'"):
+        run_tofu_eval("tiny-llama", out, data="synthetic", limit=4, retain_eval=str(no_forget))
+    assert not out.exists()
+    with pytest.raises(AssertionError, match="the model was loaded"):  # the same items pass the check
+        run_tofu_eval("tiny-llama", out, data="synthetic", limit=4, retain_eval=str(path))

@@ -287,3 +287,19 @@ def test_muse_eval_refuses_the_tofu_only_flags_it_would_ignore(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "--data, --utility-limit, --no-generation, --style only apply to TOFU" in err
     assert not out.exists()
+
+
+def test_unlearn_checks_its_retain_eval_against_the_evaluated_forget_items_first(tmp_path):
+    from obliviate.evaluate import tofu_sets
+
+    forget = tofu_sets("synthetic", "forget01")["forget"][:4]
+    path = tmp_path / "retain_items.jsonl"
+    path.write_text("".join(json.dumps({"set": "forget", "index": i, "question": it.question}) + "\n"
+                            for i, it in enumerate(forget)))
+    kw = dict(cfg=TrainConfig(**SMALL), eval_every_epoch=True, retain_eval=str(path))
+    with pytest.raises(ObliviateError, match=r"^--retain-eval .*forget item \(index=3.*same data, split and limit"
+                                             r".*synthetic, forget01, --eval-limit 3"):
+        run_unlearn("no-such-model", "grad_ascent", "synthetic:forget01", tmp_path / "a", eval_limit=3, **kw)
+    with pytest.raises(ObliviateError, match="unknown model 'no-such-model'"):  # the matching limit gets further
+        run_unlearn("no-such-model", "grad_ascent", "synthetic:forget01", tmp_path / "a", eval_limit=4, **kw)
+    assert not (tmp_path / "a").exists()

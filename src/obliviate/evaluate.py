@@ -249,7 +249,14 @@ def run_tofu_eval(
     sets = tofu_sets(data, split, data_dir, limit, utility_limit)  # data errors before the model is loaded
     retain_records = None
     if retain_eval is not None:
+        from .metrics.tofu import check_retain_forget_items
+
         retain_records, _, _ = read_records(retain_eval)
+        try:  # the mismatch tofu_summary would find after the whole evaluation, found now
+            check_retain_forget_items([(i, it.question) for i, it in enumerate(sets["forget"])], retain_records)
+        except ObliviateError as e:
+            hint = " (was it evaluated with the same --data, --split and --limit?)" if "forget item" in str(e) else ""
+            raise ObliviateError(f"--retain-eval {retain_eval}: {e}{hint}") from None
     out = prepare_out_dir(out, overwrite=overwrite, inputs={"--model": model, "--retain-eval": retain_eval})
     config = {"benchmark": "tofu", "model": model, "data": data, "split": split, "data_dir": data_dir,
               "limit": limit, "utility_limit": utility_limit, "retain_eval": retain_eval, "style": style, "system_prompt": system_prompt,

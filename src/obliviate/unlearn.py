@@ -345,8 +345,16 @@ def run_unlearn(
 
             try:
                 retain_records = read_records(retain_eval)[0]
+                if evaluator is None:  # the TOFU evaluation: its forget items are known now
+                    from .evaluate import tofu_sets
+                    from .metrics.tofu import check_retain_forget_items
+
+                    ev_forget = tofu_sets(ev_data, ev_split, data_dir, eval_limit)["forget"]
+                    check_retain_forget_items([(i, it.question) for i, it in enumerate(ev_forget)], retain_records)
             except ObliviateError as e:
-                raise ObliviateError(f"--retain-eval {retain_eval}: {e}") from None
+                hint = (" (was it evaluated on the same data, split and limit as this run's evaluations: "
+                        f"{ev_data}, {ev_split}, --eval-limit {eval_limit}?)" if "forget item" in str(e) else "")
+                raise ObliviateError(f"--retain-eval {retain_eval}: {e}{hint}") from None
         evaluator = evaluator or _default_evaluator()
     out = Path(out)
     ck = check_resume_epochs(out, cfg) if resume else None

@@ -275,6 +275,18 @@ def _match_forget(model_tr: dict, retain_tr: dict) -> list:
     )
 
 
+def check_retain_forget_items(forget_keys, retain_records: Sequence[Mapping]) -> None:
+    """Before an evaluation runs: the retain model's records hold exactly the forget items (``(index,
+    question)`` keys) that :func:`tofu_summary` will compare with, or the ``ObliviateError`` it would raise
+    at the end."""
+    retain_by_set = _by_set(list(retain_records), "retain-model records")
+    if not retain_by_set.get("forget"):
+        raise ObliviateError("the retain-model records hold no items of set 'forget'; forget quality needs the "
+                             "retain model evaluated on the same forget items")
+    theirs = _forget_truth_ratios(retain_by_set["forget"], "retain-model records")
+    _match_forget(dict.fromkeys(forget_keys), theirs)
+
+
 def _exp(d: float) -> float:
     return math.inf if d > 709.0 else math.exp(d)
 
