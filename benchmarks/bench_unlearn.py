@@ -156,7 +156,7 @@ def _import_all(path: str) -> None:
             if name not in sys.modules:
                 try:
                     importlib.import_module(name)
-                except BaseException:  # noqa: BLE001 - a module that cannot be imported alone is skipped
+                except Exception:  # noqa: BLE001 - a module that cannot be imported alone is skipped
                     pass
 
 

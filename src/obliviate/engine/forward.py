@@ -20,7 +20,8 @@ recomputes each chunk's logits for ``grad W = sum_t g_t (onehot - p_t) h_t^T``. 
 synthetic answers on SmolLM2, 4 x 0.3 GB for 32 TOFU answers). Compute: the same number of head products
 when the head is frozen (LoRA), one more chunked product when it is trained. The backward is not
 differentiable again, so :func:`twice_differentiable` (used by the gradient-norm penalty) switches to the
-plain path.
+plain path; so does a head with module hooks (they would be bypassed). Backward recomputes logits under the
+autocast state of the forward pass, so the softmax it rebuilds is the one the log-sum-exp came from.
 """
 
 from __future__ import annotations
@@ -198,13 +199,21 @@ def _chunk_rows(vocab: int) -> int:
     return max(1, CHUNK_ELEMENTS // max(vocab, 1))
 
 
+def _autocast_state(dev: str):
+    """``(device type, enabled, dtype)`` of autocast for ``dev`` now; None where autocast does not know it."""
+    try:
+        return dev, torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev)
+    except (RuntimeError, ValueError, TypeError):
+        return None
+
+
 class _LinearLogprob(torch.autograd.Function):
     """log softmax(h W^T + b)[target] per row, a chunk of rows at a time (see the module docstring)."""
 
     @staticmethod
-    @torch.amp.custom_fwd(device_type="cuda")  # backward recomputes logits under forward's autocast state
     def forward(ctx, h, weight, bias, targets, rows_per_chunk):
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        ctx.autocast = _autocast_state(h.device.type)  # backward recomputes logits under the same state
         out = torch.empty(h.shape[0], device=h.device, dtype=torch.float32)
         lse = torch.empty_like(out)
         dh = torch.empty(h.shape, device=h.device, dtype=torch.float32) if need_h else None
@@ -223,7 +232,6 @@ class _LinearLogprob(torch.autograd.Function):
         return out
 
     @staticmethod
-    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, g):
         if torch.is_grad_enabled():  # create_graph=True: a second derivative through this node is wanted
             raise RuntimeError("the chunked log-probabilities (obliviate.engine.forward.linear_logprobs) cannot be "
@@ -236,35 +244,56 @@ class _LinearLogprob(torch.autograd.Function):
         gb = torch.zeros(bias.shape, device=bias.device, dtype=torch.float32) if need_b else None
         if need_w or need_b:
             n = ctx.rows_per_chunk
-            for s in range(0, h.shape[0], n):
-                e = min(s + n, h.shape[0])
-                z = torch.nn.functional.linear(h[s:e], weight, bias).float()
-                q = z.sub_(lse[s:e].unsqueeze(1)).exp_().neg_()
-                q.scatter_add_(1, targets[s:e].unsqueeze(1), torch.ones_like(q[:, :1]))
-                q.mul_(g[s:e].unsqueeze(1))  # d loss / d z = g (onehot - p)
-                if need_w:
-                    gw.addmm_(q.t(), h[s:e].float())
-                if need_b:
-                    gb.add_(q.sum(0))
+            dev, enabled, dtype = ctx.autocast or (None, None, None)
+            with torch.autocast(dev, dtype=dtype, enabled=enabled) if dev else contextlib.nullcontext():
+                gw, gb = _head_grads(h, weight, bias, targets, lse, g, n, gw, gb)
         return (gh, gw.to(weight.dtype) if gw is not None else None,
                 gb.to(bias.dtype) if gb is not None else None, None, None)
+
+
+def _head_grads(h, weight, bias, targets, lse, g, n, gw, gb):
+    """Accumulate grad W = sum_t g_t (onehot - p_t) h_t^T and grad b = sum_t g_t (onehot - p_t), chunk by
+    chunk, recomputing each chunk's logits (under the forward pass's autocast state, restored by the caller)."""
+    for s in range(0, h.shape[0], n):
+        e = min(s + n, h.shape[0])
+        z = torch.nn.functional.linear(h[s:e], weight, bias).float()
+        q = z.sub_(lse[s:e].unsqueeze(1)).exp_().neg_()
+        q.scatter_add_(1, targets[s:e].unsqueeze(1), torch.ones_like(q[:, :1]))
+        q.mul_(g[s:e].unsqueeze(1))  # d loss / d z = g (onehot - p)
+        if gw is not None:
+            gw.addmm_(q.t(), h[s:e].float())
+        if gb is not None:
+            gb.add_(q.sum(0))
+    return gw, gb
 
 
 def linear_logprobs(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                     targets: torch.Tensor, rows_per_chunk: int | None = None) -> torch.Tensor:
     """``log_softmax(h @ weight.T + bias)[i, targets[i]]`` for each row i of ``h`` (float32, [N]), without
-    materialising the [N, vocab] logits at once; differentiable once with respect to h, weight and bias."""
-    n = rows_per_chunk or _chunk_rows(weight.shape[0])
-    if h.shape[0] == 0:
-        return (h.sum(-1) + weight.sum() * 0).float()  # empty, but still attached to the graph
+    materialising the [N, vocab] logits at once; differentiable once with respect to h, weight and bias.
+    The logits are computed in float32 whatever the inputs' dtype (float64 inputs too, like
+    :func:`answer_logits`' ``.float()``); gradients come back in the inputs' dtypes."""
+    n = _chunk_rows(weight.shape[0]) if rows_per_chunk is None else rows_per_chunk
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"rows_per_chunk must be an integer >= 1, got {rows_per_chunk!r}")
+    if h.shape[0] == 0:  # empty, but attached to the graph: weight and bias get zero gradients
+        zero = weight.sum() * 0 + (bias.sum() * 0 if bias is not None else 0)
+        return (h.sum(-1) + zero).float()
     return _LinearLogprob.apply(h, weight, bias, targets, n)
 
 
 def _plain_head(model):
-    """The LM head as an ``nn.Linear`` whose output is the model's logits (no post-head step), else None."""
+    """The LM head as an ``nn.Linear`` whose output is the model's logits (no post-head step) and that
+    :func:`linear_logprobs` may bypass, else None. Reading ``head.weight`` directly skips the module's call,
+    so a head with hooks (accelerate's device-placement hook, a weight-norm pre-hook, a user's logit bias),
+    an instance-level ``forward``, or any global module hook keeps the plain path."""
     fn, ok = logit_transform(model)
     head = model.get_output_embeddings() if ok else None
     if fn is not None or type(head) is not torch.nn.Linear:
+        return None
+    mod = torch.nn.modules.module
+    if (head._forward_hooks or head._forward_pre_hooks or "forward" in vars(head)
+            or mod._global_forward_hooks or mod._global_forward_pre_hooks):
         return None
     return head
 
