@@ -145,7 +145,9 @@ def apply_lora(model, cfg: TrainConfig):
 
     lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear",
                       lora_dropout=0.0, task_type="CAUSAL_LM")
-    return get_peft_model(model, lcfg)
+    with warnings.catch_warnings():  # peft asks transformers 5 for a renamed attribute: noise for our users
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, lcfg)
 
 
 def fused_adamw_supported(params) -> bool:
