@@ -236,3 +236,9 @@ def test_metrics_registered_with_metadata():
         assert {"higher_is_better", "aggregation", "sets", "arxiv", "description"} <= meta.keys(), name
         assert meta["arxiv"] == "2401.06121"
     assert tofu.SET_PREFIX["real_authors"] == "ra"
+
+
+def test_privleak_is_missing_with_a_reason_when_the_retain_auc_is_one():
+    s = tofu_summary(_records(), retain_mia_auc=1.0)  # not NaN (invalid JSON in summary.json)
+    assert s["privleak"] is None and "Min-K AUC is 1.0" in s["missing"]["privleak"]
+    assert tofu_summary(_records(), retain_mia_auc=0.5)["privleak"] is not None

@@ -179,6 +179,10 @@ def privleak(auc_model: float, auc_retrain: float) -> float:
     return (float(auc_retrain) - float(auc_model)) / denom * 100.0
 
 
+PRIVLEAK_UNDEFINED = ("undefined: the retain model's Min-K AUC is 1.0 (it separates forget from holdout items "
+                      "perfectly), so PrivLeak's denominator 1 - AUC_retain is 0")
+
+
 def mia_summary(forget_records: Sequence[dict], holdout_records: Sequence[dict], k: float = MIN_K_DEFAULT) -> tuple[dict, dict]:
     """AUC of every attack whose score every forget and holdout record has.
 

@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..registry import METRICS
-from .mia import MIN_K_DEFAULT, mia_auc, privleak, record_score
+from .mia import MIN_K_DEFAULT, PRIVLEAK_UNDEFINED, mia_auc, privleak, record_score
 from .rouge import rouge_scores
 
 __all__ = [
@@ -151,6 +151,9 @@ def muse_summary(
     elif ref is None:
         out["privleak"] = None
         missing["privleak"] = "needs the retrained model's AUC: retrain_auc=... or corpus='news'|'books'"
+    elif float(ref) == 1.0:
+        out["privleak"] = None
+        missing["privleak"] = PRIVLEAK_UNDEFINED
     else:
         out["privleak"] = privleak(auc, ref)
     out["missing"] = missing

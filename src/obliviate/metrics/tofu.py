@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import ObliviateError
 from ..registry import METRICS
 from .memorization import record_memorization
-from .mia import mia_summary, privleak
+from .mia import PRIVLEAK_UNDEFINED, mia_summary, privleak
 from .rouge import rouge_scores
 
 __all__ = [
@@ -440,6 +440,8 @@ def tofu_summary(
         put("privleak", None, "mia_min_k is None: " + missing["mia_min_k"])
     elif auc_retrain is None:
         put("privleak", None, why)
+    elif float(auc_retrain) == 1.0:
+        put("privleak", None, PRIVLEAK_UNDEFINED)
     else:
         put("privleak", privleak(out["mia_min_k"], auc_retrain))
 
