@@ -55,7 +55,7 @@ def test_muse_summary():
     assert s["privleak_auc"] == 0.0 and s["privleak"] == pytest.approx(100.0)  # over-unlearned
     s = muse_summary(privleak_forget_records=pf, privleak_holdout_records=ph)
     assert s["privleak"] is None and "corpus" in s["missing"]["privleak"]
-    s = muse_summary(privleak_forget_records=pf, privleak_holdout_records=ph, retrain_auc=1.0)  # 0 / 0
+    s = muse_summary(privleak_forget_records=pf, privleak_holdout_records=ph, retrain_auc=1.0)  # denominator 0
     assert s["privleak"] is None and "denominator 1 - AUC_retain is 0" in s["missing"]["privleak"]
     with pytest.raises(ValueError):
         muse_summary(privleak_forget_records=pf, privleak_holdout_records=ph, corpus="wiki")
