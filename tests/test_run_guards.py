@@ -303,3 +303,91 @@ def test_unlearn_checks_its_retain_eval_against_the_evaluated_forget_items_first
     with pytest.raises(ObliviateError, match="unknown model 'no-such-model'"):  # the matching limit gets further
         run_unlearn("no-such-model", "grad_ascent", "synthetic:forget01", tmp_path / "a", eval_limit=4, **kw)
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("select, named", [
+    ("max:bogus", "the TOFU evaluation reports no 'bogus'"),
+    ("max:forget_Q_A_PARAQ_Prob", "reports no 'forget_Q_A_PARAQ_Prob'"),
+    ("mia_reference", "mia_reference needs a reference model's scores"),
+    ("privleak", "--select privleak needs the retain model's evaluation: --retain-eval PATH"),
+])
+def test_select_keys_the_evaluation_never_reports_are_refused_before_training(tmp_path, select, named):
+    with pytest.raises(ObliviateError, match=named.replace("(", r"\(").replace(")", r"\)")):
+        run_unlearn("no-such-model", "grad_ascent", "synthetic:forget01", tmp_path / "s", cfg=TrainConfig(**SMALL),
+                    select=select)
+    assert not (tmp_path / "s").exists()
+
+
+def test_eval_target_keeps_the_forget_specs_loader_options():
+    from obliviate.unlearn import _eval_target
+
+    assert _eval_target("synthetic:forget10?n_authors=4&seed=3", None, None) == ("synthetic?n_authors=4&seed=3",
+                                                                                 "forget10")
+    assert _eval_target("tofu:forget05_perturbed", None, None) == ("tofu", "forget05")
+    assert _eval_target("synthetic:forget10?n_authors=4", "tofu", None) == ("tofu", "forget10")
+
+
+def test_a_closed_pipe_on_stdout_ends_quietly(monkeypatch, capsys):
+    class Closed:
+        def write(self, s):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr("sys.stdout", Closed())
+    assert main(["ls", "methods", "--json"]) == 141
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_an_out_folder_that_cannot_be_created_is_a_one_line_error(tmp_path, capsys):
+    f = tmp_path / "file.jsonl"
+    f.write_text("{}\n")
+    assert main(["finetune", "--model", "tiny-llama", "--data", "synthetic:forget01", "--out", str(f / "sub")]) == 2
+    assert f"--out {f / 'sub'}: cannot create the folder (Not a directory)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("opts, named", [("hidden_size=100", "hidden_size=100 must be a positive multiple of 8"),
+                                         ("hidden_size=0", "hidden_size=0 must be a positive multiple of 8"),
+                                         ("num_layers=-1", "num_layers=-1 must be >= 1")])
+def test_bad_tiny_llama_sizes_are_named(opts, named):
+    from obliviate.models import load_model
+
+    with pytest.raises(ObliviateError, match=named):
+        load_model(f"tiny-llama?{opts}")
+
+
+def test_eval_data_takes_a_family_and_variants_are_checked_before_the_model_loads(tmp_path, capsys):
+    out = tmp_path / "e"
+    assert main(["eval", "--model", "tiny-llama", "--data", "synthetic:forget05?n_authors=4", "--out", str(out)]) == 2
+    assert "the split goes in --split (--data synthetic --split forget05)" in capsys.readouterr().err
+    assert main(["eval", "--model", "tiny-llama", "--data", "synthetic", "--variants", "foo", "--out", str(out)]) == 2
+    assert "unknown --variants entry 'foo'; valid: paraq, jailbreak" in capsys.readouterr().err
+    logs = tmp_path / "logs.json"
+    logs.write_text("{}")
+    assert main(["eval", "--from-logs", str(logs), "--split", "forget05", "--no-generation", "--benchmark", "muse-news",
+                 "--out", str(out)]) == 2
+    assert "--split, --no-generation, --benchmark do(es) not apply" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_lora_rank_without_lora_is_refused(tmp_path, capsys):
+    assert main(["finetune", "--model", "tiny-llama", "--data", "synthetic:forget01", "--lora-r", "4",
+                 "--out", str(tmp_path / "f")]) == 2
+    assert "--lora-r only applies with --lora" in capsys.readouterr().err
+    assert main(["unlearn", "--model", "tiny-llama", "--method", "grad_ascent", "--forget", "synthetic:forget01",
+                 "--lora-r", "4", "--out", str(tmp_path / "u")]) == 2
+    assert "--lora-r only applies with --lora" in capsys.readouterr().err
+    assert not (tmp_path / "f").exists() and not (tmp_path / "u").exists()
+
+
+def test_flag_errors_name_the_flag_once_and_a_model_file_points_to_its_folder(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert main(["eval", "--model", "tiny-llama", "--data", "synthetic", "--retain-eval", str(missing),
+                 "--out", str(tmp_path / "e")]) == 2
+    assert capsys.readouterr().err.strip() == f"obliviate: error: --retain-eval {missing}: file not found"
+    weights = tmp_path / "m" / "model.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes(b"")
+    assert main(["eval", "--model", str(weights), "--data", "synthetic", "--out", str(tmp_path / "e")]) == 2
+    assert f"is a file; give the folder that holds it and its config.json ({weights.parent})" in capsys.readouterr().err

@@ -84,10 +84,13 @@ def _cmd_generate(args) -> int:
 def _train_cfg(args):
     from .train import TrainConfig
 
+    if args.lora_r is not None and not args.lora:
+        raise ObliviateError("--lora-r only applies with --lora")
     return TrainConfig(
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
         warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, seed=args.seed, lora=args.lora,
-        lora_r=args.lora_r, grad_checkpointing=args.grad_checkpointing, progress=not args.quiet,
+        lora_r=TrainConfig.lora_r if args.lora_r is None else args.lora_r, grad_checkpointing=args.grad_checkpointing,
+        progress=not args.quiet,
     )
 
 
@@ -106,7 +109,12 @@ def _cmd_eval(args) -> int:
 
     if args.from_logs:
         given = [f for f, v in (("--model", args.model), ("--limit", args.limit), ("--utility-limit", args.utility_limit),
-                                ("--retain-eval", args.retain_eval)) if v is not None]
+                                ("--retain-eval", args.retain_eval), ("--data", args.data), ("--split", args.split),
+                                ("--data-dir", args.data_dir), ("--variants", args.variants),
+                                ("--no-generation", args.no_generation or None), ("--no-gradnorm", args.no_gradnorm or None),
+                                ("--style", args.style), ("--system-prompt", args.system_prompt),
+                                ("--benchmark", None if args.benchmark == "tofu" else args.benchmark))
+                 if v is not None]
         if given:
             raise ObliviateError(f"--from-logs recomputes the metrics of existing logs; {', '.join(given)} do(es) not "
                                  "apply (the retain model's logs go in --retain-logs)")
@@ -118,6 +126,11 @@ def _cmd_eval(args) -> int:
             raise ObliviateError("--retain-logs only applies with --from-logs (a model's evaluation takes "
                                  "--retain-eval)")
         if args.benchmark == "tofu":
+            if args.data and ":" in args.data:
+                family, _, split = args.data.partition(":")
+                raise ObliviateError(f"--data {args.data}: --data takes a TOFU-format family (tofu, synthetic, with "
+                                     f"loader options after '?'), not a data spec; the split goes in --split "
+                                     f"(--data {family} --split {split.split('?')[0]}); MUSE is --benchmark muse-news|muse-books")
             variants = tuple(v for v in (args.variants or "").split(",") if v)
             summary = run_tofu_eval(
                 args.model, args.out, data=args.data or "tofu", split=args.split or "forget10", data_dir=args.data_dir,
@@ -163,7 +176,7 @@ def _add_train_args(p, epochs, lr, batch_size):
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the saved model)")
-    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--lora-r", type=int, default=None, help="LoRA rank (default 8; with --lora)")
     p.add_argument("--grad-checkpointing", action="store_true",
                    help="recompute decoder layers in backward: far less activation memory, ~1/3 more compute")
     p.add_argument("--max-length", type=int, default=512)
@@ -189,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="data_command", required=True)
     q = dsub.add_parser("inspect", help="rows and fields of a data spec (tofu:forget10, synthetic:full, file.jsonl)")
     q.add_argument("spec")
-    q.add_argument("--data-dir", default=None, help="local folder of the data set (else OBLIVIATE_TOFU_DIR / hub)")
+    q.add_argument("--data-dir", default=None, help="local folder of the data set (else OBLIVIATE_TOFU_DIR or OBLIVIATE_MUSE_DIR, then the hub)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_cmd_data_inspect)
 
@@ -261,6 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("obliviate: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `obliviate ls --json | head`: the reader left; no traceback, no flush error at exit
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # no real stdout (a test's stand-in)
+            pass
+        return 141  # 128 + SIGPIPE, as a shell reports a program killed by it
 
 
 def entry() -> int:

@@ -12,3 +12,13 @@ class ObliviateError(Exception):
 def did_you_mean(name: str, valid) -> str:
     valid = sorted(valid)
     return f"unknown name {name!r}; valid names: {', '.join(valid) if valid else '(none)'}"
+
+
+def flag_error(flag: str, value, err: Exception, hint: str = "") -> ObliviateError:
+    """``"{flag} {value}: {err}{hint}"``, without repeating ``value`` when the message already starts with it
+    (``--retain-eval x: x: file not found`` -> ``--retain-eval x: file not found``)."""
+    msg, v = str(err), str(value)
+    if msg.startswith(v + ":"):
+        msg = msg[len(v) + 1:].lstrip()
+    return ObliviateError(f"{flag} {value}: {msg}{hint}")
+

@@ -32,7 +32,7 @@ from .engine.generation import generate, greedy_draft
 from .engine.gradnorm import gradient_norms
 from .engine.memory import release_memory
 from .engine.scoring import ScoreRequest, score
-from .errors import ObliviateError
+from .errors import ObliviateError, flag_error
 from .io import RunRecord, atomic_write_json, atomic_write_jsonl, prepare_out_dir
 from .metrics.tofu import annotate_records, tofu_summary
 from .registry import BENCHMARKS
@@ -82,6 +82,7 @@ def evaluate_tofu(
     split: str = "forget10",
     data_dir: str | None = None,
     limit: int | None = None,
+    utility_limit: int | None = None,
     retain_records: list[dict] | None = None,
     formatter: Formatter | None = None,
     progress: bool = True,
@@ -96,7 +97,7 @@ def evaluate_tofu(
     for v in variants:
         if v not in VARIANTS:
             raise ObliviateError(f"unknown --variants entry {v!r}; valid: {', '.join(VARIANTS)}")
-    sets = sets if sets is not None else tofu_sets(data, split, data_dir, limit)
+    sets = sets if sets is not None else tofu_sets(data, split, data_dir, limit, utility_limit)
     fmt = formatter or Formatter(tokenizer)
     was_training = model.training
     model.eval()
@@ -193,7 +194,9 @@ def evaluate_tofu(
 
     out_records = list(records.values())
     summary = tofu_summary(out_records, retain_records)
+    tail = {k: summary.pop(k) for k in ("n_items", "missing")}  # the non-metric keys stay last
     summary.update(_variant_summary(out_records, variants))
+    summary.update(tail)
     summary["timings"] = {k: round(v, 3) for k, v in timings.items()}
     if was_training:
         model.train()
@@ -246,17 +249,20 @@ def run_tofu_eval(
     from .models import load_model
 
     _check_eval_settings(model, batch_size, style)
+    for v in variants:
+        if v not in VARIANTS:
+            raise ObliviateError(f"unknown --variants entry {v!r}; valid: {', '.join(VARIANTS)}")
     sets = tofu_sets(data, split, data_dir, limit, utility_limit)  # data errors before the model is loaded
     retain_records = None
     if retain_eval is not None:
         from .metrics.tofu import check_retain_forget_items
 
-        retain_records, _, _ = read_records(retain_eval)
-        try:  # the mismatch tofu_summary would find after the whole evaluation, found now
+        try:  # (and the mismatch tofu_summary would find after the whole evaluation, found now)
+            retain_records, _, _ = read_records(retain_eval)
             check_retain_forget_items([(i, it.question) for i, it in enumerate(sets["forget"])], retain_records)
         except ObliviateError as e:
             hint = " (was it evaluated with the same --data, --split and --limit?)" if "forget item" in str(e) else ""
-            raise ObliviateError(f"--retain-eval {retain_eval}: {e}{hint}") from None
+            raise flag_error("--retain-eval", retain_eval, e, hint) from None
     out = prepare_out_dir(out, overwrite=overwrite, inputs={"--model": model, "--retain-eval": retain_eval})
     config = {"benchmark": "tofu", "model": model, "data": data, "split": split, "data_dir": data_dir,
               "limit": limit, "utility_limit": utility_limit, "retain_eval": retain_eval, "style": style, "system_prompt": system_prompt,

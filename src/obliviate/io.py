@@ -123,7 +123,10 @@ def prepare_out_dir(out: str | os.PathLike, overwrite: bool = False, resume: boo
                 shutil.rmtree(p)
             else:
                 p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a parent that is a file, a read-only or virtual file system, no permission
+        raise ObliviateError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
     return out
 
 

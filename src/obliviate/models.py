@@ -174,6 +174,11 @@ def load_tiny_llama(device=None, dtype=None, seed: int = 0, hidden_size: int = 6
     """A tiny random Llama with a real tokenizer and chat template, for fast tests."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+    if hidden_size < 8 or hidden_size % 8:  # 4 heads of an even size (rotary embeddings rotate pairs)
+        raise ObliviateError(f"model 'tiny-llama': hidden_size={hidden_size} must be a positive multiple of 8 "
+                             "(4 attention heads with an even head size)")
+    if num_layers < 1:
+        raise ObliviateError(f"model 'tiny-llama': num_layers={num_layers} must be >= 1")
     _quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(str(smollm2_tokenizer_dir()))
     config = LlamaConfig(
@@ -244,6 +249,9 @@ def _resolve(spec: str) -> tuple[str, str, dict]:
         return "builtin", spec, options
     p = Path(spec)
     if p.exists():
+        if p.is_file():
+            raise ObliviateError(f"model {spec!r} is a file; give the folder that holds it and its config.json "
+                                 f"({p.parent})")
         if not (p / "config.json").exists():
             raise ObliviateError(f"model folder {p} has no config.json (not a saved Hugging Face model)")
         return "folder", spec, options

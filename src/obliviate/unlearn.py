@@ -19,6 +19,7 @@ import contextlib
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -28,7 +29,7 @@ import torch
 
 from .data import load_items, parse_spec
 from .data.formatting import Encoded, Formatter, check_format, collate
-from .errors import ObliviateError
+from .errors import ObliviateError, flag_error
 from .io import RunRecord, atomic_write_json, atomic_write_jsonl, check_resume, prepare_out_dir
 from .methods.base import (
     LiveSequenceReference,
@@ -229,6 +230,19 @@ def metric_direction(spec: str) -> tuple[str, Callable[[float], float]]:
     )
 
 
+def _check_select_key(spec: str, key: str) -> None:
+    """Refuse a --select key the per-epoch TOFU evaluation never reports (a typo, a key of another benchmark,
+    ``mia_reference``), before anything is trained; the run would otherwise keep the final weights."""
+    from .metrics.tofu import tofu_summary
+
+    keys = sorted(k for k in tofu_summary([], retain_mia_auc=0.5) if k not in ("missing", "n_items", "mia_reference"))
+    if key == "mia_reference":
+        raise ObliviateError(f"--select {spec}: mia_reference needs a reference model's scores, which the per-epoch "
+                             "evaluation does not compute")
+    if key not in keys:
+        raise ObliviateError(f"--select {spec}: the TOFU evaluation reports no {key!r}; its keys: {', '.join(keys)}")
+
+
 def _alpha_zero_drops_retain(cls, mcfg) -> bool:
     """Whether ``alpha=0`` would free this method from needing a retain set (not PDU's, whose constraint is on
     the retain loss), and the user has not set it already."""
@@ -238,11 +252,16 @@ def _alpha_zero_drops_retain(cls, mcfg) -> bool:
 
 
 def _eval_target(forget: str, eval_data: str | None, eval_split: str | None) -> tuple[str, str]:
+    """(data family with its loader options, TOFU split) of the per-epoch evaluation: from --eval-data /
+    --eval-split, else from --forget (``synthetic:forget10?n_authors=4`` -> ``synthetic?n_authors=4``,
+    ``forget10``)."""
     if eval_data and eval_split:
         return eval_data, eval_split
     family, config = parse_spec(forget)
+    config, _, query = config.partition("?")
     if family in ("synthetic", "tofu") and config.startswith("forget"):
-        return eval_data or family, eval_split or config.replace("_perturbed", "")
+        data = family + (f"?{query}" if query else "")
+        return eval_data or data, eval_split or config.replace("_perturbed", "")
     raise ObliviateError(
         f"--eval-every-epoch: cannot tell the TOFU evaluation split from --forget {forget!r}; "
         "pass --eval-data synthetic|tofu and --eval-split forget01|forget05|forget10"
@@ -334,8 +353,11 @@ def run_unlearn(
     if select:
         eval_every_epoch = True
         sel_key, sel_score = metric_direction(select)
-        if sel_key.startswith("forget_quality") and not retain_eval:
-            raise ObliviateError(f"--select {select} needs the retain model's evaluation: --retain-eval PATH")
+        if evaluator is None:  # the TOFU evaluation: its summary keys are known
+            _check_select_key(select, sel_key)
+        if sel_key.startswith("forget_quality") or sel_key == "privleak":
+            if not retain_eval:
+                raise ObliviateError(f"--select {select} needs the retain model's evaluation: --retain-eval PATH")
     retain_records = None
     ev_data = ev_split = None
     if eval_every_epoch:
@@ -354,7 +376,7 @@ def run_unlearn(
             except ObliviateError as e:
                 hint = (" (was it evaluated on the same data, split and limit as this run's evaluations: "
                         f"{ev_data}, {ev_split}, --eval-limit {eval_limit}?)" if "forget item" in str(e) else "")
-                raise ObliviateError(f"--retain-eval {retain_eval}: {e}{hint}") from None
+                raise flag_error("--retain-eval", retain_eval, e, hint) from None
         evaluator = evaluator or _default_evaluator()
     out = Path(out)
     ck = check_resume_epochs(out, cfg) if resume else None
@@ -406,7 +428,8 @@ def run_unlearn(
             ctx = averager.swapped_in(m) if averager is not None else contextlib.nullcontext()
             with ctx:
                 summary, records = evaluator(m, tok, data=ev_data, split=ev_split, data_dir=data_dir, limit=eval_limit,
-                                             retain_records=retain_records, formatter=fmt, progress=cfg.progress)
+                                             utility_limit=eval_limit, retain_records=retain_records, formatter=fmt,
+                                             progress=cfg.progress)
                 atomic_write_json(out / "eval" / tag / "summary.json", summary)
                 atomic_write_jsonl(out / "eval" / tag / "items.jsonl", records)
                 evals.append({"epoch": epoch + 1, **{k: summary.get(k) for k in _HEADLINE if k in summary}})
@@ -535,7 +558,8 @@ def _cmd_unlearn(args) -> int:
                                     ("--retain-eval", args.retain_eval, "--eval-every-epoch or --select",
                                      args.eval_every_epoch or args.select),
                                     ("--eval-limit", args.eval_limit, "--eval-every-epoch or --select",
-                                     args.eval_every_epoch or args.select)):
+                                     args.eval_every_epoch or args.select),
+                                    ("--lora-r", args.lora_r, "--lora", cfg.lora)):
         if value is not None and not on:
             raise ObliviateError(f"{flag} only applies with {switch}")
     given = {k: v for k, v in (("smooth_sigma", args.smooth_sigma), ("avg_start", args.avg_start),
@@ -550,10 +574,12 @@ def _cmd_unlearn(args) -> int:
         eval_limit=args.eval_limit, overwrite=args.overwrite, resume=args.resume,
     )
     msg = f"wrote {args.out} (final loss {rec['final_loss']:.4f}, {rec['timings']['total_s']:.0f}s)"
-    if rec.get("selection") and rec["selection"].get("best_epoch"):
-        s = rec["selection"]
+    s = rec.get("selection") or {}
+    if s.get("best_epoch") is not None:
         msg += f"; kept epoch {s['best_epoch']} ({s['key']} = {s['value']:.4g})"
     print(msg)
+    if s and s.get("best_epoch") is None:
+        print(f"note: --select {s['spec']}: {s['note']}", file=sys.stderr)
     return 0
 
 
@@ -603,7 +629,8 @@ def add_unlearn_parser(subparsers) -> argparse.ArgumentParser:
                    help="keep the best epoch by this summary key: forget_quality, model_utility, … (max:KEY / min:KEY)")
     g.add_argument("--eval-data", default=None, help="synthetic or tofu (default: from --forget)")
     g.add_argument("--eval-split", default=None, help="forget01|forget05|forget10 (default: from --forget)")
-    g.add_argument("--eval-limit", type=int, default=None, help="evaluate only the first N items of each set")
+    g.add_argument("--eval-limit", type=int, default=None,
+                   help="evaluate only the first N items of each set (forget, retain, holdout, real authors, world facts)")
     p.add_argument("--style", default="chat", help="prompt style: chat (default), plain, llama2")
     p.add_argument("--system-prompt", default=None)
     p.add_argument("--overwrite", action="store_true")

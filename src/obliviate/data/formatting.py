@@ -98,7 +98,8 @@ class Formatter:
         a = self.answer_ids(answer)
         if len(p) >= self.max_length:
             raise ObliviateError(
-                f"prompt of {len(p)} tokens exceeds max_length {self.max_length}: {question[:60]!r}…"
+                f"--max-length {self.max_length}: the prompt of {question[:60]!r}… is {len(p)} tokens (with the "
+                f"template), which leaves no room for its answer; raise --max-length"
             )
         a = a[: self.max_length - len(p)]  # truncate long answers (the EOS may be cut)
         return Encoded(p + a, [-100] * len(p) + a, len(p))
