@@ -199,3 +199,12 @@ def test_a_retain_eval_of_other_forget_items_is_refused_before_the_model_loads(t
     assert not out.exists()
     with pytest.raises(AssertionError, match="the model was loaded"):  # the same items pass the check
         run_tofu_eval("tiny-llama", out, data="synthetic", limit=4, retain_eval=str(path))
+
+
+def test_the_printed_table_gives_every_missing_headline_value_its_reason():
+    from obliviate.evaluate import format_summary
+
+    text = format_summary({"forget_quality": None, "model_utility": 0.5, "privleak": None,
+                           "missing": {"forget_quality": "needs --retain-eval", "privleak": "needs the retain AUC"}})
+    assert "  model_utility          0.5" in text
+    assert "(forget_quality: needs --retain-eval)" in text and "(privleak: needs the retain AUC)" in text

@@ -391,3 +391,13 @@ def test_flag_errors_name_the_flag_once_and_a_model_file_points_to_its_folder(tm
     weights.write_bytes(b"")
     assert main(["eval", "--model", str(weights), "--data", "synthetic", "--out", str(tmp_path / "e")]) == 2
     assert f"is a file; give the folder that holds it and its config.json ({weights.parent})" in capsys.readouterr().err
+
+
+def test_a_retain_set_the_method_would_ignore_is_refused(tmp_path):
+    with pytest.raises(ObliviateError, match="--retain: method grad_ascent has no retain term .*drop --retain"):
+        run_unlearn("no-such-model", "grad_ascent", "synthetic:forget01", tmp_path / "a", retain="synthetic:retain99",
+                    cfg=TrainConfig(**SMALL))
+    with pytest.raises(ObliviateError, match=r"--retain: method npo uses no retain set with alpha=0.0; set alpha"):
+        run_unlearn("no-such-model", "npo", "synthetic:forget01", tmp_path / "a", retain="synthetic:retain99",
+                    options=["alpha=0"], cfg=TrainConfig(**SMALL))
+    assert not (tmp_path / "a").exists()

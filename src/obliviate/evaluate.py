@@ -321,8 +321,9 @@ def format_summary(summary: dict) -> str:
         v = summary.get(k)
         lines.append(f"  {k:<22} {'missing' if v is None else f'{v:.4g}'}")
     missing = summary.get("missing") or {}
-    if summary.get("forget_quality") is None and "forget_quality" in missing:
-        lines.append(f"  (forget_quality: {missing['forget_quality']})")
+    for k in keys:  # why each missing headline value is missing
+        if summary.get(k) is None and k in missing:
+            lines.append(f"  ({k}: {missing[k]})")
     return "\n".join(lines)
 
 

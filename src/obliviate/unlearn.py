@@ -346,6 +346,13 @@ def run_unlearn(
                    else "")
             )
         retain_items = _load_set("retain", retain, data_dir)
+    elif retain:  # it would be dropped without a word
+        raise ObliviateError(
+            f"--retain: method {method} " + ("has no retain term (grad_diff is gradient ascent with one)"
+                                             if not cls.retain_term else
+                                             f"uses no retain set with alpha={getattr(mcfg, 'alpha', 0)}; set "
+                                             "alpha (--alpha A) to add its retain term")
+            + ", so the retain set would be ignored; drop --retain")
     if idk_file and not cls.uses_idk:
         idk_methods = ", ".join(sorted(m.name for m in METHODS.entries() if getattr(m.obj, "uses_idk", False)))
         raise ObliviateError(f"--idk-file is used by {idk_methods} only, not by {method}")
