@@ -401,3 +401,33 @@ def test_a_retain_set_the_method_would_ignore_is_refused(tmp_path):
         run_unlearn("no-such-model", "npo", "synthetic:forget01", tmp_path / "a", retain="synthetic:retain99",
                     options=["alpha=0"], cfg=TrainConfig(**SMALL))
     assert not (tmp_path / "a").exists()
+
+
+def test_the_existing_folder_message_offers_resume_where_a_command_has_it(tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "x.txt").write_text("x")
+    assert main(["finetune", "--model", "tiny-llama", "--data", "synthetic:forget01", "--out", str(out)]) == 2
+    assert "pass --overwrite to replace it, or --resume to continue the run in it" in capsys.readouterr().err
+    assert main(["eval", "--model", "tiny-llama", "--data", "synthetic", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "pass --overwrite to replace it" in err and "--resume" not in err
+
+
+def test_a_sigterm_leaves_run_json_interrupted_and_the_old_handler_back(tmp_path):
+    import os
+    import signal
+
+    from obliviate.io import RunRecord
+
+    before = signal.getsignal(signal.SIGTERM)
+    rec = RunRecord(tmp_path, "finetune", {"x": 1})
+    rec.save()
+    with pytest.raises(KeyboardInterrupt):
+        with rec.guard():
+            os.kill(os.getpid(), signal.SIGTERM)
+            import time
+            time.sleep(5)  # the handler raises here
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["status"] == "interrupted" and run["signal"] == "SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) == before

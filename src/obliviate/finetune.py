@@ -32,7 +32,7 @@ def run_finetune(
     out = Path(out)
     ck = check_resume_epochs(out, cfg) if resume else None
     check_model_spec(model)  # a bad --model is refused before --overwrite empties anything
-    prepare_out_dir(out, overwrite=overwrite, resume=resume, inputs={"--model": model})
+    prepare_out_dir(out, overwrite=overwrite, resume=resume, inputs={"--model": model}, resumable=True)
     config = {"model": model, "data": data, "data_dir": data_dir, "style": style, "system_prompt": system_prompt,
               "max_length": max_length, "train": asdict(cfg), "n_items": len(items)}
     resumed = check_resume(out, "finetune", config) if resume else None  # before run.json is rewritten

@@ -7,9 +7,11 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -94,7 +96,7 @@ def _left_by_a_failed_start(out: Path) -> bool:
 
 
 def prepare_out_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = False,
-                    inputs: dict[str, str | None] | None = None) -> Path:
+                    inputs: dict[str, str | None] | None = None, resumable: bool = False) -> Path:
     """The output folder, created. An existing non-empty folder is refused unless ``--resume`` (continue in
     it) or ``--overwrite``: that empties it first (so no old checkpoint, model or evaluation is mistaken for
     this run's), and only when it is an obliviate output folder (it has a run.json): anything else is left
@@ -114,7 +116,8 @@ def prepare_out_dir(out: str | os.PathLike, overwrite: bool = False, resume: boo
                                      "the run's own input: choose another --out")
     if out.exists() and any(out.iterdir()) and not resume and not _left_by_a_failed_start(out):
         if not overwrite:
-            raise ObliviateError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
+            more = ", or --resume to continue the run in it" if resumable else ""
+            raise ObliviateError(f"output folder {out} exists and is not empty; pass --overwrite to replace it{more}")
         if not (out / "run.json").is_file():
             raise ObliviateError(f"--overwrite: {out} has no run.json, so it is not an obliviate output folder; "
                                  "it is left alone (choose another --out, or empty it yourself)")
@@ -235,8 +238,19 @@ class RunRecord:
 
     @contextlib.contextmanager
     def guard(self, resume_hint: bool = False):
-        """Whatever stops the run inside the block (an error, Ctrl-C) leaves run.json saying so, not
-        ``running``: status ``failed`` with the error, or ``interrupted``."""
+        """Whatever stops the run inside the block (an error, Ctrl-C, a SIGTERM from ``kill``, ``timeout`` or a
+        batch scheduler) leaves run.json saying so, not ``running``: status ``failed`` with the error, or
+        ``interrupted`` (with ``signal`` when a signal stopped it)."""
+        old = None
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
+            def on_term(signum, frame):
+                self.data["signal"] = "SIGTERM"
+                raise KeyboardInterrupt
+
+            try:
+                old = signal.signal(signal.SIGTERM, on_term)
+            except (ValueError, OSError):
+                old = None
         try:
             yield self
         except BaseException as e:
@@ -250,6 +264,9 @@ class RunRecord:
                     self.data.setdefault("error", str(e) if isinstance(e, ObliviateError) else f"{type(e).__name__}: {e}")
                     self.save(status="failed")
             raise
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGTERM, old)
 
     def timing(self, name: str, seconds: float) -> None:
         self.data["timings"][name] = round(seconds, 3)

@@ -391,7 +391,7 @@ def run_unlearn(
 
     check_model_spec(model)  # a bad --model is refused before --overwrite empties anything
     prepare_out_dir(out, overwrite=overwrite, resume=resume,
-                    inputs={"--model": model, "--retain-eval": retain_eval})
+                    inputs={"--model": model, "--retain-eval": retain_eval}, resumable=True)
 
     config = {
         "model": model, "method": method, "method_config": asdict(mcfg), "forget": forget, "retain": retain,
