@@ -258,6 +258,9 @@ def test_ls_methods_json_lists_metadata():
     assert rows["undial"]["reference"] == "token" and rows["undial"]["needs_retain"] is False
     assert rows["rmu"]["level"] == "representation" and rows["grad_ascent"]["needs_retain"] is False
     assert rows["palu"]["arxiv"] == "2601.03190"
+    assert rows["grad_diff"]["reference"] is None and rows["grad_diff"]["reference_with_retain_loss_kl"] == ["token"]
+    assert rows["npo"]["reference_with_retain_loss_kl"] == ["sequence", "token"]
+    assert rows["grad_ascent"]["reference_with_retain_loss_kl"] is None  # no retain term at all
     assert set(rows) == set(METHODS.names())
 
 

@@ -389,6 +389,10 @@ class Method:
             "needs_reference": bool(kinds),
             "reference": sorted(kinds)[0] if len(kinds) == 1 else (sorted(kinds) or None),
             "needs_retain": cls.needs_retain(cfg),
+            # needs_reference / reference / needs_retain describe the default options; retain_loss=kl adds a
+            # token-level reference (a frozen copy, or the LoRA base with adapters disabled)
+            "reference_with_retain_loss_kl": (sorted(kinds | {"token"}) if any(
+                f.name == "retain_loss" for f in dataclasses.fields(cls.Config)) else None),
             "level": cls.level,
             "paper": cls.paper,
             "arxiv": cls.arxiv,
