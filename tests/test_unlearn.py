@@ -213,6 +213,16 @@ def test_weight_averaging_saves_the_average(tmp_path):
     assert math.isclose(fingerprint(saved), ev.prints[-1], rel_tol=1e-9)  # eval saw the averaged weights
 
 
+def test_weight_averaging_that_never_started_says_so(tmp_path, capsys):
+    from obliviate.robust import RobustConfig
+
+    rec = run_unlearn("tiny-llama", "grad_ascent", "synthetic:forget01", tmp_path / "wa", cfg=TrainConfig(**SMALL),
+                      robust=RobustConfig(weight_avg=True, avg_start=100))
+    assert rec["weight_averaging"]["snapshots"] == 0
+    assert "ended before step 100 (--avg-start)" in rec["weight_averaging"]["note"]
+    assert "note: --weight-avg: the run ended before step 100" in capsys.readouterr().err
+
+
 # -- CLI ----------------------------------------------------------------------------------------------------
 def _parser():
     ap = argparse.ArgumentParser(prog="obliviate")

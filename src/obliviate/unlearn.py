@@ -467,7 +467,7 @@ def run_unlearn(
             raise ObliviateError(msg) from None
 
         # -- final weights: the selected epoch, else the weight average, else the last epoch ---------------
-        selection = None
+        selection = avg_note = None
         if select and best:
             named = dict(net.named_parameters())
             with torch.no_grad():
@@ -478,8 +478,10 @@ def run_unlearn(
             if select:
                 selection = {"key": sel_key, "spec": select, "best_epoch": None,
                              "note": f"no epoch had a finite {sel_key}; the final weights are kept"}
-            if averager is not None:
-                averager.apply(net)
+            if averager is not None and not averager.apply(net):
+                avg_note = (f"the run ended before step {robust.avg_start} (--avg-start), so nothing was averaged; "
+                            "the final weights are saved (lower --avg-start)")
+                print(f"note: --weight-avg: {avg_note}", file=sys.stderr)
         t1 = time.time()
         save_model(net, tok, out)
         record.timing("save_model_s", time.time() - t1)
@@ -487,7 +489,8 @@ def run_unlearn(
         record.update(
             history=history, final_loss=history["final_loss"], selection=selection, evaluations=evals or None,
             method_state=objective.extra_state() or None,
-            weight_averaging=averager.state() if averager is not None else None,
+            weight_averaging=({**averager.state(), **({"note": avg_note} if avg_note else {})}
+                              if averager is not None else None),
             prompt_format={"style": fmt.style, "system_prompt": system_prompt},
         )
         record.save(status="done")
