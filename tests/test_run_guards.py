@@ -360,7 +360,11 @@ def test_bad_tiny_llama_sizes_are_named(opts, named):
 def test_eval_data_takes_a_family_and_variants_are_checked_before_the_model_loads(tmp_path, capsys):
     out = tmp_path / "e"
     assert main(["eval", "--model", "tiny-llama", "--data", "synthetic:forget05?n_authors=4", "--out", str(out)]) == 2
-    assert "the split goes in --split (--data synthetic --split forget05)" in capsys.readouterr().err
+    assert "the split goes in --split: --data 'synthetic?n_authors=4' --split forget05" in capsys.readouterr().err
+    assert main(["eval", "--model", "tiny-llama", "--data", "tofu:forget10_perturbed", "--out", str(out)]) == 2
+    assert "--data tofu --split forget10" in capsys.readouterr().err
+    assert main(["eval", "--model", "tiny-llama", "--data", "muse-news:raw/forget", "--out", str(out)]) == 2
+    assert "MUSE is --benchmark muse-news" in capsys.readouterr().err
     assert main(["eval", "--model", "tiny-llama", "--data", "synthetic", "--variants", "foo", "--out", str(out)]) == 2
     assert "unknown --variants entry 'foo'; valid: paraq, jailbreak" in capsys.readouterr().err
     logs = tmp_path / "logs.json"
@@ -403,15 +407,19 @@ def test_a_retain_set_the_method_would_ignore_is_refused(tmp_path):
     assert not (tmp_path / "a").exists()
 
 
-def test_the_existing_folder_message_offers_resume_where_a_command_has_it(tmp_path, capsys):
+def test_the_existing_folder_message_offers_resume_where_it_can_work(tmp_path, capsys):
     out = tmp_path / "o"
     out.mkdir()
     (out / "x.txt").write_text("x")
     assert main(["finetune", "--model", "tiny-llama", "--data", "synthetic:forget01", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "pass --overwrite to replace it" in err and "--resume" not in err  # nothing to resume
+    (out / "checkpoints").mkdir()
+    (out / "run.json").write_text(json.dumps({"status": "interrupted"}))
+    assert main(["finetune", "--model", "tiny-llama", "--data", "synthetic:forget01", "--out", str(out)]) == 2
     assert "pass --overwrite to replace it, or --resume to continue the run in it" in capsys.readouterr().err
     assert main(["eval", "--model", "tiny-llama", "--data", "synthetic", "--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "pass --overwrite to replace it" in err and "--resume" not in err
+    assert "--resume" not in capsys.readouterr().err  # eval has none
 
 
 def test_a_sigterm_leaves_run_json_interrupted_and_the_old_handler_back(tmp_path):
@@ -421,13 +429,68 @@ def test_a_sigterm_leaves_run_json_interrupted_and_the_old_handler_back(tmp_path
     from obliviate.io import RunRecord
 
     before = signal.getsignal(signal.SIGTERM)
+    from obliviate.io import Terminated
+
+    assert before is signal.SIG_DFL
     rec = RunRecord(tmp_path, "finetune", {"x": 1})
     rec.save()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Terminated):
         with rec.guard():
             os.kill(os.getpid(), signal.SIGTERM)
             import time
             time.sleep(5)  # the handler raises here
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["status"] == "interrupted" and run["signal"] == "SIGTERM"
-    assert signal.getsignal(signal.SIGTERM) == before
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    # a handler of the caller's own (or an inherited SIG_IGN) is left in charge
+    seen = []
+    signal.signal(signal.SIGTERM, lambda s, f: seen.append(s))
+    try:
+        with RunRecord(tmp_path / "b", "finetune", {}).guard():
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert seen == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_the_cli_exits_143_on_sigterm_and_130_on_ctrl_c(monkeypatch, capsys):
+    import argparse
+
+    import obliviate.cli as cli
+    from obliviate.io import Terminated
+
+    for exc, code, text in ((Terminated(), 143, "terminated (SIGTERM)"), (KeyboardInterrupt(), 130, "interrupted")):
+        def cmd(args, exc=exc):
+            raise exc
+
+        class Parser:
+            def parse_args(self, argv):
+                return argparse.Namespace(func=cmd)
+
+        monkeypatch.setattr(cli, "build_parser", Parser)
+        assert cli.main(["anything"]) == code
+        assert f"obliviate: {text}" in capsys.readouterr().err
+
+
+
+def test_a_custom_evaluator_without_utility_limit_still_works(tmp_path):
+    calls = []
+
+    def my_eval(model, tok, data, split, data_dir, limit, retain_records, formatter, progress):
+        calls.append(limit)
+        return {"model_utility": 0.5}, []
+
+    run_unlearn("tiny-llama", "grad_ascent", "synthetic:forget01", tmp_path / "u", cfg=TrainConfig(**SMALL),
+                eval_every_epoch=True, eval_limit=3, evaluator=my_eval)
+    assert calls == [3, 3]  # at the start and after the epoch
+
+
+def test_bad_model_options_are_refused_before_overwrite_empties_anything(tmp_path, capsys):
+    out = tmp_path / "done"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"status": "done"}))
+    (out / "model.safetensors").write_bytes(b"weights")
+    assert main(["unlearn", "--model", "tiny-llama?hidden_size=12", "--method", "grad_ascent",
+                 "--forget", "synthetic:forget01", "--out", str(out), "--overwrite"]) == 2
+    assert "hidden_size=12 must be a positive multiple of 8" in capsys.readouterr().err
+    assert (out / "model.safetensors").read_bytes() == b"weights"

@@ -9,6 +9,7 @@ import sys
 import warnings
 
 from .errors import ObliviateError
+from .io import Terminated
 
 
 def _cmd_ls(args) -> int:
@@ -127,10 +128,7 @@ def _cmd_eval(args) -> int:
                                  "--retain-eval)")
         if args.benchmark == "tofu":
             if args.data and ":" in args.data:
-                family, _, split = args.data.partition(":")
-                raise ObliviateError(f"--data {args.data}: --data takes a TOFU-format family (tofu, synthetic, with "
-                                     f"loader options after '?'), not a data spec; the split goes in --split "
-                                     f"(--data {family} --split {split.split('?')[0]}); MUSE is --benchmark muse-news|muse-books")
+                raise ObliviateError(_eval_data_hint(args.data))
             variants = tuple(v for v in (args.variants or "").split(",") if v)
             summary = run_tofu_eval(
                 args.model, args.out, data=args.data or "tofu", split=args.split or "forget10", data_dir=args.data_dir,
@@ -154,6 +152,21 @@ def _cmd_eval(args) -> int:
     if args.benchmark == "tofu" or args.from_logs:
         print(format_summary(summary))
     return 0
+
+
+def _eval_data_hint(data: str) -> str:
+    """The message for ``eval --data FAMILY:CONFIG``: what to write instead, when it can be told."""
+    family, _, config = data.partition(":")
+    config, _, query = config.partition("?")
+    msg = (f"--data {data}: --data takes a TOFU-format family (tofu or synthetic, loader options after '?'), "
+           "not a data spec")
+    if family.startswith("muse"):
+        return msg + f"; MUSE is --benchmark {family} (with --data-dir)"
+    split = config.replace("_perturbed", "")
+    if family in ("tofu", "synthetic") and split in ("forget01", "forget05", "forget10"):
+        fam = f"'{family}?{query}'" if query else family
+        return msg + f"; the split goes in --split: --data {fam} --split {split}"
+    return msg + "; the split goes in --split (forget01, forget05 or forget10)"
 
 
 def _cmd_demo(args) -> int:
@@ -271,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     except ObliviateError as e:
         print(f"obliviate: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("obliviate: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("obliviate: interrupted", file=sys.stderr)
         return 130

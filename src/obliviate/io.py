@@ -83,6 +83,17 @@ def read_json(path) -> Any:
         raise ObliviateError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
 
 
+def _resumable(out: Path) -> bool:
+    """A run that stopped with per-epoch checkpoints and is not done: what ``--resume`` can continue."""
+    if not (out / "checkpoints").is_dir():
+        return False
+    try:
+        status = json.loads((out / "run.json").read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return status in ("failed", "interrupted", "running")
+
+
 def _left_by_a_failed_start(out: Path) -> bool:
     """A folder holding only the run.json of a run that stopped before writing anything else (an error found
     after the model loaded, or a non-finite loss in its first epoch): the corrected command may reuse it."""
@@ -116,7 +127,7 @@ def prepare_out_dir(out: str | os.PathLike, overwrite: bool = False, resume: boo
                                      "the run's own input: choose another --out")
     if out.exists() and any(out.iterdir()) and not resume and not _left_by_a_failed_start(out):
         if not overwrite:
-            more = ", or --resume to continue the run in it" if resumable else ""
+            more = ", or --resume to continue the run in it" if resumable and _resumable(out) else ""
             raise ObliviateError(f"output folder {out} exists and is not empty; pass --overwrite to replace it{more}")
         if not (out / "run.json").is_file():
             raise ObliviateError(f"--overwrite: {out} has no run.json, so it is not an obliviate output folder; "
@@ -208,6 +219,11 @@ def versions() -> dict:
     return out
 
 
+class Terminated(KeyboardInterrupt):
+    """A SIGTERM inside :meth:`RunRecord.guard`: the run stops like on Ctrl-C (run.json ``interrupted``), and the
+    command line exits with 143 (128 + SIGTERM), as if the signal had killed it."""
+
+
 class RunRecord:
     """The ``run.json`` of an output folder: config, versions, git commit, seeds, timings, results."""
 
@@ -241,16 +257,19 @@ class RunRecord:
         """Whatever stops the run inside the block (an error, Ctrl-C, a SIGTERM from ``kill``, ``timeout`` or a
         batch scheduler) leaves run.json saying so, not ``running``: status ``failed`` with the error, or
         ``interrupted`` (with ``signal`` when a signal stopped it)."""
-        old = None
-        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
+        installed = False
+        # Only where SIGTERM would kill the process anyway: an inherited SIG_IGN or a caller's own handler stays.
+        if (threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM")
+                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
             def on_term(signum, frame):
                 self.data["signal"] = "SIGTERM"
-                raise KeyboardInterrupt
+                raise Terminated
 
             try:
-                old = signal.signal(signal.SIGTERM, on_term)
+                signal.signal(signal.SIGTERM, on_term)
+                installed = True
             except (ValueError, OSError):
-                old = None
+                pass
         try:
             yield self
         except BaseException as e:
@@ -265,8 +284,8 @@ class RunRecord:
                     self.save(status="failed")
             raise
         finally:
-            if old is not None:
-                signal.signal(signal.SIGTERM, old)
+            if installed:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     def timing(self, name: str, seconds: float) -> None:
         self.data["timings"][name] = round(seconds, 3)

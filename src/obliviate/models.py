@@ -169,16 +169,24 @@ def load_smollm2(device=None, dtype=None, **_):
     return load_pretrained(str(smollm2_model_dir()), device=device, dtype=dtype)
 
 
-@MODELS.register("tiny-llama", source="random init (seeded) + SmolLM2 tokenizer", params="~3.3M", chat_template=True)
-def load_tiny_llama(device=None, dtype=None, seed: int = 0, hidden_size: int = 64, num_layers: int = 2, **_):
-    """A tiny random Llama with a real tokenizer and chat template, for fast tests."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
+def _check_tiny_llama(hidden_size: int = 64, num_layers: int = 2, **_) -> None:
+    """tiny-llama's sizes, checked by :func:`check_model_spec` too (before any output folder is touched)."""
     if hidden_size < 8 or hidden_size % 8:  # 4 heads of an even size (rotary embeddings rotate pairs)
         raise ObliviateError(f"model 'tiny-llama': hidden_size={hidden_size} must be a positive multiple of 8 "
                              "(4 attention heads with an even head size)")
     if num_layers < 1:
         raise ObliviateError(f"model 'tiny-llama': num_layers={num_layers} must be >= 1")
+
+
+_OPTION_CHECKS = {"tiny-llama": _check_tiny_llama}
+
+
+@MODELS.register("tiny-llama", source="random init (seeded) + SmolLM2 tokenizer", params="~3.3M", chat_template=True)
+def load_tiny_llama(device=None, dtype=None, seed: int = 0, hidden_size: int = 64, num_layers: int = 2, **_):
+    """A tiny random Llama with a real tokenizer and chat template, for fast tests."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    _check_tiny_llama(hidden_size=hidden_size, num_layers=num_layers)
     _quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(str(smollm2_tokenizer_dir()))
     config = LlamaConfig(
@@ -245,6 +253,8 @@ def _resolve(spec: str) -> tuple[str, str, dict]:
             except ValueError:
                 raise ObliviateError(f"model {spec!r}: option {k}={v!r} must be an integer") from None
         options = opts
+    if spec in _OPTION_CHECKS:
+        _OPTION_CHECKS[spec](**options)
     if spec in MODELS:
         return "builtin", spec, options
     p = Path(spec)

@@ -230,6 +230,17 @@ def metric_direction(spec: str) -> tuple[str, Callable[[float], float]]:
     )
 
 
+def _accepts(fn, name: str) -> bool:
+    """Whether ``fn`` takes a keyword argument ``name`` (by name or through ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 def _check_select_key(spec: str, key: str) -> None:
     """Refuse a --select key the per-epoch TOFU evaluation never reports (a typo, a key of another benchmark,
     ``mia_reference``), before anything is trained; the run would otherwise keep the final weights."""
@@ -385,6 +396,8 @@ def run_unlearn(
                         f"{ev_data}, {ev_split}, --eval-limit {eval_limit}?)" if "forget item" in str(e) else "")
                 raise flag_error("--retain-eval", retain_eval, e, hint) from None
         evaluator = evaluator or _default_evaluator()
+    # --eval-limit cuts the utility sets too, for evaluators that take utility_limit (evaluate_tofu does)
+    ev_extra = {"utility_limit": eval_limit} if eval_every_epoch and _accepts(evaluator, "utility_limit") else {}
     out = Path(out)
     ck = check_resume_epochs(out, cfg) if resume else None
     from .models import check_model_spec
@@ -435,8 +448,8 @@ def run_unlearn(
             ctx = averager.swapped_in(m) if averager is not None else contextlib.nullcontext()
             with ctx:
                 summary, records = evaluator(m, tok, data=ev_data, split=ev_split, data_dir=data_dir, limit=eval_limit,
-                                             utility_limit=eval_limit, retain_records=retain_records, formatter=fmt,
-                                             progress=cfg.progress)
+                                             retain_records=retain_records, formatter=fmt, progress=cfg.progress,
+                                             **ev_extra)
                 atomic_write_json(out / "eval" / tag / "summary.json", summary)
                 atomic_write_jsonl(out / "eval" / tag / "items.jsonl", records)
                 evals.append({"epoch": epoch + 1, **{k: summary.get(k) for k in _HEADLINE if k in summary}})

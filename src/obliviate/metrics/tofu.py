@@ -430,7 +430,8 @@ def tofu_summary(
     auc_retrain, why = retain_mia_auc, None
     if auc_retrain is None:
         if retain_records is None:
-            why = "needs the retain model's mia_min_k AUC: pass --retain-eval PATH (its forget and holdout records)"
+            why = ("needs the retain model's mia_min_k AUC: pass --retain-eval PATH (its forget and holdout "
+                   "records; --retain-logs for --from-logs)")
         else:
             rv, rm = mia_summary(retain_by_set.get("forget", []), retain_by_set.get("holdout", []))
             auc_retrain = rv["mia_min_k"]
