@@ -139,6 +139,11 @@ def test_muse_eval_on_fixture(tmp_path, capsys):
     items = [json.loads(x) for x in (tmp_path / "out" / "items.jsonl").read_text().splitlines()]
     assert {r["set"] for r in items} == {"verbmem", "knowmem_forget", "knowmem_retain", "privleak_forget",
                                          "privleak_holdout"}
+    capsys.readouterr()
+    assert main(["eval", "--model", "tiny-llama", "--benchmark", "muse-news", "--data-dir", str(root), "--quiet",
+                 "--out", str(tmp_path / "cli")]) == 0
+    printed = capsys.readouterr().out
+    assert "verbmem_f" in printed and "privleak_auc" in printed  # the MUSE table, printed as TOFU's is
 
 
 def test_full_model_scores_far_below_its_retain_model(tmp_path):
@@ -208,3 +213,12 @@ def test_the_printed_table_gives_every_missing_headline_value_its_reason():
                            "missing": {"forget_quality": "needs --retain-eval", "privleak": "needs the retain AUC"}})
     assert "  model_utility          0.5" in text
     assert "(forget_quality: needs --retain-eval)" in text and "(privleak: needs the retain AUC)" in text
+
+
+def test_the_muse_table_has_its_own_headline():
+    from obliviate.evaluate import MUSE_HEADLINE, format_summary
+
+    text = format_summary({"verbmem_f": 0.25, "knowmem_f": None, "knowmem_r": 0.5, "privleak_auc": 0.6,
+                           "privleak": -20.0, "missing": {"knowmem_f": "no records"}}, MUSE_HEADLINE)
+    assert "  verbmem_f              0.25" in text and "  privleak               -20" in text
+    assert "(knowmem_f: no records)" in text and "forget_quality" not in text

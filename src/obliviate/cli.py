@@ -151,6 +151,10 @@ def _cmd_eval(args) -> int:
     print(f"wrote {args.out}/summary.json")
     if args.benchmark == "tofu" or args.from_logs:
         print(format_summary(summary))
+    else:
+        from .evaluate import MUSE_HEADLINE
+
+        print(format_summary(summary, MUSE_HEADLINE))
     return 0
 
 

@@ -313,9 +313,13 @@ def run_from_logs(path: str, out: str | Path, retain_logs: str | None = None, ov
     return summary
 
 
-def format_summary(summary: dict) -> str:
-    keys = ["forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_Prob", "forget_Q_A_ROUGE",
-            "retain_Q_A_Prob", "retain_Q_A_ROUGE", "extraction_strength", "privleak"]
+TOFU_HEADLINE = ("forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_Prob", "forget_Q_A_ROUGE",
+                 "retain_Q_A_Prob", "retain_Q_A_ROUGE", "extraction_strength", "privleak")
+MUSE_HEADLINE = ("verbmem_f", "knowmem_f", "knowmem_r", "privleak_auc", "privleak")
+
+
+def format_summary(summary: dict, keys=TOFU_HEADLINE) -> str:
+    """The printed table: each headline value (or ``missing``), then why each missing one is missing."""
     lines = []
     for k in keys:
         v = summary.get(k)
