@@ -494,3 +494,36 @@ def test_bad_model_options_are_refused_before_overwrite_empties_anything(tmp_pat
                  "--forget", "synthetic:forget01", "--out", str(out), "--overwrite"]) == 2
     assert "hidden_size=12 must be a positive multiple of 8" in capsys.readouterr().err
     assert (out / "model.safetensors").read_bytes() == b"weights"
+
+
+def test_resume_refuses_a_run_whose_process_is_alive_and_notes_a_killed_one(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from obliviate.io import check_resume, process_identity
+
+    out = tmp_path / "r"
+    out.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        import time
+
+        for _ in range(50):  # until /proc shows the child
+            from obliviate.io import _start_ticks
+            if _start_ticks(child.pid) is not None:
+                break
+            time.sleep(0.05)
+        alive = {**process_identity(), "pid": child.pid, "start_ticks": _start_ticks(child.pid)}
+        (out / "run.json").write_text(json.dumps({"command": "finetune", "config": {}, "status": "running",
+                                                  "process": alive}))
+        with pytest.raises(ObliviateError, match=f"still going \\(process {child.pid} on this machine\\)"):
+            check_resume(out, "finetune", {})
+    finally:
+        child.kill()
+        child.wait()
+    check_resume(out, "finetune", {})  # the process is gone: a note, and the resume goes on
+    assert "still says running" in capsys.readouterr().err
+    reused = {**alive, "start_ticks": alive["start_ticks"] - 1}  # same pid, another process: not this run
+    (out / "run.json").write_text(json.dumps({"command": "finetune", "config": {}, "status": "running",
+                                              "process": reused}))
+    check_resume(out, "finetune", {})

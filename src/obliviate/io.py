@@ -173,6 +173,12 @@ def check_resume(out: str | os.PathLike, command: str, config: dict,
     old = read_json(path)
     if old.get("command") != command:
         raise ObliviateError(f"--resume: {out} holds an `obliviate {old.get('command')}` run, not `{command}`")
+    if old.get("status") == "running":
+        if still_running(old.get("process")):
+            raise ObliviateError(f"--resume: the run in {out} is still going (process {old['process']['pid']} on this "
+                                 "machine); stop it first, or let it finish")
+        print(f"note: --resume: {path} still says running (its process was killed without a chance to record it); "
+              "continuing from its last checkpoint", file=sys.stderr)
     before = _flatten(old.get("config") or {})
     now = _flatten(json.loads(json.dumps(config, default=_json_default)))  # compare as run.json stores it
     changed = {k: [before.get(k), now.get(k)] for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)}
@@ -219,6 +225,32 @@ def versions() -> dict:
     return out
 
 
+def _start_ticks(pid: int) -> int | None:
+    """The start time of process ``pid`` (clock ticks since boot, Linux ``/proc``), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22 of stat; the name in () may hold spaces
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_identity() -> dict:
+    """Who writes this run.json: host, pid and (Linux) the process's start time, so that ``--resume`` can tell
+    a live run from a killed one even when the pid has been reused."""
+    return {"host": platform.node(), "pid": os.getpid(), "start_ticks": _start_ticks(os.getpid())}
+
+
+def still_running(proc: dict | None) -> bool:
+    """Whether the process recorded by :func:`process_identity` is alive (on this host; False elsewhere)."""
+    if not proc or proc.get("host") != platform.node() or not isinstance(proc.get("pid"), int):
+        return False
+    pid = proc["pid"]
+    if pid == os.getpid() or proc.get("start_ticks") is None:
+        return False
+    return _start_ticks(pid) == proc["start_ticks"]
+
+
 class Terminated(KeyboardInterrupt):
     """A SIGTERM inside :meth:`RunRecord.guard`: the run stops like on Ctrl-C (run.json ``interrupted``), and the
     command line exits with 143 (128 + SIGTERM), as if the signal had killed it."""
@@ -241,6 +273,7 @@ class RunRecord:
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "timings": {},
             "status": "running",
+            "process": process_identity(),
         }
 
     def resumed(self, info: dict, checkpoint: str) -> None:
