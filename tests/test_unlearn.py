@@ -177,7 +177,7 @@ def test_eval_every_epoch_and_select_best_epoch(tmp_path):
                       select="forget_quality", retain_eval=str(retain_eval), evaluator=ev, eval_limit=5)
     assert ev.calls == 4  # at the start and after each epoch
     kw = ev.kwargs[0]
-    assert kw["data"] == "synthetic" and kw["split"] == "forget01" and kw["limit"] == 5 and kw["utility_limit"] == 5
+    assert kw["data"] == "synthetic" and kw["split"] == "forget01" and kw["limit"] == 5
     assert kw["retain_records"] == [{"set": "forget", "index": 0, "avg_nll": 1.0}]
     assert rec["selection"] == {"key": "forget_quality", "spec": "forget_quality", "best_epoch": 2,
                                 "value": 0.5}

@@ -94,9 +94,7 @@ def evaluate_tofu(
     sets: dict | None = None,
 ) -> tuple[dict, list[dict]]:
     """Run the TOFU evaluation; returns (summary, per-item records)."""
-    for v in variants:
-        if v not in VARIANTS:
-            raise ObliviateError(f"unknown --variants entry {v!r}; valid: {', '.join(VARIANTS)}")
+    _check_variants(variants)
     sets = sets if sets is not None else tofu_sets(data, split, data_dir, limit, utility_limit)
     fmt = formatter or Formatter(tokenizer)
     was_training = model.training
@@ -245,24 +243,14 @@ def run_tofu_eval(
     progress: bool = True,
 ) -> dict:
     """TOFU: forget/retain/real-authors/world-facts/holdout sets, truth ratio, forget quality, utility."""
-    from .interop import read_records
     from .models import load_model
 
     _check_eval_settings(model, batch_size, style)
-    for v in variants:
-        if v not in VARIANTS:
-            raise ObliviateError(f"unknown --variants entry {v!r}; valid: {', '.join(VARIANTS)}")
+    _check_variants(variants)
     sets = tofu_sets(data, split, data_dir, limit, utility_limit)  # data errors before the model is loaded
     retain_records = None
     if retain_eval is not None:
-        from .metrics.tofu import check_retain_forget_items
-
-        try:  # (and the mismatch tofu_summary would find after the whole evaluation, found now)
-            retain_records, _, _ = read_records(retain_eval)
-            check_retain_forget_items([(i, it.question) for i, it in enumerate(sets["forget"])], retain_records)
-        except ObliviateError as e:
-            hint = " (was it evaluated with the same --data, --split and --limit?)" if "forget item" in str(e) else ""
-            raise flag_error("--retain-eval", retain_eval, e, hint) from None
+        retain_records = load_retain_records(retain_eval, sets["forget"], "the same --data, --split and --limit")
     out = prepare_out_dir(out, overwrite=overwrite, inputs={"--model": model, "--retain-eval": retain_eval})
     config = {"benchmark": "tofu", "model": model, "data": data, "split": split, "data_dir": data_dir,
               "limit": limit, "utility_limit": utility_limit, "retain_eval": retain_eval, "style": style, "system_prompt": system_prompt,
@@ -285,6 +273,29 @@ def run_tofu_eval(
         record.update(summary=summary)
         record.save(status="done")
     return summary
+
+
+def _check_variants(variants) -> None:
+    for v in variants:
+        if v not in VARIANTS:
+            raise ObliviateError(f"unknown --variants entry {v!r}; valid: {', '.join(VARIANTS)}")
+
+
+def load_retain_records(path: str, forget_items, same: str) -> list[dict]:
+    """The retain model's records from ``--retain-eval PATH``; when the forget items to be evaluated are
+    known, checked now against them (the mismatch :func:`tofu_summary` would find only after the whole
+    evaluation). Errors name the flag; ``same`` says what the two evaluations must share."""
+    from .interop import read_records
+    from .metrics.tofu import check_retain_forget_items
+
+    try:
+        records, _, _ = read_records(path)
+        if forget_items is not None:
+            check_retain_forget_items(forget_items, records)
+    except ObliviateError as e:
+        hint = f" (was it evaluated with {same}?)" if "forget item" in str(e) else ""
+        raise flag_error("--retain-eval", path, e, hint) from None
+    return records
 
 
 def _check_eval_settings(model: str, batch_size: int, style: str | None = None) -> None:

@@ -83,27 +83,24 @@ def read_json(path) -> Any:
         raise ObliviateError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
 
 
+def _run_status(out: Path) -> str | None:
+    """The ``status`` in ``out/run.json``, or None (no file, not JSON, not an object)."""
+    try:
+        return json.loads((out / "run.json").read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _resumable(out: Path) -> bool:
     """A run that stopped with per-epoch checkpoints and is not done: what ``--resume`` can continue."""
-    if not (out / "checkpoints").is_dir():
-        return False
-    try:
-        status = json.loads((out / "run.json").read_text(encoding="utf-8")).get("status")
-    except (OSError, ValueError, AttributeError):
-        return False
-    return status in ("failed", "interrupted", "running")
+    return (out / "checkpoints").is_dir() and _run_status(out) in ("failed", "interrupted", "running")
 
 
 def _left_by_a_failed_start(out: Path) -> bool:
     """A folder holding only the run.json of a run that stopped before writing anything else (an error found
     after the model loaded, or a non-finite loss in its first epoch): the corrected command may reuse it."""
     names = {p.name for p in out.iterdir()}
-    if names != {"run.json"}:
-        return False
-    try:
-        return json.loads((out / "run.json").read_text(encoding="utf-8")).get("status") != "done"
-    except (OSError, ValueError, AttributeError):
-        return False
+    return names == {"run.json"} and _run_status(out) not in (None, "done")
 
 
 def prepare_out_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = False,

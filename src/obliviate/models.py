@@ -178,15 +178,11 @@ def _check_tiny_llama(hidden_size: int = 64, num_layers: int = 2, **_) -> None:
         raise ObliviateError(f"model 'tiny-llama': num_layers={num_layers} must be >= 1")
 
 
-_OPTION_CHECKS = {"tiny-llama": _check_tiny_llama}
-
-
 @MODELS.register("tiny-llama", source="random init (seeded) + SmolLM2 tokenizer", params="~3.3M", chat_template=True)
 def load_tiny_llama(device=None, dtype=None, seed: int = 0, hidden_size: int = 64, num_layers: int = 2, **_):
     """A tiny random Llama with a real tokenizer and chat template, for fast tests."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    _check_tiny_llama(hidden_size=hidden_size, num_layers=num_layers)
     _quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(str(smollm2_tokenizer_dir()))
     config = LlamaConfig(
@@ -253,8 +249,8 @@ def _resolve(spec: str) -> tuple[str, str, dict]:
             except ValueError:
                 raise ObliviateError(f"model {spec!r}: option {k}={v!r} must be an integer") from None
         options = opts
-    if spec in _OPTION_CHECKS:
-        _OPTION_CHECKS[spec](**options)
+    if spec == "tiny-llama":
+        _check_tiny_llama(**options)
     if spec in MODELS:
         return "builtin", spec, options
     p = Path(spec)

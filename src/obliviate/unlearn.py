@@ -29,7 +29,7 @@ import torch
 
 from .data import load_items, parse_spec
 from .data.formatting import Encoded, Formatter, check_format, collate
-from .errors import ObliviateError, flag_error
+from .errors import ObliviateError
 from .io import RunRecord, atomic_write_json, atomic_write_jsonl, check_resume, prepare_out_dir
 from .methods.base import (
     LiveSequenceReference,
@@ -230,17 +230,6 @@ def metric_direction(spec: str) -> tuple[str, Callable[[float], float]]:
     )
 
 
-def _accepts(fn, name: str) -> bool:
-    """Whether ``fn`` takes a keyword argument ``name`` (by name or through ``**kwargs``)."""
-    import inspect
-
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
 def _check_select_key(spec: str, key: str) -> None:
     """Refuse a --select key the per-epoch TOFU evaluation never reports (a typo, a key of another benchmark,
     ``mia_reference``), before anything is trained; the run would otherwise keep the final weights."""
@@ -378,26 +367,23 @@ def run_unlearn(
                 raise ObliviateError(f"--select {select} needs the retain model's evaluation: --retain-eval PATH")
     retain_records = None
     ev_data = ev_split = None
+    ev_extra: dict = {}  # what every per-epoch evaluation gets besides the common arguments
     if eval_every_epoch:
         ev_data, ev_split = _eval_target(forget, eval_data, eval_split)
+        ev_sets = None
+        if evaluator is None:  # the TOFU evaluation: its sets, loaded once (--eval-limit cuts all five)
+            from .evaluate import tofu_sets
+
+            ev_sets = tofu_sets(ev_data, ev_split, data_dir, eval_limit, eval_limit)
+            ev_extra = {"sets": ev_sets}
+            evaluator = _default_evaluator()
         if retain_eval:
-            from .interop import read_records
+            from .evaluate import load_retain_records
 
-            try:
-                retain_records = read_records(retain_eval)[0]
-                if evaluator is None:  # the TOFU evaluation: its forget items are known now
-                    from .evaluate import tofu_sets
-                    from .metrics.tofu import check_retain_forget_items
-
-                    ev_forget = tofu_sets(ev_data, ev_split, data_dir, eval_limit)["forget"]
-                    check_retain_forget_items([(i, it.question) for i, it in enumerate(ev_forget)], retain_records)
-            except ObliviateError as e:
-                hint = (" (was it evaluated on the same data, split and limit as this run's evaluations: "
-                        f"{ev_data}, {ev_split}, --eval-limit {eval_limit}?)" if "forget item" in str(e) else "")
-                raise flag_error("--retain-eval", retain_eval, e, hint) from None
-        evaluator = evaluator or _default_evaluator()
-    # --eval-limit cuts the utility sets too, for evaluators that take utility_limit (evaluate_tofu does)
-    ev_extra = {"utility_limit": eval_limit} if eval_every_epoch and _accepts(evaluator, "utility_limit") else {}
+            retain_records = load_retain_records(
+                retain_eval, ev_sets["forget"] if ev_sets is not None else None,
+                f"the same data, split and limit as this run's evaluations: {ev_data}, {ev_split}, --eval-limit "
+                f"{eval_limit}")
     out = Path(out)
     ck = check_resume_epochs(out, cfg) if resume else None
     from .models import check_model_spec

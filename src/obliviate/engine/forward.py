@@ -153,9 +153,7 @@ def answer_logits(model, batch: dict, output_hidden_states: bool = False):
     answer tokens in the batch, ordered row by row and position by position; ``rows`` says which
     sequence each token belongs to.
     """
-    labels = batch["labels"]
-    target = labels[:, 1:]
-    sel = target != -100
+    sel, targets, rows = _answer_positions(batch)
     body, _ = _body_and_head(model)
     head = head_logits(model)
     hidden_states = None
@@ -172,10 +170,17 @@ def answer_logits(model, batch: dict, output_hidden_states: bool = False):
         logits = out.logits[:, :-1][sel]
         if output_hidden_states:
             hidden_states = out.hidden_states
+    return logits.float(), targets, rows, hidden_states
+
+
+def _answer_positions(batch: dict):
+    """``(sel [B, T-1], targets [N], rows [N])``: the positions whose next token is an answer token, that
+    token, and the sequence each belongs to (row by row, position by position)."""
+    labels = batch["labels"]
+    target = labels[:, 1:]
+    sel = target != -100
     rows = torch.arange(labels.size(0), device=labels.device).unsqueeze(1).expand_as(target)[sel]
-    return logits.float(), target[sel], rows, hidden_states
-
-
+    return sel, target[sel], rows
 
 
 # ------------------------------------------------------------------------------- per-token log-probabilities
@@ -224,9 +229,7 @@ class _LinearLogprob(torch.autograd.Function):
             lse[s:e] = torch.logsumexp(z, dim=-1)
             out[s:e] = z.gather(1, t.unsqueeze(1)).squeeze(1) - lse[s:e]
             if need_h:  # (onehot - softmax) @ W, for grad_h = g * that
-                p = z.sub_(lse[s:e].unsqueeze(1)).exp_().neg_()
-                p.scatter_add_(1, t.unsqueeze(1), torch.ones_like(p[:, :1]))
-                dh[s:e] = p.to(weight.dtype) @ weight
+                dh[s:e] = _onehot_minus_softmax_(z, lse[s:e], t).to(weight.dtype) @ weight
         ctx.rows_per_chunk, ctx.h_dtype = rows_per_chunk, h.dtype
         ctx.save_for_backward(h if (need_w or need_b) else None, weight, bias, targets, lse, dh)
         return out
@@ -251,15 +254,19 @@ class _LinearLogprob(torch.autograd.Function):
                 gb.to(bias.dtype) if gb is not None else None, None, None)
 
 
+def _onehot_minus_softmax_(z: torch.Tensor, lse: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """d log softmax(z)[target] / dz = onehot(target) - softmax(z), computed in place in ``z``."""
+    q = z.sub_(lse.unsqueeze(1)).exp_().neg_()
+    return q.scatter_add_(1, targets.unsqueeze(1), torch.ones_like(q[:, :1]))
+
+
 def _head_grads(h, weight, bias, targets, lse, g, n, gw, gb):
     """Accumulate grad W = sum_t g_t (onehot - p_t) h_t^T and grad b = sum_t g_t (onehot - p_t), chunk by
     chunk, recomputing each chunk's logits (under the forward pass's autocast state, restored by the caller)."""
     for s in range(0, h.shape[0], n):
         e = min(s + n, h.shape[0])
         z = torch.nn.functional.linear(h[s:e], weight, bias).float()
-        q = z.sub_(lse[s:e].unsqueeze(1)).exp_().neg_()
-        q.scatter_add_(1, targets[s:e].unsqueeze(1), torch.ones_like(q[:, :1]))
-        q.mul_(g[s:e].unsqueeze(1))  # d loss / d z = g (onehot - p)
+        q = _onehot_minus_softmax_(z, lse[s:e], targets[s:e]).mul_(g[s:e].unsqueeze(1))  # d loss / d z
         if gw is not None:
             gw.addmm_(q.t(), h[s:e].float())
         if gb is not None:
@@ -304,17 +311,13 @@ def answer_token_logprobs(model, batch: dict) -> tuple[torch.Tensor, torch.Tenso
     linear layer; otherwise (a post-head step, a wrapped head, or inside :func:`twice_differentiable`) this
     is ``-cross_entropy`` of :func:`answer_logits`."""
     head = None if getattr(_STATE, "plain", False) else _plain_head(model)
-    labels = batch["labels"]
     if head is None:
         logits, targets, rows, _ = answer_logits(model, batch)
         return -torch.nn.functional.cross_entropy(logits, targets, reduction="none"), targets, rows
-    target = labels[:, 1:]
-    sel = target != -100
+    sel, targets, rows = _answer_positions(batch)
     body, _ = _body_and_head(model)
     out = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
     h = out.last_hidden_state[:, :-1][sel]
-    targets = target[sel]
-    rows = torch.arange(labels.size(0), device=labels.device).unsqueeze(1).expand_as(target)[sel]
     return linear_logprobs(h, head.weight, head.bias, targets), targets, rows
 
 

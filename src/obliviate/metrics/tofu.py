@@ -275,10 +275,11 @@ def _match_forget(model_tr: dict, retain_tr: dict) -> list:
     )
 
 
-def check_retain_forget_items(forget_keys, retain_records: Sequence[Mapping]) -> None:
-    """Before an evaluation runs: the retain model's records hold exactly the forget items (``(index,
-    question)`` keys) that :func:`tofu_summary` will compare with, or the ``ObliviateError`` it would raise
-    at the end."""
+def check_retain_forget_items(forget_items: Sequence, retain_records: Sequence[Mapping]) -> None:
+    """Before an evaluation runs: the retain model's records hold exactly the forget items (anything with a
+    ``question``, in evaluation order: their records' ``(index, question)`` keys) that :func:`tofu_summary`
+    will compare with, or the ``ObliviateError`` it would raise at the end."""
+    forget_keys = [(i, it.question) for i, it in enumerate(forget_items)]
     retain_by_set = _by_set(list(retain_records), "retain-model records")
     if not retain_by_set.get("forget"):
         raise ObliviateError("the retain-model records hold no items of set 'forget'; forget quality needs the "
