@@ -116,16 +116,19 @@ def test_overwrite_of_a_failed_run_cannot_resume_the_old_checkpoint(tmp_path):
 def test_run_json_says_how_the_run_ended(tmp_path, monkeypatch, capsys, exc, status):
     real = train_mod._save_checkpoint
 
-    def save_then_stop(root, epoch, *a, **kw):
+    def save_then_stop(root, epoch, *a, **kw):  # stops in the second epoch's checkpoint
         real(root, epoch, *a, **kw)
-        raise exc("stopped")
+        if epoch == 1:
+            raise exc("stopped")
 
     monkeypatch.setattr(train_mod, "_save_checkpoint", save_then_stop)
     out = tmp_path / "ft"
     with pytest.raises(exc):
-        run_finetune("tiny-llama", "synthetic:forget01", out, TrainConfig(**{**SMALL, "epochs": 2}))
+        run_finetune("tiny-llama", "synthetic:forget01", out, TrainConfig(**{**SMALL, "epochs": 3}))
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == status
+    # the epoch that finished is in run.json (the one stopped in its checkpoint is not)
+    assert [e["epoch"] for e in run["epochs_done"]] == [0] and run["epochs_done"][0]["mean_loss"] > 0
     if exc is RuntimeError:
         assert run["error"] == "RuntimeError: stopped"  # an ObliviateError keeps its message alone
     else:
@@ -263,7 +266,7 @@ def test_generate_refuses_an_empty_question_and_no_new_tokens(capsys):
     assert main(["generate", "--model", "tiny-llama", "  "]) == 2
     assert "question 1 is empty" in capsys.readouterr().err
     assert main(["generate", "--model", "tiny-llama", "--max-new-tokens", "0", "hi"]) == 2
-    assert "--max-new-tokens 0: must be >= 1" in capsys.readouterr().err
+    assert "--max-new-tokens 0: must be an integer >= 1" in capsys.readouterr().err
 
 
 def test_contradicting_or_inapplicable_flags_are_refused(tmp_path, capsys):
@@ -272,7 +275,7 @@ def test_contradicting_or_inapplicable_flags_are_refused(tmp_path, capsys):
     logs = tmp_path / "logs.json"
     logs.write_text("{}")
     assert main(["eval", "--from-logs", str(logs), "--limit", "3", "--out", str(tmp_path / "e")]) == 2
-    assert "--from-logs recomputes the metrics of existing logs; --limit do(es) not apply" in capsys.readouterr().err
+    assert "--limit only applies to a model's evaluation; --from-logs recomputes the metrics of existing logs" in capsys.readouterr().err
     assert main(["eval", "--model", "tiny-llama", "--retain-logs", str(logs), "--out", str(tmp_path / "f")]) == 2
     assert "--retain-logs only applies with --from-logs" in capsys.readouterr().err
     assert not (tmp_path / "e").exists() and not (tmp_path / "f").exists()
@@ -371,7 +374,7 @@ def test_eval_data_takes_a_family_and_variants_are_checked_before_the_model_load
     logs.write_text("{}")
     assert main(["eval", "--from-logs", str(logs), "--split", "forget05", "--no-generation", "--benchmark", "muse-news",
                  "--out", str(out)]) == 2
-    assert "--split, --no-generation, --benchmark do(es) not apply" in capsys.readouterr().err
+    assert "--split, --no-generation, --benchmark only apply to a model's evaluation" in capsys.readouterr().err
     assert not out.exists()
 
 

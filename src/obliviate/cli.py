@@ -8,7 +8,7 @@ import os
 import sys
 import warnings
 
-from .errors import ObliviateError
+from .errors import ObliviateError, check_int, refuse_unused
 from .io import Terminated
 
 
@@ -69,8 +69,7 @@ def _cmd_generate(args) -> int:
     from .engine.generation import generate
     from .models import load_model
 
-    if args.max_new_tokens < 1:
-        raise ObliviateError(f"--max-new-tokens {args.max_new_tokens}: must be >= 1")
+    check_int("--max-new-tokens", args.max_new_tokens)
     for i, q in enumerate(args.question):
         if not q.strip():
             raise ObliviateError(f"question {i + 1} is empty")
@@ -85,8 +84,8 @@ def _cmd_generate(args) -> int:
 def _train_cfg(args):
     from .train import TrainConfig
 
-    if args.lora_r is not None and not args.lora:
-        raise ObliviateError("--lora-r only applies with --lora")
+    if not args.lora:
+        refuse_unused([("--lora-r", args.lora_r)], "with --lora")
     return TrainConfig(
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
         warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, seed=args.seed, lora=args.lora,
@@ -109,23 +108,20 @@ def _cmd_eval(args) -> int:
     from .evaluate import format_summary, run_from_logs, run_muse_eval, run_tofu_eval
 
     if args.from_logs:
-        given = [f for f, v in (("--model", args.model), ("--limit", args.limit), ("--utility-limit", args.utility_limit),
-                                ("--retain-eval", args.retain_eval), ("--data", args.data), ("--split", args.split),
-                                ("--data-dir", args.data_dir), ("--variants", args.variants),
-                                ("--no-generation", args.no_generation or None), ("--no-gradnorm", args.no_gradnorm or None),
-                                ("--style", args.style), ("--system-prompt", args.system_prompt),
-                                ("--benchmark", None if args.benchmark == "tofu" else args.benchmark))
-                 if v is not None]
-        if given:
-            raise ObliviateError(f"--from-logs recomputes the metrics of existing logs; {', '.join(given)} do(es) not "
-                                 "apply (the retain model's logs go in --retain-logs)")
+        refuse_unused([("--model", args.model), ("--limit", args.limit), ("--utility-limit", args.utility_limit),
+                       ("--retain-eval", args.retain_eval), ("--data", args.data), ("--split", args.split),
+                       ("--data-dir", args.data_dir), ("--variants", args.variants),
+                       ("--no-generation", args.no_generation), ("--no-gradnorm", args.no_gradnorm),
+                       ("--style", args.style), ("--system-prompt", args.system_prompt),
+                       ("--benchmark", None if args.benchmark == "tofu" else args.benchmark)],
+                      "to a model's evaluation; --from-logs recomputes the metrics of existing logs (the retain "
+                      "model's logs go in --retain-logs)")
         summary = run_from_logs(args.from_logs, args.out, retain_logs=args.retain_logs, overwrite=args.overwrite)
     else:
         if not args.model:
             raise ObliviateError("eval needs --model (or --from-logs FILE to recompute metrics from logs)")
-        if args.retain_logs:
-            raise ObliviateError("--retain-logs only applies with --from-logs (a model's evaluation takes "
-                                 "--retain-eval)")
+        refuse_unused([("--retain-logs", args.retain_logs)],
+                      "with --from-logs (a model's evaluation takes --retain-eval)")
         if args.benchmark == "tofu":
             if args.data and ":" in args.data:
                 raise ObliviateError(_eval_data_hint(args.data))
@@ -137,14 +133,15 @@ def _cmd_eval(args) -> int:
                 generation=not args.no_generation, gradnorm=not args.no_gradnorm, variants=variants,
                 batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.quiet)
         else:
-            tofu_only = [f for f, v in (("--data", args.data), ("--split", args.split), ("--utility-limit", args.utility_limit),
-                                        ("--variants", args.variants), ("--no-generation", args.no_generation),
-                                        ("--no-gradnorm", args.no_gradnorm), ("--style", args.style),
-                                        ("--system-prompt", args.system_prompt)) if v not in (None, False)]
-            if tofu_only:
-                raise ObliviateError(f"--benchmark {args.benchmark}: {', '.join(tofu_only)} only appl"
-                                     f"{'ies' if len(tofu_only) == 1 else 'y'} to TOFU (MUSE takes --data-dir, --limit, "
-                                     "--retain-eval, --batch-size); they would be ignored")
+            try:
+                refuse_unused([("--data", args.data), ("--split", args.split), ("--utility-limit", args.utility_limit),
+                               ("--variants", args.variants), ("--no-generation", args.no_generation),
+                               ("--no-gradnorm", args.no_gradnorm), ("--style", args.style),
+                               ("--system-prompt", args.system_prompt)],
+                              "to TOFU (MUSE takes --data-dir, --limit, --retain-eval, --batch-size); they would be "
+                              "ignored")
+            except ObliviateError as e:
+                raise ObliviateError(f"--benchmark {args.benchmark}: {e}") from None
             summary = run_muse_eval(args.model, args.out, corpus=args.benchmark, data_dir=args.data_dir,
                                     limit=args.limit, retain_eval=args.retain_eval, batch_size=args.batch_size,
                                     overwrite=args.overwrite, progress=not args.quiet)
@@ -241,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a model on TOFU or MUSE, or recompute metrics from logs")
     p.add_argument("--model", help="built-in name, local folder or hub id")
-    p.add_argument("--benchmark", default="tofu", choices=["tofu", "muse-news", "muse-books"])
+    p.add_argument("--benchmark", default="tofu", choices=["tofu", "muse-news", "muse-books"],
+                   help="tofu (default) or MUSE on one of its corpora (ls benchmarks)")
     p.add_argument("--data", default=None, help="TOFU-format family: tofu (default) or synthetic")
     p.add_argument("--split", default=None, help="forget01, forget05 or forget10 (default)")
     p.add_argument("--data-dir", default=None)

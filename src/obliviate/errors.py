@@ -22,3 +22,19 @@ def flag_error(flag: str, value, err: Exception, hint: str = "") -> ObliviateErr
         msg = msg[len(v) + 1:].lstrip()
     return ObliviateError(f"{flag} {value}: {msg}{hint}")
 
+
+
+def check_int(flag: str, value, minimum: int = 1):
+    """``value`` when it is an integer (not a bool) >= ``minimum``; otherwise an :class:`ObliviateError`
+    ``"{flag} {value}: must be an integer >= {minimum}"``. The one check behind every count-like flag."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ObliviateError(f"{flag} {value}: must be an integer >= {minimum}")
+    return value
+
+
+def refuse_unused(flags, where: str) -> None:
+    """Refuse flags given where they would be silently ignored. ``flags``: ``(flag, value)`` pairs; those whose
+    value is not None or False were given. Raises ``"{given flags} only apply/applies {where}"``."""
+    given = [flag for flag, value in flags if value is not None and value is not False]
+    if given:
+        raise ObliviateError(f"{', '.join(given)} only {'applies' if len(given) == 1 else 'apply'} {where}")

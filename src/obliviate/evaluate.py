@@ -32,7 +32,7 @@ from .engine.generation import generate, greedy_draft
 from .engine.gradnorm import gradient_norms
 from .engine.memory import release_memory
 from .engine.scoring import ScoreRequest, score
-from .errors import ObliviateError, flag_error
+from .errors import ObliviateError, check_int, flag_error
 from .io import RunRecord, atomic_write_json, atomic_write_jsonl, prepare_out_dir
 from .metrics.tofu import annotate_records, tofu_summary
 from .registry import BENCHMARKS
@@ -62,13 +62,11 @@ def tofu_sets(data: str, split: str, data_dir: str | None = None, limit: int | N
     }
     sets = {name: load_items(spec, data_dir=data_dir) for name, spec in specs.items()}
     if limit is not None:
-        if limit < 1:
-            raise ObliviateError(f"--limit must be >= 1, got {limit}")
+        check_int("--limit", limit)
         for name in ("forget", "retain", "holdout"):
             sets[name] = sets[name][:limit]
     if utility_limit is not None:
-        if utility_limit < 1:
-            raise ObliviateError(f"--utility-limit must be >= 1, got {utility_limit}")
+        check_int("--utility-limit", utility_limit)
         for name in ("real_authors", "world_facts"):
             sets[name] = sets[name][:utility_limit]
     return sets
@@ -303,8 +301,7 @@ def _check_eval_settings(model: str, batch_size: int, style: str | None = None) 
     from .data.formatting import check_format
     from .models import check_model_spec
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ObliviateError(f"--batch-size {batch_size}: must be an integer >= 1")
+    check_int("--batch-size", batch_size)
     if style is not None:
         check_format(style)
     check_model_spec(model)
@@ -363,7 +360,7 @@ def run_muse_eval(
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict:
-    """MUSE: VerbMem, KnowMem (forget, retain) and PrivLeak (Min-K 40% AUC, forget vs holdout)."""
+    """MUSE (eval --benchmark muse-news | muse-books): VerbMem, KnowMem (forget, retain), PrivLeak (Min-K 40% AUC)."""
     from .data.muse import knowmem_prompt
     from .interop import read_records
     from .metrics.mia import mia_auc, record_score
@@ -371,8 +368,8 @@ def run_muse_eval(
     from .models import load_model
 
     _check_eval_settings(model, batch_size)
-    if limit is not None and limit < 1:
-        raise ObliviateError(f"--limit {limit}: must be >= 1")
+    if limit is not None:
+        check_int("--limit", limit)
 
     def get(cfg):
         items = load_items(f"{corpus}:{cfg}", data_dir=data_dir)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import ObliviateError
+from ..errors import ObliviateError, check_int
 
 STYLES = ("chat", "plain", "llama2")
 
@@ -40,8 +40,7 @@ def check_format(style: str, max_length: int = 512) -> None:
     """The prompt settings a :class:`Formatter` accepts; commands call it before loading their model."""
     if style not in STYLES:
         raise ObliviateError(f"--style {style!r}: unknown prompt style; valid styles: {', '.join(STYLES)}")
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
-        raise ObliviateError(f"--max-length {max_length}: must be an integer >= 2 (prompt and answer tokens)")
+    check_int("--max-length", max_length, 2)  # room for a prompt token and an answer token
 
 
 class Formatter:

@@ -283,12 +283,11 @@ def generate(
 
     ``drafts``: known starts of the greedy continuations in token ids (:func:`greedy_draft`)."""
     encoded = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
-    stop_check = None
-    if stop_strings:
-        def stop_check(ids):
-            return any(s in tokenizer.decode(ids[-16:], skip_special_tokens=True) for s in stop_strings) or any(
-                s in tokenizer.decode(ids, skip_special_tokens=True) for s in stop_strings)
-    ids = greedy_ids(model, encoded, tokenizer.eos_token_id, max_new_tokens, batch_size, stop_check, progress, desc,
-                     drafts=drafts)
+
+    def stop_check(ids):  # the last 16 tokens first: cheap, and where a new stop string appears
+        return any(s in tokenizer.decode(ids[-16:], skip_special_tokens=True) for s in stop_strings) or any(
+            s in tokenizer.decode(ids, skip_special_tokens=True) for s in stop_strings)
+    ids = greedy_ids(model, encoded, tokenizer.eos_token_id, max_new_tokens, batch_size,
+                     stop_check if stop_strings else None, progress, desc, drafts=drafts)
     texts = [tokenizer.decode(x, skip_special_tokens=True) for x in ids]
     return [cut_at_stops(t, stop_strings).strip() for t in texts]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..errors import ObliviateError
+from ..errors import ObliviateError, check_int
 from .averaging import WeightAveraging
 from .gradpenalty import GradPenalty
 from .sam import SAM
@@ -50,8 +50,9 @@ class RobustConfig:
             raise ObliviateError("--smooth-n must be >= 0 and --smooth-sigma > 0")
         if self.grad_penalty is not None and self.grad_penalty < 0:
             raise ObliviateError(f"--grad-penalty {self.grad_penalty}: must be >= 0")
-        if self.weight_avg and (self.avg_start < 1 or self.avg_every < 1):
-            raise ObliviateError("--avg-start and --avg-every must be >= 1")
+        if self.weight_avg:
+            check_int("--avg-start", self.avg_start)
+            check_int("--avg-every", self.avg_every)
 
     def active(self) -> list[str]:
         out = []
