@@ -83,6 +83,7 @@ def test_eval_cli_end_to_end_with_generation(tmp_path, capsys):
     items = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "done" and run["config"]["benchmark"] == "tofu"
+    assert run["seed"] is None and "no random numbers" in run["seed_note"]  # said, not left blank
     assert summary["model_utility"] is not None and summary["forget_Q_A_JB_Prob"] is not None
     assert list(summary)[-2:] == ["n_items", "missing"]  # the non-metric keys close the dict, variants too
     assert all(isinstance(r["generation"], str) for r in items if r["set"] != "holdout")

@@ -50,7 +50,8 @@ def run_finetune(
         pad = padding_fraction(batches.lengths, batches.plan(0))
         if cfg.lora:
             net = apply_lora(net, cfg)
-        history = train(net, batches, nll_loss, cfg, out_dir=out, resume=resume, desc="finetune")
+        history = train(net, batches, nll_loss, cfg, out_dir=out, resume=resume, desc="finetune",
+                        on_history=record.epochs_done)
         t1 = time.time()
         save_model(net, tok, out)
         record.timing("save_model_s", time.time() - t1)

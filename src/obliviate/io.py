@@ -257,6 +257,7 @@ class RunRecord:
     """The ``run.json`` of an output folder: config, versions, git commit, seeds, timings, results."""
 
     def __init__(self, out_dir, command: str, config: dict, seed: int | None = None):
+        """``seed``: the run's seed; None for a command that draws no random numbers (said so in run.json)."""
         self.path = Path(out_dir) / "run.json"
         self.t0 = time.time()
         self.data = {
@@ -265,6 +266,8 @@ class RunRecord:
             "argv": sys.argv,
             "config": config,
             "seed": seed,
+            **({} if seed is not None else {"seed_note": "no seed: this command draws no random numbers "
+                                                          "(greedy decoding, fixed item order)"}),
             "versions": versions(),
             "git_commit": git_commit(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -272,6 +275,13 @@ class RunRecord:
             "status": "running",
             "process": process_identity(),
         }
+
+    def epochs_done(self, history: dict) -> None:
+        """``train``'s ``on_history``: the finished epochs go into run.json as they end, so an interrupted or
+        failed run keeps them (``history`` holds the whole history once the run is done)."""
+        self.data["epochs_done"] = [{k: e[k] for k in ("epoch", "mean_loss", "seconds") if k in e}
+                                    for e in history["epochs"]]
+        self.save()
 
     def resumed(self, info: dict, checkpoint: str) -> None:
         """Note a ``--resume``: from which checkpoint, what changed, and the earlier starts of the run."""

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .data.formatting import Encoded, collate
 from .engine.forward import answer_token_logprobs
-from .errors import ObliviateError
+from .errors import ObliviateError, check_int
 from .io import atomic_write_json, read_json
 
 # Training keeps float32 master weights on every device (on CUDA the loss runs in bf16 under autocast):
@@ -75,8 +75,7 @@ class TrainConfig:
 
         for flag, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size), ("--grad-accum", self.grad_accum),
                         ("--lora-r", self.lora_r)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                bad(flag, v, "an integer >= 1")
+            check_int(flag, v)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             bad("--lr", self.lr, "a finite number > 0")
         if not (isinstance(self.warmup_ratio, (int, float)) and 0 <= self.warmup_ratio <= 1):
@@ -231,6 +230,7 @@ def train(
     desc: str = "train",
     on_step_end: Callable | None = None,
     extra_state=None,
+    on_history: Callable | None = None,
 ) -> dict:
     """Optimise ``loss_fn`` over ``batches.epoch(e)`` for ``cfg.epochs`` epochs. Returns a history dict.
 
@@ -240,6 +240,8 @@ def train(
     ``extra_state``: an object with ``state_dict()`` / ``load_state_dict(d)`` whose state (whatever else
     changes during training: a dual variable, a noise generator, a running average) goes into every
     per-epoch checkpoint and is restored on ``resume``.
+    ``on_history(history)`` is called after each epoch (and its checkpoint) with the history so far, so a
+    caller can keep its run record current: a run stopped later still tells which epochs it finished.
     """
     from accelerate import Accelerator
 
@@ -380,6 +382,8 @@ def train(
                 _save_checkpoint(out_dir / "checkpoints", epoch, accelerator.unwrap_model(model), optimizer,
                                  scheduler, {"history": history},
                                  extra_state.state_dict() if extra_state is not None else None)
+            if on_history is not None:
+                on_history(history)
     finally:  # also when a non-finite loss (or anything else) stops training
         if cfg.grad_checkpointing:
             disable_grad_checkpointing(accelerator.unwrap_model(model))

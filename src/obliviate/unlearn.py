@@ -29,7 +29,7 @@ import torch
 
 from .data import load_items, parse_spec
 from .data.formatting import Encoded, Formatter, check_format, collate
-from .errors import ObliviateError
+from .errors import ObliviateError, check_int, refuse_unused
 from .io import RunRecord, atomic_write_json, atomic_write_jsonl, check_resume, prepare_out_dir
 from .methods.base import (
     LiveSequenceReference,
@@ -321,8 +321,8 @@ def run_unlearn(
     cfg = cfg or default_train_config(method)
     cfg.validate()
     check_format(style, max_length)
-    if eval_limit is not None and eval_limit < 1:
-        raise ObliviateError(f"--eval-limit {eval_limit}: must be >= 1")
+    if eval_limit is not None:
+        check_int("--eval-limit", eval_limit)
     robust = robust or RobustConfig()
     robust.validate()
     if cfg.lora and not cls.supports_lora:
@@ -458,7 +458,7 @@ def run_unlearn(
         try:
             history = train(net, prep.batches, step_fn, cfg, out_dir=out, resume=resume,
                             on_epoch_end=on_epoch_end if eval_every_epoch else None, desc=f"unlearn[{method}]",
-                            on_step_end=step_end, extra_state=run_state)
+                            on_step_end=step_end, extra_state=run_state, on_history=record.epochs_done)
         except NonFiniteLoss as e:
             msg = _non_finite_message(e, out)
             record.update(error=msg, failed_at={"epoch": e.epoch + 1, "step": e.step + 1, "logs": e.logs})
@@ -561,16 +561,14 @@ def _cmd_unlearn(args) -> int:
                      progress=not args.quiet)
     cfg = default_train_config(args.method, **overrides)
     # a setting given without the switch it belongs to would be ignored: say so instead
-    for flag, value, switch, on in (("--smooth-sigma", args.smooth_sigma, "--smooth-n N", args.smooth_n > 0),
-                                    ("--avg-start", args.avg_start, "--weight-avg", args.weight_avg),
-                                    ("--avg-every", args.avg_every, "--weight-avg", args.weight_avg),
-                                    ("--retain-eval", args.retain_eval, "--eval-every-epoch or --select",
-                                     args.eval_every_epoch or args.select),
-                                    ("--eval-limit", args.eval_limit, "--eval-every-epoch or --select",
-                                     args.eval_every_epoch or args.select),
-                                    ("--lora-r", args.lora_r, "--lora", cfg.lora)):
-        if value is not None and not on:
-            raise ObliviateError(f"{flag} only applies with {switch}")
+    for flags, switch, on in (([("--smooth-sigma", args.smooth_sigma)], "--smooth-n N", args.smooth_n > 0),
+                              ([("--avg-start", args.avg_start), ("--avg-every", args.avg_every)], "--weight-avg",
+                               args.weight_avg),
+                              ([("--retain-eval", args.retain_eval), ("--eval-limit", args.eval_limit)],
+                               "--eval-every-epoch or --select", args.eval_every_epoch or args.select),
+                              ([("--lora-r", args.lora_r)], "--lora", cfg.lora)):
+        if not on:
+            refuse_unused(flags, f"with {switch}")
     given = {k: v for k, v in (("smooth_sigma", args.smooth_sigma), ("avg_start", args.avg_start),
                                ("avg_every", args.avg_every)) if v is not None}
     robust = RobustConfig(sam_rho=args.sam_rho, smooth_n=args.smooth_n, grad_penalty=args.grad_penalty,
