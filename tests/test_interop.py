@@ -242,3 +242,27 @@ def test_unrecognised_and_summary_files_are_user_errors(tmp_path):
     empty.mkdir()
     with pytest.raises(ObliviateError, match="holds none of"):
         summary_from_logs(empty)
+
+
+@pytest.mark.parametrize("data, where", [
+    ({"forget_Q_A_Prob": {"agg_value": 0.5, "value_by_index": {"0": {"prob": "x"}}}},
+     r"forget_Q_A_Prob \[0\]: field 'prob': expected a number, got 'x'"),
+    ({"forget_Q_A_PERT_Prob": {"agg_value": 0.5, "value_by_index": {"3": {"avg_loss": [1.0, [2.0]]}}}},
+     r"forget_Q_A_PERT_Prob \[3\]: field 'avg_loss': expected a number, got \[2.0\]"),
+    ({"forget_Q_A_ROUGE": {"agg_value": 0.5, "value_by_index": {"1": {"rougeL_recall": True}}}},
+     r"forget_Q_A_ROUGE \[1\]: field 'rougeL_recall': expected a number, got True"),
+    ({"mia_min_k": {"agg_value": 0.5, "forget": {"value_by_index": {"0": {"score": "s"}}}}},
+     r"mia_min_k.forget \[0\]: field 'score': expected a number"),
+    ({"eval_log_forget.json": {"avg_gt_loss": {"0": "x"}, "generated_text": {"0": ["Q", "g", "a"]}}},
+     r"\[eval_log_forget.json\]: item 0: field 'avg_gt_loss': expected a number, got 'x'"),
+    ({"eval_log_forget.json": {"avg_gt_loss": {"0": 1.0}, "average_perturb_loss": {"0": 3},
+                               "generated_text": {"0": ["Q", "g", "a"]}}},
+     r"item 0: field 'average_perturb_loss' must be a list of numbers, got 3"),
+])
+def test_malformed_values_name_the_metric_item_and_field(tmp_path, data, where):
+    """A value of the wrong type in a log is a one-line user error naming file, metric, item and field (it
+    used to be a TypeError from a comparison deep in the reader)."""
+    path = tmp_path / "log.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ObliviateError, match=where):
+        summary_from_logs(path)

@@ -103,24 +103,31 @@ def _tofu_task_records(task: dict, set_name: str, where: str) -> list[dict]:
             index = int(key)
         except ValueError:
             raise ObliviateError(f"{where}: item key {key!r} is not an integer index") from None
+        at = f"{where}: item {key}"
         pert = get("average_perturb_loss")
+        if pert is not None and not isinstance(pert, list):
+            raise ObliviateError(f"{at}: field 'average_perturb_loss' must be a list of numbers, got {_short(pert)}")
+        num_tokens = get("num_token_gt")
+        if num_tokens is not None and (isinstance(num_tokens, bool) or not isinstance(num_tokens, int)):
+            raise ObliviateError(f"{at}: field 'num_token_gt' must be an integer, got {_short(num_tokens)}")
         rec = {
             "set": set_name,
             "index": index,
             "question": _question_from_prompt(prompt),
             "answer": truth,
             "prompt": prompt,
-            "avg_nll": float(avg),
-            "nll": _opt_float(get("gt_loss")),
-            "num_tokens": get("num_token_gt"),
-            "paraphrased_avg_nll": _opt_float(get("avg_paraphrased_loss")),
-            "perturbed_avg_nll": [float(x) for x in pert] if pert is not None else [],
+            "avg_nll": _num(avg, f"{at}: field 'avg_gt_loss'"),
+            "nll": _opt_num(get("gt_loss"), f"{at}: field 'gt_loss'"),
+            "num_tokens": num_tokens,
+            "paraphrased_avg_nll": _opt_num(get("avg_paraphrased_loss"), f"{at}: field 'avg_paraphrased_loss'"),
+            "perturbed_avg_nll": [_num(x, f"{at}: field 'average_perturb_loss'") for x in pert] if pert is not None
+            else [],
             "generation": generation,
         }
         for field in ("rougeL_recall", "rouge1_recall", "truth_ratio"):
             v = get(field)
             if v is not None:
-                rec[f"logged_{field}"] = float(v)
+                rec[f"logged_{field}"] = _num(v, f"{at}: field {field!r}")
         out.append(rec)
     return out
 
@@ -167,23 +174,28 @@ def _scalar_or_mean(v):
     if v is None:
         return None
     if isinstance(v, list):
-        vals = [float(x) for x in v if x is not None]
+        vals = [x for x in v if x is not None]
         return sum(vals) / len(vals) if vals else None
-    return float(v)
+    return v
 
 
-def _avg_loss(entry: dict | None):
-    """avg NLL from a probability entry {"prob", "avg_loss"}: avg_loss, else -log(prob)."""
+def _avg_loss(entry: dict | None, where: str):
+    """avg NLL from a probability entry {"prob", "avg_loss"}: avg_loss, else -log(prob); a float or a list of
+    floats (one per perturbed answer), each checked to be a number."""
     if not isinstance(entry, dict):
         return None
-    if entry.get("avg_loss") is not None:
-        return entry["avg_loss"]
-    p = entry.get("prob")
-    if p is None:
+    field = "avg_loss" if entry.get("avg_loss") is not None else "prob"
+    v = entry.get(field)
+    if v is None:
         return None
-    if isinstance(p, list):
-        return [(-math.log(x) if x > 0 else math.inf) for x in p]
-    return -math.log(p) if p > 0 else math.inf
+    at = f"{where}: field {field!r}"
+    vals = [_num(x, at) for x in v if x is not None] if isinstance(v, list) else _num(v, at)
+    if field == "avg_loss":
+        return vals
+
+    def nll(p):
+        return -math.log(p) if p > 0 else math.inf
+    return [nll(p) for p in vals] if isinstance(vals, list) else nll(vals)
 
 
 def _vbi(metric: Any) -> dict:
@@ -227,19 +239,21 @@ def _records_from_ou_data(data: Any, path: Path) -> list[dict]:
             recs[key] = {"set": set_name, "index": i, "question": None}
         return recs[key]
 
+    def at(metric: str, idx) -> str:
+        return f"{path}: {metric} [{idx}]"
+
     for prefix, set_name in OU_PREFIX_SET.items():
-        for idx, e in _vbi(data.get(f"{prefix}_Q_A_Prob")).items():
-            a = _avg_loss(e)
+        for key, field in (("Q_A_Prob", "avg_nll"), ("Q_A_PARA_Prob", "paraphrased_avg_nll")):
+            metric = f"{prefix}_{key}"
+            for idx, e in _vbi(data.get(metric)).items():
+                a = _avg_loss(e, at(metric, idx))
+                if a is not None:
+                    rec(set_name, idx)[field] = _scalar_or_mean(a)
+        metric = f"{prefix}_Q_A_PERT_Prob"
+        for idx, e in _vbi(data.get(metric)).items():
+            a = _avg_loss(e, at(metric, idx))
             if a is not None:
-                rec(set_name, idx)["avg_nll"] = _scalar_or_mean(a)
-        for idx, e in _vbi(data.get(f"{prefix}_Q_A_PARA_Prob")).items():
-            a = _avg_loss(e)
-            if a is not None:
-                rec(set_name, idx)["paraphrased_avg_nll"] = _scalar_or_mean(a)
-        for idx, e in _vbi(data.get(f"{prefix}_Q_A_PERT_Prob")).items():
-            a = _avg_loss(e)
-            if a is not None:
-                rec(set_name, idx)["perturbed_avg_nll"] = [float(x) for x in (a if isinstance(a, list) else [a])]
+                rec(set_name, idx)["perturbed_avg_nll"] = a if isinstance(a, list) else [a]
         for idx, e in _vbi(data.get(f"{prefix}_Q_A_ROUGE")).items():
             if not isinstance(e, dict):
                 continue
@@ -252,17 +266,17 @@ def _records_from_ou_data(data: Any, path: Path) -> list[dict]:
                 r["prompt"] = e["input"]
             for f in ("rougeL_recall", "rouge1_recall", "rougeL_f1"):
                 if e.get(f) is not None:
-                    r[f"logged_{f}"] = float(e[f])
+                    r[f"logged_{f}"] = _num(e[f], f"{at(prefix + '_Q_A_ROUGE', idx)}: field {f!r}")
         tr_keys = ("forget_truth_ratio", "forget_Truth_Ratio") if prefix == "forget" else (f"{prefix}_Truth_Ratio",)
         for tk in tr_keys:
             for idx, e in _vbi(data.get(tk)).items():
                 if isinstance(e, dict) and e.get("score") is not None:
-                    rec(set_name, idx).setdefault("logged_truth_ratio", float(e["score"]))
+                    rec(set_name, idx).setdefault("logged_truth_ratio", _num(e["score"], f"{at(tk, idx)}: field 'score'"))
 
     for which in ("exact_memorization", "extraction_strength"):
         for idx, e in _vbi(data.get(which)).items():
             if isinstance(e, dict) and e.get("score") is not None:
-                rec("forget", idx)[which] = float(e["score"])
+                rec("forget", idx)[which] = _num(e["score"], f"{at(which, idx)}: field 'score'")
 
     for metric, attack in OU_MIA.items():
         m = data.get(metric)
@@ -271,7 +285,8 @@ def _records_from_ou_data(data: Any, path: Path) -> list[dict]:
         for side in ("forget", "holdout"):
             for idx, e in _vbi(m.get(side)).items():
                 if isinstance(e, dict) and e.get("score") is not None:
-                    rec(side, idx).setdefault("mia_scores", {})[attack] = float(e["score"])
+                    rec(side, idx).setdefault("mia_scores", {})[attack] = _num(
+                        e["score"], f"{at(f'{metric}.{side}', idx)}: field 'score'")
 
     out = list(recs.values())
     for r in out:
@@ -394,5 +409,17 @@ def summary_from_logs(path, retain_path=None, records: list[dict] | None = None)
     return out
 
 
-def _opt_float(x):
-    return None if x is None else float(x)
+def _short(x) -> str:
+    r = repr(x)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def _num(x, where: str) -> float:
+    """A logged number as a float; anything else (a string, a list, a bool) is an error naming where it was."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise ObliviateError(f"{where}: expected a number, got {_short(x)}")
+    return float(x)
+
+
+def _opt_num(x, where: str) -> float | None:
+    return None if x is None else _num(x, where)
