@@ -65,3 +65,15 @@ def test_pair_without_prompt_takes_the_plain_backward(tiny, pairs):
     model = copy.deepcopy(tiny[0])
     odd = [([], pairs[0][0] + pairs[0][1])] + pairs[1:3]
     _check(model, odd)
+
+
+def test_a_pair_without_answer_tokens_is_refused(tiny, pairs):
+    """The mean NLL over zero answer tokens is undefined: a clear error, not 0.0 (which would read as the most
+    member-like score) nor a dtype error from the embedding of an empty id list."""
+    model = tiny[0]
+    with pytest.raises(ValueError, match="pair 1 has no answer tokens"):
+        gradient_norms(model, [pairs[0], (pairs[1][0], [])])
+    with pytest.raises(ValueError, match="pair 0 has no answer tokens"):
+        gradient_norms(model, [([], [])])
+    with pytest.raises(ValueError, match="the answer has no tokens"):
+        gradient_norm(model, pairs[0][0], [])

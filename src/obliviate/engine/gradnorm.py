@@ -80,13 +80,17 @@ def gradient_norms(model, pairs: list[tuple[list[int], list[int]]], batch_tokens
 
     ``batch_tokens`` bounds the padded tokens of one batch; the activations kept for the backward pass
     grow with it (about 1 MB per token for SmolLM2-135M), the speed gain flattens out above ~256."""
+    empty = [i for i, (_, a) in enumerate(pairs) if not a]
+    if empty:
+        raise ValueError(f"gradient_norms: pair {empty[0]} has no answer tokens; the average answer NLL (and its "
+                         f"gradient) is undefined ({len(empty)} such pair(s))")
     plan = _plan(model)
     if plan is None:
         return [gradient_norm(model, p, a) for p, a in pairs]
     out: list[float] = [0.0] * len(pairs)
     # The batched path reads the answer's logits at positions len(prompt) - 1 ...: a pair without a prompt
-    # (its first answer token is never predicted) or without an answer goes through the plain backward.
-    odd = [i for i, (p, a) in enumerate(pairs) if not p or not a]
+    # (its first answer token is never predicted) goes through the plain backward.
+    odd = [i for i, (p, a) in enumerate(pairs) if not p]
     for i in odd:
         out[i] = gradient_norm(model, *pairs[i])
     odd_set = set(odd)

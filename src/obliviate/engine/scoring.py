@@ -217,6 +217,9 @@ def gradient_norm(model, prompt_ids: list[int], answer_ids: list[int]) -> float:
 
     Each parameter's squared gradient norm is taken as soon as its gradient is complete and the gradient
     is dropped at once, so no full set of gradients (the size of the model) is ever held in memory."""
+    if not answer_ids:
+        raise ValueError("gradient_norm: the answer has no tokens; the average answer NLL (and its gradient) "
+                         "is undefined")
     device = next(model.parameters()).device
     ids = torch.tensor([prompt_ids + answer_ids], device=device)
     labels = torch.tensor([[-100] * len(prompt_ids) + answer_ids], device=device)
