@@ -23,9 +23,15 @@ RUNS=${RUNS:-"npo|npo|--epochs 5 --lr 5e-5 --batch-size 8
 npo-lr3e-5|npo|--epochs 5 --lr 3e-5 --batch-size 8
 grad_diff|grad_diff|--epochs 5 --lr 2e-5 --batch-size 8"}
 rm -f "$OUT/runs.tmp"  # a re-run after an interruption lists each run once
+# --retain only for the methods that take one (`obliviate ls methods --json`: needs_retain); unlearn refuses it
+# for the others (grad_ascent, ce_u, undial), which would otherwise silently ignore it
+NEEDS_RETAIN=$($OBL ls methods --json | python3 -c \
+  'import json, sys; print(" ".join(m["name"] for m in json.load(sys.stdin) if m["needs_retain"]))')
 while IFS='|' read -r name method args; do
+  retain=""
+  case " $NEEDS_RETAIN " in *" $method "*) retain="--retain synthetic:retain90" ;; esac
   [ -f "$OUT/$name/model.safetensors" ] || t "unlearn-$name" $OBL unlearn --model "$OUT/full" --method "$method" \
-      --forget synthetic:forget10 --retain synthetic:retain90 $args --out "$OUT/$name" --overwrite --quiet
+      --forget synthetic:forget10 $retain $args --out "$OUT/$name" --overwrite --quiet
   [ -f "$OUT/eval-$name/summary.json" ] || t "eval-$name" $OBL eval --model "$OUT/$name" --data synthetic \
       --split forget10 --retain-eval "$OUT/eval-retain90" --out "$OUT/eval-$name" --overwrite --quiet
   echo "$name|$method|$args" >> "$OUT/runs.tmp"
