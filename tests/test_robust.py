@@ -243,3 +243,50 @@ def test_weight_averaging_counts_from_its_start_step():
             model.w.fill_(float(step))
         wa.on_step_end(step, model)
     assert wa.count == 3 and math.isclose(wa.avg["w"].item(), (3 + 5 + 7) / 3)  # steps 3, 5, 7
+
+
+@pytest.mark.parametrize("method, lora", [("undial", False), ("palu", True)])
+@pytest.mark.parametrize("robust", [RobustConfig(sam_rho=0.01), RobustConfig(smooth_n=3, smooth_sigma=1e-3),
+                                    RobustConfig(grad_penalty=0.1)], ids=["sam", "smoothing", "grad_penalty"])
+def test_wrappers_run_one_reference_forward_per_batch_and_step(tiny, method, lora, robust):
+    """SAM takes the forget loss twice, smoothing n times, and PALU reads the forget batch's reference again on
+    its retain side: the token-level reference (a frozen copy, or the LoRA base) is computed once per batch and
+    step, and the gradients are those of recomputing it every time."""
+    from obliviate.methods import base
+
+    model, tok = tiny
+    forget, retain = load_items("synthetic:forget01")[:4], load_items("synthetic:retain99")[:4]
+    tc = TrainConfig(epochs=1, batch_size=4, progress=False, checkpoint_every_epoch=False, lora=lora)
+    prep = prepare_unlearning(copy.deepcopy(model), tok, method, make_config(get_method(method), {}), forget, retain,
+                              tcfg=tc)
+    batch = next(iter(prep.batches.epoch(0)))
+    calls = []
+    real = base.answer_logits
+
+    def counted(m, b, *a, **kw):
+        if not torch.is_grad_enabled():  # the reference's no-grad pass (the model's own passes keep grad)
+            calls.append(id(b["input_ids"]))
+        return real(m, b, *a, **kw)
+
+    def grads(reuse: bool):
+        step = wrap_step(prep.objective, robust, seed=0)
+        call = step.__call__ if reuse else type(step).__call__.__wrapped__.__get__(step)
+        calls.clear()
+        prep.model.zero_grad(set_to_none=True)
+        args = () if isinstance(step, GradPenalty) else (lambda l: l.backward(),)
+        loss, _ = call(prep.model, batch, *args)
+        if isinstance(step, GradPenalty):
+            loss.backward()
+        return {n: p.grad.clone() for n, p in prep.model.named_parameters() if p.grad is not None}, list(calls)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(base, "answer_logits", counted)
+        once, n_once = grads(True)
+        every, n_every = grads(False)
+    assert len(n_once) == len(set(n_once)) == 1  # the forget batch's reference, once
+    # without reuse: once per forget-loss pass (SAM 2, smoothing 3, the penalty 1), + 1 for PALU's retain side
+    passes = 2 if robust.sam_rho else 3 if robust.smooth_n else 1
+    assert len(n_every) == passes + (method == "palu")
+    assert once.keys() == every.keys() and once
+    for n in once:
+        assert torch.allclose(once[n], every[n], rtol=1e-5, atol=1e-7), n

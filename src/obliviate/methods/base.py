@@ -2,8 +2,10 @@
 
 A method is one class in one file (``methods/<name>.py``) holding
 
-* a ``Config`` dataclass whose defaults are the paper's TOFU settings (one ``help`` string per field);
-* pure loss functions on tensors (tested against hand-computed values);
+* a ``Config`` dataclass whose defaults are the paper's TOFU settings where the paper has them (RMU: the WMDP
+  paper's; PALU: a middle point of the authors' sweeps; each module says which), one ``help`` per field;
+* pure loss functions on tensors (tested against hand-computed values; the terms on a real model are tested
+  against an independent full-logits computation);
 * ``forget_loss(model, batch)`` and ``retain_loss(model, batch)``, each returning ``(weighted term, logs)``:
   the step is ``gamma * L_forget + alpha * L_retain``. They are separate so that the robustness wrappers
   (``obliviate.robust``) can take the forget gradient somewhere else than the retain gradient.
@@ -30,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import math
 import typing
 from dataclasses import dataclass, field
@@ -209,10 +212,42 @@ class TokenReference:
 
     def __init__(self, frozen=None):
         self.frozen = frozen
+        self._memo: dict | None = None  # inside reuse(): {(what, id(input_ids)): (input_ids, output)}
 
     @property
     def kind(self) -> str:
         return "frozen-copy" if self.frozen is not None else "lora-base"
+
+    @contextlib.contextmanager
+    def reuse(self):
+        """Within the block, each batch's reference outputs are computed once and reused.
+
+        For the robustness wrappers, which take the forget loss more than once in a step (SAM at the clean
+        and the perturbed weights, smoothing at each noise sample, PALU's KL again on the retain side): the
+        reference does not move within a step (a frozen copy, or the LoRA base, which SAM's and smoothing's
+        perturbations of the trainable weights never touch), so one no-grad forward per batch serves every
+        pass. A batch is recognised by its ``input_ids`` tensor object; the outputs are held until the block
+        ends (answer tokens x vocabulary floats for logits)."""
+        outer = self._memo is not None
+        if not outer:
+            self._memo = {}
+        try:
+            yield
+        finally:
+            if not outer:
+                self._memo = None
+
+    def _reused(self, what, batch: dict, compute):
+        if self._memo is None:
+            return compute()
+        ids = batch["input_ids"]
+        key = (what, id(ids))
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] is ids:
+            return hit[1]
+        out = compute()
+        self._memo[key] = (ids, out)
+        return out
 
     @contextlib.contextmanager
     def _model(self, model):
@@ -232,14 +267,28 @@ class TokenReference:
 
     @torch.no_grad()
     def answer_logits(self, model, batch: dict) -> torch.Tensor:
-        with self._model(model) as ref:
-            logits, _, _, _ = answer_logits(ref, batch)
-        return logits
+        def compute():
+            with self._model(model) as ref:
+                return answer_logits(ref, batch)[0]
+        return self._reused("logits", batch, compute)
 
     @torch.no_grad()
     def layer_output(self, model, batch: dict, layer: int) -> torch.Tensor:
-        with self._model(model) as ref:
-            return layer_output(ref, batch, layer)
+        def compute():
+            with self._model(model) as ref:
+                return layer_output(ref, batch, layer)
+        return self._reused(("layer", layer), batch, compute)
+
+
+def reusing_references(call):
+    """Decorator for a robustness wrapper's ``__call__(self, model, batch, ...)``: the step runs inside
+    :meth:`TokenReference.reuse` of ``self.objective`` (when the method has a token-level reference)."""
+    @functools.wraps(call)
+    def step(self, model, batch, *args, **kwargs):
+        token = getattr(getattr(self.objective, "refs", None), "token", None)
+        with token.reuse() if token is not None else contextlib.nullcontext():
+            return call(self, model, batch, *args, **kwargs)
+    return step
 
 
 # ------------------------------------------------------------------------------------------- forward helpers

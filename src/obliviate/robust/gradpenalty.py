@@ -2,7 +2,9 @@
 
 Paper: Fan et al. 2025, "Towards LLM Unlearning Resilient to Relearning Attacks", arXiv 2502.05374.
 
-Loss (plain text): L = L_f + lambda * ||grad_theta L_f||_2 + L_r, where the norm is differentiable
+Loss (plain text): L = F + lambda * ||grad_theta F||_2 + R, where F = gamma * L_f and R = alpha * L_r are the
+method's weighted forget and retain terms (the paper's methods have gamma 1; with simnpo's gamma 0.125 the
+penalty is lambda * 0.125 * ||grad L_f||, relative to the forget term the step uses), and the norm is differentiable
 (``create_graph=True``: its gradient is a Hessian-vector product, one double backward). The authors' code
 computes the norm with ``.item()``, so the penalty there contributes no gradient (a bug we do not repeat).
 There is no paper default for lambda; it is a required value (``--grad-penalty LAMBDA``).
@@ -19,6 +21,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..engine.forward import twice_differentiable
+from ..methods.base import reusing_references
 
 
 def grad_norm(loss: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
@@ -32,6 +35,7 @@ class GradPenalty:
     def __init__(self, objective, lam: float):
         self.objective, self.lam = objective, lam
 
+    @reusing_references  # PALU's retain side reads the forget batch's reference again
     def __call__(self, model, batch):
         params = [p for p in model.parameters() if p.requires_grad]
         with sdpa_kernel(SDPBackend.MATH), twice_differentiable():  # differentiable twice

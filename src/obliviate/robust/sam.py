@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from ..methods.base import reusing_references
+
 
 def _trainable(model):
     return [p for p in model.parameters() if p.requires_grad]
@@ -74,6 +76,7 @@ class SAM:
     def __init__(self, objective, rho: float = 0.01):
         self.objective, self.rho = objective, rho
 
+    @reusing_references  # the forget loss is taken twice: one reference forward serves both
     def __call__(self, model, batch, backward):
         params = _trainable(model)
         f, logs = self.objective.forget_loss(model, batch)

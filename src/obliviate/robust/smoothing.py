@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from ..methods.base import reusing_references
 from .sam import restore, retain_at_clean_weights
 
 
@@ -30,6 +31,7 @@ class RandomizedSmoothing:
     def load_state_dict(self, state: dict) -> None:
         self.gen.set_state(state["generator"])
 
+    @reusing_references  # one reference forward serves the n noise samples
     def __call__(self, model, batch, backward):
         params = [p for p in model.parameters() if p.requires_grad]
         total, out = 0.0, {}
