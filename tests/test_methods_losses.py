@@ -160,16 +160,18 @@ def test_palu_spans_and_prefix_mask():
     a = "Tamsin was born in Estmoor, a northern city."
     spans = auto_spans(q, a)
     words = [a[s:e] for s, e in spans]
-    assert words == ["Estmoor", "northern", "city"]  # question words and stop-words dropped
+    # question words and stop-words dropped; "northern city" is one contiguous run, the comma and "a" end one
+    assert words == ["Estmoor", "northern city"]
+    a2 = "She lives in New York City with 3 cats."
+    assert [a2[s:e] for s, e in auto_spans("Where does she live?", a2)] == ["lives", "New York City", "3 cats"]
     # tokens: [Est][moor][,][ a][ northern][ city][.] with character offsets
     offsets = [(19, 22), (22, 26), (26, 27), (27, 29), (29, 38), (38, 43), (43, 44)]
-    spans = [(19, 26), (30, 38), (39, 43)]
-    # spans' tokens: Estmoor -> [Est, moor], northern -> [ northern], city -> [ city]; each span keeps its
-    # own first n tokens, adjacent words included
-    assert token_prefix_mask(offsets, spans, 1) == [True, False, False, False, True, True, False]
+    # spans' tokens: Estmoor -> [Est, moor], northern city -> [ northern, city]: the first n of each span
+    assert token_prefix_mask(offsets, spans, 1) == [True, False, False, False, True, False, False]
     assert token_prefix_mask(offsets, spans, 2) == [True, True, False, False, True, True, False]
-    # one annotated multi-word span ("northern city") has one prefix
-    assert token_prefix_mask(offsets, [(19, 26), (30, 43)], 1) == [True, False, False, False, True, False, False]
+    # spans given separately (two target_words entries side by side) keep a prefix each
+    assert token_prefix_mask(offsets, [(19, 26), (30, 38), (39, 43)], 1) == [True, False, False, False, True, True,
+                                                                              False]
 
 
 def test_kl_divergence():
@@ -239,3 +241,31 @@ def test_stop_gradients_of_ce_u_satimp_and_palu_mean():
     m, d = 2.25, {1: 2.0 - 2.25, 3: 3.0 - 2.25}
     want = [(2 / 2) * d.get(v, 0.0) - (2 / (2 * 4)) * sum(d.values()) for v in range(4)]
     assert torch.allclose(z.grad[0], torch.tensor(want), atol=1e-6)
+
+
+def test_nll_token_mean_and_sequence_logprobs_by_hand():
+    """The shared answer-token likelihoods (every NLL retain term, idk_nll, GA/NPO's sequence sums) on a model
+    whose logits are a fixed table by input token (vocabulary of 3). Row 0: prompt [0], answer [1, 2]: p(1) at
+    logits (0, 0, 0) = 1/3, p(2) at (0, 0, ln 2) = 2/4. Row 1: prompt [0, 2], answer [2]: p(2) at (ln 3, 0, 0)
+    = 1/5. Mean NLL over the 3 answer tokens = (ln 3 + ln 2 + ln 5) / 3; sequence sums -ln 6 and -ln 5."""
+    import types
+
+    from obliviate.engine.forward import sequence_logprobs
+    from obliviate.methods.base import nll_token_mean
+
+    class Table(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = torch.nn.Parameter(torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, math.log(2)],
+                                                          [math.log(3), 0.0, 0.0]]))
+
+        def forward(self, input_ids, attention_mask=None, **kw):
+            return types.SimpleNamespace(logits=self.table[input_ids])
+
+    batch = {"input_ids": torch.tensor([[0, 1, 2], [0, 2, 2]]), "attention_mask": torch.ones(2, 3, dtype=torch.long),
+             "labels": torch.tensor([[-100, 1, 2], [-100, -100, 2]])}
+    assert nll_token_mean(Table(), batch).item() == pytest.approx((math.log(3) + math.log(2) + math.log(5)) / 3,
+                                                                  rel=1e-6)
+    sums, counts = sequence_logprobs(Table(), batch)
+    assert sums.tolist() == pytest.approx([-math.log(6), -math.log(5)], rel=1e-6)
+    assert counts.tolist() == [2.0, 1.0]

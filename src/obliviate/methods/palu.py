@@ -4,10 +4,10 @@ Paper: Zhai, Shao, Zheng, Yang, Shen, Bai, Yang 2026, "Maximizing Local Entropy 
 Prefix-Aware Localized LLM Unlearning", arXiv 2601.03190.
 
 Positions: the answer's *sensitive spans* come from the item's ``target_words`` annotation ({word, start,
-end} character offsets into the answer) or, when an item has none, from an automatic rule (answer words
-that are not in the question and not stop-words, one span per word); they are aligned with the tokenizer's
+end} character offsets into the answer) or, when an item has none, from an automatic rule (contiguous runs
+of answer words that are not in the question and not stop-words); they are aligned with the tokenizer's
 offset mapping (a token belongs to a span when its characters overlap it), and the first ``n`` tokens of
-each span are the *prefix positions* P (adjacent spans keep a prefix each).
+each span are the *prefix positions* P.
 
 Formula (plain text): z_t = the current logits at answer position t, K_t = the indices of the reference
 model's top-k logits at t, mean_v z_t,v over the full vocabulary (not detached);
@@ -19,11 +19,11 @@ Defaults: gamma 1, alpha 1, k 1000, n 1, lr 1e-5, 10 epochs. The authors' reposi
 {1, 1000, 5000, 10000}, n in {1..5, 10}, alpha in {0.2..5}; their per-benchmark best setting could not be
 checked offline, so the defaults are a middle point of those sweeps (a deviation to revisit).
 
-Deviations: none known in the loss. Span reading: REFERENCE.md (and our reading of the paper) takes the
-first n tokens of each *contiguous* sensitive span; an annotated multi-word ``target_words`` entry is one
-such span, but the automatic rule makes every sensitive word its own span, so adjacent sensitive words
-("a northern city": " northern" and " city") each keep a prefix. Which rule the authors' code applies to
-unannotated answers was not checked offline. The reference is one frozen copy, or with LoRA the base model
+Deviations: none known in the loss. Spans: the first n tokens of each *contiguous* sensitive span (as
+REFERENCE.md reads the paper): the automatic rule joins sensitive words separated by whitespace alone
+("a northern city": one span, " northern city", one prefix); each ``target_words`` entry is one span as
+annotated (two annotated entries side by side keep a prefix each). The stop-word list is ours; which rule
+the authors' code applies to unannotated answers was not checked offline. The reference is one frozen copy, or with LoRA the base model
 with adapters disabled. With the robustness wrappers L_ns counts as part of the retain side (taken at the clean
 weights by SAM / smoothing).
 """
@@ -55,22 +55,25 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def auto_spans(question: str, answer: str) -> list[tuple[int, int]]:
-    """Character spans of the answer words that are neither in the question nor stop-words."""
+    """Character spans of the contiguous runs of sensitive answer words (words neither in the question nor
+    stop-words); words separated by whitespace alone are one span ("northern city"), any other character or
+    a non-sensitive word in between ends it ("Estmoor, a northern city": "Estmoor" and "northern city")."""
     q_words = {w.lower() for w in _WORD.findall(question)}
-    spans = []
+    spans: list[tuple[int, int]] = []
     for m in _WORD.finditer(answer):
         w = m.group(0).lower()
         if w in q_words or w in STOP_WORDS or (len(w) < 2 and not w.isdigit()):
             continue
-        spans.append((m.start(), m.end()))
+        if spans and not answer[spans[-1][1]:m.start()].strip():
+            spans[-1] = (spans[-1][0], m.end())  # the run goes on
+        else:
+            spans.append((m.start(), m.end()))
     return spans
 
 
 def token_prefix_mask(offsets: list[tuple[int, int]], spans: list[tuple[int, int]], n: int) -> list[bool]:
-    """Per token: True for the first ``n`` tokens (in order) that overlap each span.
-
-    Each span keeps its own prefix: two adjacent sensitive words ("northern city") are two spans with a
-    prefix each, while a multi-word ``target_words`` entry ("Hsiao Yun-Hwa") is one span with one prefix."""
+    """Per token: True for the first ``n`` tokens (in order) that overlap each span (a span as given: the
+    automatic rule's runs of sensitive words, or each ``target_words`` entry)."""
     out = [False] * len(offsets)
     for s2, e2 in spans:
         hits = [i for i, (s, e) in enumerate(offsets) if s < e2 and e > s2]
