@@ -12,9 +12,10 @@ steering coefficient, d the hidden size;
 Only the parameters of ``update_layers`` whose names match ``param_pattern`` are trained (default: the MLP
 down-projections of layers 5, 6, 7); the forward pass stops at layer l (nothing above it is needed).
 
-Defaults (the paper's zephyr-7b setting): layer 7, update layers 5,6,7, c 6.5, alpha 1200, gamma 1,
-lr 5e-5. open-unlearning's TOFU config uses layer 7 with other c / alpha values; c and alpha depend on the
-model's activation norms and should be tuned per model. On SmolLM2-135M the paper setting does nothing:
+Defaults (the paper's zephyr-7b setting; the paper has no TOFU setting): layer 7, update layers 5,6,7,
+c 6.5, alpha 1200, gamma 1, lr 5e-5. open-unlearning's TOFU experiments use layer 7 with c 2
+(``steering_coeff=2``); its trainer default is c 300 with alpha 1000. c and alpha depend on the model's
+activation norms and should be tuned per model. On SmolLM2-135M the paper setting does nothing:
 a few outlier channels (on every token) hold most of ||h_7||^2 and layers 5-7's down-projections cannot
 cancel them; see docs/results.md.
 
