@@ -243,13 +243,14 @@ def run_tofu_eval(
     """TOFU: forget/retain/real-authors/world-facts/holdout sets, truth ratio, forget quality, utility."""
     from .models import load_model
 
-    _check_eval_settings(model, batch_size, style)
+    _check_eval_settings(model, batch_size, style, system_prompt)
     _check_variants(variants)
     sets = tofu_sets(data, split, data_dir, limit, utility_limit)  # data errors before the model is loaded
     retain_records = None
     if retain_eval is not None:
         retain_records = load_retain_records(retain_eval, sets["forget"], "the same --data, --split and --limit")
-    out = prepare_out_dir(out, overwrite=overwrite, inputs={"--model": model, "--retain-eval": retain_eval})
+    out = prepare_out_dir(out, overwrite=overwrite, inputs={"--model": model, "--retain-eval": retain_eval,
+                                                            "--data-dir": data_dir})
     config = {"benchmark": "tofu", "model": model, "data": data, "split": split, "data_dir": data_dir,
               "limit": limit, "utility_limit": utility_limit, "retain_eval": retain_eval, "style": style, "system_prompt": system_prompt,
               "generation": generation, "gradnorm": gradnorm, "variants": list(variants),
@@ -296,14 +297,15 @@ def load_retain_records(path: str, forget_items, same: str) -> list[dict]:
     return records
 
 
-def _check_eval_settings(model: str, batch_size: int, style: str | None = None) -> None:
+def _check_eval_settings(model: str, batch_size: int, style: str | None = None,
+                         system_prompt: str | None = None) -> None:
     """What an evaluation can check before its output folder is touched and its model loaded."""
     from .data.formatting import check_format
     from .models import check_model_spec
 
     check_int("--batch-size", batch_size)
     if style is not None:
-        check_format(style)
+        check_format(style, system_prompt=system_prompt)
     check_model_spec(model)
 
 
@@ -312,7 +314,7 @@ def run_from_logs(path: str, out: str | Path, retain_logs: str | None = None, ov
 
     records: list[dict] = []
     summary = summary_from_logs(path, retain_logs, records=records)
-    out = prepare_out_dir(out, overwrite=overwrite)
+    out = prepare_out_dir(out, overwrite=overwrite, inputs={"--from-logs": path, "--retain-logs": retain_logs})
     record = RunRecord(out, "eval --from-logs", {"from_logs": path, "retain_logs": retain_logs})
     atomic_write_jsonl(out / "items.jsonl", annotate_records([dict(r) for r in records]))
     atomic_write_json(out / "summary.json", summary)
@@ -388,7 +390,8 @@ def run_muse_eval(
         if not rf or not rh:
             raise ObliviateError(f"{retain_eval}: no privleak_forget / privleak_holdout records (not a MUSE eval)")
         retrain_auc = mia_auc([record_score(r, "min_k") for r in rf], [record_score(r, "min_k") for r in rh])
-    out = prepare_out_dir(out, overwrite=overwrite, inputs={"--model": model, "--retain-eval": retain_eval})
+    out = prepare_out_dir(out, overwrite=overwrite, inputs={"--model": model, "--retain-eval": retain_eval,
+                                                            "--data-dir": data_dir})
     record = RunRecord(out, "eval", {"benchmark": corpus, "model": model, "data_dir": data_dir, "limit": limit,
                                      "retain_eval": retain_eval, "verbmem_tokens": MUSE_VERBMEM_TOKENS,
                                      "knowmem_tokens": MUSE_KNOWMEM_TOKENS,

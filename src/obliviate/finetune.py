@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from .data import load_items
+from .data import load_items, spec_path
 from .data.formatting import Formatter, check_format
 from .io import RunRecord, check_resume, prepare_out_dir
 from .models import check_model_spec, load_model, save_model
@@ -27,12 +27,13 @@ def run_finetune(
     resume: bool = False,
 ) -> dict:
     cfg.validate()
-    check_format(style, max_length)
+    check_format(style, max_length, system_prompt)
     items = load_items(data, data_dir=data_dir)  # bad data fails before the model is loaded
     out = Path(out)
     ck = check_resume_epochs(out, cfg) if resume else None
     check_model_spec(model)  # a bad --model is refused before --overwrite empties anything
-    prepare_out_dir(out, overwrite=overwrite, resume=resume, inputs={"--model": model}, resumable=True)
+    prepare_out_dir(out, overwrite=overwrite, resume=resume, resumable=True,
+                    inputs={"--model": model, "--data": spec_path(data), "--data-dir": data_dir})
     config = {"model": model, "data": data, "data_dir": data_dir, "style": style, "system_prompt": system_prompt,
               "max_length": max_length, "train": asdict(cfg), "n_items": len(items)}
     resumed = check_resume(out, "finetune", config) if resume else None  # before run.json is rewritten

@@ -73,12 +73,30 @@ def atomic_write_jsonl(path, rows: Iterable[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
 
 
-def read_json(path) -> Any:
+def read_text_file(path, what: str = "") -> str:
+    """The text of a user's input file, or a one-line error naming it: not found, a folder, not UTF-8
+    (with the line and byte). A UTF-8 byte-order mark (spreadsheet exports) is dropped. ``what``: a prefix
+    for the message (``"--idk-file "``)."""
     path = Path(path)
     if not path.exists():
-        raise ObliviateError(f"{path}: file not found")
+        raise ObliviateError(f"{what}{path}: file not found")
+    if path.is_dir():
+        raise ObliviateError(f"{what}{path}: is a folder, not a file")
+    data = path.read_bytes()
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        start = e.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        line = data[:start].count(b"\n") + 1
+        raise ObliviateError(f"{what}{path}: not UTF-8 text (line {line}, byte {start}: {e.reason}); "
+                             "save the file as UTF-8") from None
+
+
+def read_json(path) -> Any:
+    path = Path(path)
+    text = read_text_file(path)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise ObliviateError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
 
@@ -315,6 +333,7 @@ class RunRecord:
         except BaseException as e:
             if self.data.get("status") == "running":
                 if isinstance(e, KeyboardInterrupt):
+                    self.data.setdefault("signal", "SIGINT")  # Ctrl-C (a SIGTERM set its own above)
                     self.save(status="interrupted")
                     if resume_hint and (self.path.parent / "checkpoints").is_dir():
                         print(f"obliviate: the last per-epoch checkpoint is in {self.path.parent / 'checkpoints'}; "

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import torch
 
-from .data import load_items, parse_spec
+from .data import load_items, parse_spec, spec_path
 from .data.formatting import Encoded, Formatter, check_format, collate
 from .errors import ObliviateError, check_int, refuse_unused
 from .io import RunRecord, atomic_write_json, atomic_write_jsonl, check_resume, prepare_out_dir
@@ -320,7 +320,7 @@ def run_unlearn(
     mcfg = make_config(cls, opts)
     cfg = cfg or default_train_config(method)
     cfg.validate()
-    check_format(style, max_length)
+    check_format(style, max_length, system_prompt)
     if eval_limit is not None:
         check_int("--eval-limit", eval_limit)
     robust = robust or RobustConfig()
@@ -390,7 +390,9 @@ def run_unlearn(
 
     check_model_spec(model)  # a bad --model is refused before --overwrite empties anything
     prepare_out_dir(out, overwrite=overwrite, resume=resume,
-                    inputs={"--model": model, "--retain-eval": retain_eval}, resumable=True)
+                    inputs={"--model": model, "--retain-eval": retain_eval, "--forget": spec_path(forget),
+                            "--retain": spec_path(retain), "--idk-file": idk_file, "--data-dir": data_dir},
+                    resumable=True)
 
     config = {
         "model": model, "method": method, "method_config": asdict(mcfg), "forget": forget, "retain": retain,

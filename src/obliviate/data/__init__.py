@@ -55,6 +55,14 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return family, config
 
 
+def spec_path(spec: str | None) -> str | None:
+    """The local file a data spec reads, or None (a family's split; no spec)."""
+    if not spec:
+        return None
+    family, config = parse_spec(spec)
+    return config if family == "file" else None
+
+
 def load_items(spec: str, data_dir: str | None = None, **options) -> list[QAItem]:
     family, config = parse_spec(spec)
     if family != "file" and "?" in config:
