@@ -79,3 +79,32 @@ def test_bad_json_line(tmp_path):
     p.write_text('{"question": "a?", "answer": "b"}\n{oops\n')
     with pytest.raises(ObliviateError, match="bad.jsonl: line 2 is not valid JSON"):
         load_items(str(p))
+
+
+def test_bom_non_utf8_and_folder_inputs(tmp_path):
+    """Spreadsheet exports start with a UTF-8 byte-order mark: read as if it were not there (it made the
+    first CSV column '\\ufeffquestion' and the first JSONL line invalid JSON). A latin-1 file and a folder
+    named like a data file are one-line errors naming the file (they were UnicodeDecodeError and
+    IsADirectoryError tracebacks), for data files, refusal files and logs alike."""
+    from obliviate.interop import summary_from_logs
+    from obliviate.refusals import load_refusals
+
+    csv = tmp_path / "bom.csv"
+    csv.write_bytes(b"\xef\xbb\xbfquestion,answer\nWho is it?,Nobody.\n")
+    jl = tmp_path / "bom.jsonl"
+    jl.write_bytes(b'\xef\xbb\xbf{"question": "Who is it?", "answer": "Nobody."}\n')
+    for path in (csv, jl):
+        (item,) = load_items(str(path))
+        assert (item.question, item.answer) == ("Who is it?", "Nobody.")
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(b'{"question": "Q?", "answer": "A."}\n{"question": "Caf\xe9?", "answer": "A."}\n')
+    with pytest.raises(ObliviateError, match=r"latin.jsonl: not UTF-8 text \(line 2, byte 52"):
+        load_items(str(latin))
+    with pytest.raises(ObliviateError, match=r"--idk-file .*latin.jsonl: not UTF-8 text"):
+        load_refusals(latin)
+    with pytest.raises(ObliviateError, match=r"latin.jsonl: not UTF-8 text"):
+        summary_from_logs(latin)
+    folder = tmp_path / "dir.jsonl"
+    folder.mkdir()
+    with pytest.raises(ObliviateError, match=r"dir.jsonl: is a folder, not a file"):
+        load_items(str(folder))

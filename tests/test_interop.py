@@ -266,3 +266,26 @@ def test_malformed_values_name_the_metric_item_and_field(tmp_path, data, where):
     path.write_text(json.dumps(data))
     with pytest.raises(ObliviateError, match=where):
         summary_from_logs(path)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("avg_nll", "abc", "field 'avg_nll': expected a number, got 'abc'"),
+    ("avg_nll", float("nan"), "field 'avg_nll': NaN is not a value"),
+    ("avg_nll", -1.0, "field 'avg_nll' is -1.0: a negative log-likelihood is not possible"),
+    ("token_logprobs", "x", "field 'token_logprobs' must be a list of numbers"),
+    ("perturbed_avg_nll", [1.0, "q"], "field 'perturbed_avg_nll': expected a number, got 'q'"),
+    ("mia_scores", {"min_k": "s"}, "field 'mia_scores.min_k': expected a number"),
+    ("set", "bogus", "set 'bogus' is not one of forget, retain"),
+    ("index", "zero", "field 'index' must be an integer"),
+])
+def test_items_jsonl_fields_are_checked_where_read(tmp_path, field, value, message):
+    """An items.jsonl record with a wrong value is a one-line error naming line and field (a string was a
+    ValueError from float() in the metrics, NaN one from scikit-learn, an unknown set a silent empty summary)."""
+    good = {"set": "forget", "index": 0, "avg_nll": 0.5, "perturbed_avg_nll": [1.0, 2.0], "paraphrased_avg_nll": 0.7,
+            "token_logprobs": [-0.1, -0.2], "mia_scores": {"min_k": 0.1}}
+    path = tmp_path / "items.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "index": 1, field: value}) + "\n")
+    with pytest.raises(ObliviateError, match=f"line 2: {message}"):
+        summary_from_logs(path)
+    path.write_text(json.dumps(good) + "\n")
+    assert summary_from_logs(path)["n_items"] == {"forget": 1}

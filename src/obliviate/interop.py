@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ObliviateError
-from .io import read_json
+from .io import read_json, read_text_file
 from .metrics.tofu import tofu_summary
 
 __all__ = [
@@ -312,10 +312,8 @@ def _ou_logged(data: dict) -> dict:
 def records_from_items(path) -> list[dict]:
     """Our own ``items.jsonl``: one record per line."""
     path = Path(path)
-    if not path.exists():
-        raise ObliviateError(f"{path}: file not found")
     out = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(read_text_file(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -324,10 +322,50 @@ def records_from_items(path) -> list[dict]:
             raise ObliviateError(f"{path}: line {lineno} is not valid JSON ({e.msg})") from None
         if not isinstance(r, dict) or "set" not in r:
             raise ObliviateError(f"{path}: line {lineno} is not a per-item record (an object with a 'set' field)")
+        _check_item(r, f"{path}: line {lineno}")
         out.append(r)
     if not out:
         raise ObliviateError(f"{path}: no records")
     return out
+
+
+_NLL_FIELDS = ("avg_nll", "nll", "paraphrased_avg_nll")  # >= 0 (inf: a probability of 0)
+_SCORE_FIELDS = ("truth_ratio", "gradnorm", "exact_memorization", "extraction_strength", "rougeL_recall",
+                 "rouge1_recall", "rougeL_f1")
+_LIST_FIELDS = ("perturbed_avg_nll", "token_logprobs", "token_minkpp", "argmax_hits")
+
+
+def _check_item(r: dict, where: str) -> None:
+    """The fields the metrics read, checked where they are read from: a known set, an integer index, numbers
+    (an NLL not negative, nothing NaN) and lists of numbers; a one-line error names the line and field."""
+    if r["set"] not in _SET_ORDER:
+        raise ObliviateError(f"{where}: set {_short(r['set'])} is not one of {', '.join(_SET_ORDER)}")
+    if "index" in r and (isinstance(r["index"], bool) or not isinstance(r["index"], int)):
+        raise ObliviateError(f"{where}: field 'index' must be an integer, got {_short(r['index'])}")
+
+    def number(v, at):
+        x = _num(v, at)
+        if math.isnan(x):
+            raise ObliviateError(f"{at}: NaN is not a value (leave the field out, or null, for a missing one)")
+        return x
+
+    for f in _NLL_FIELDS + _SCORE_FIELDS:
+        if r.get(f) is not None:
+            x = number(r[f], f"{where}: field {f!r}")
+            if f in _NLL_FIELDS and x < 0:
+                raise ObliviateError(f"{where}: field {f!r} is {x}: a negative log-likelihood is not possible")
+    for f in _LIST_FIELDS:
+        if r.get(f) is not None:
+            if not isinstance(r[f], list):
+                raise ObliviateError(f"{where}: field {f!r} must be a list of numbers, got {_short(r[f])}")
+            for v in r[f]:
+                number(v, f"{where}: field {f!r}")
+    if r.get("mia_scores") is not None:
+        if not isinstance(r["mia_scores"], dict):
+            raise ObliviateError(f"{where}: field 'mia_scores' must be an object {{attack: score}}")
+        for k, v in r["mia_scores"].items():
+            if v is not None:
+                number(v, f"{where}: field 'mia_scores.{k}'")
 
 
 # ---------------------------------------------------------------------------------------- detection

@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 
 from .errors import ObliviateError
+from .io import read_text_file
 
 REFUSALS: tuple[str, ...] = (
     "I don't know the answer to that.",
@@ -63,10 +64,8 @@ def load_refusals(path: str | Path | None = None) -> list[str]:
     if path is None:
         return list(REFUSALS)
     p = Path(path)
-    if not p.is_file():
-        raise ObliviateError(f"--idk-file {p}: file not found")
     out = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines()):
+    for i, line in enumerate(read_text_file(p, "--idk-file ").splitlines()):
         line = line.strip()
         if not line:
             continue

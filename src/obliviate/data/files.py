@@ -7,21 +7,15 @@ import json
 from pathlib import Path
 
 from ..errors import ObliviateError
+from ..io import read_text_file
 from .schema import QAItem, item_from_row
 
 
 def read_rows(path: str | Path) -> list[dict]:
     """Read raw rows; a file with one JSON object per line and a JSON array are both accepted."""
     path = Path(path)
-    if not path.exists():
-        raise ObliviateError(f"{path}: file not found")
     suffix = path.suffix.lower()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise ObliviateError(f"{path}: not UTF-8 text (line {line}, byte {e.start}: {e.reason}); "
-                             "save the file as UTF-8") from None
+    text = read_text_file(path)
     if suffix == ".csv":
         rows = list(csv.DictReader(text.splitlines()))
         for r in rows:
