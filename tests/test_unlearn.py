@@ -420,3 +420,21 @@ def test_resume_with_other_method_options_is_refused_before_loading_the_model(tm
         from obliviate.finetune import run_finetune
 
         run_finetune("tiny-llama", "synthetic:forget01", out, TrainConfig(**SMALL), resume=True)
+
+
+@pytest.mark.parametrize("method, option, message", [
+    ("npo", "beta=0", "beta=0.0 must be > 0"),
+    ("palu", "k=0", "k=0 must be > 0"),
+    ("ce_u", "ignore_first=-1", "ignore_first=-1 must be >= 0"),
+    ("satimp", "beta2=-1", "beta2=-1.0 must be >= 0"),
+    ("wga", "beta=-0.5", "beta=-0.5 must be >= 0"),
+    ("undial", "beta=-3", "beta=-3.0 must be >= 0"),
+    ("pdu", "eps=-1", "eps=-1.0 must be >= 0"),
+    ("rmu", "layer=-1", "layer=-1 must be >= 0"),  # it said 'update_layers [5, 6, 7] must not be above layer -1'
+    ("grad_diff", "alpha=-1", "alpha=-1.0 must be >= 0"),
+])
+def test_out_of_range_method_options_are_refused_before_the_model_loads(tmp_path, method, option, message):
+    with pytest.raises(ObliviateError, match=f"method {method}: {message}"):
+        run_unlearn("no-such-model", method, "synthetic:forget01", tmp_path / "o", retain="synthetic:retain99",
+                    options=[option], cfg=TrainConfig(**SMALL))
+    assert not (tmp_path / "o").exists()

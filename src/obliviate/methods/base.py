@@ -396,6 +396,7 @@ class Method:
     uses_sensitive: ClassVar[bool] = False
     train_defaults: ClassVar[dict] = {"epochs": 10, "lr": 1e-5}
     positive: ClassVar[tuple[str, ...]] = ()  # options that must be > 0
+    non_negative: ClassVar[tuple[str, ...]] = ()  # options that must be >= 0 (alpha and gamma always)
     supports_lora: ClassVar[bool] = True
 
     def __init__(self, cfg, refs: References | None = None, seed: int = 0):
@@ -416,6 +417,9 @@ class Method:
         for name in cls.positive:
             if getattr(cfg, name) <= 0:
                 raise ObliviateError(f"method {cls.name}: {name}={getattr(cfg, name)} must be > 0")
+        for name in cls.non_negative:
+            if getattr(cfg, name) < 0:
+                raise ObliviateError(f"method {cls.name}: {name}={getattr(cfg, name)} must be >= 0")
 
     @classmethod
     def needs_retain(cls, cfg) -> bool:

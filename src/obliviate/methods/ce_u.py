@@ -59,6 +59,7 @@ class CEU(Method):
     paper = "Yang 2025, CE-U: Cross Entropy Unlearning"
     arxiv = "2503.01224"
     level = "token"
+    non_negative = ("ignore_first",)
 
     def forget_loss(self, model, batch):
         f = batch["forget"]

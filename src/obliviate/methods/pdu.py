@@ -61,6 +61,7 @@ class PDU(Method):
     paper = "Entesari et al. 2025, Constrained Entropic Unlearning: A Primal-Dual Framework for LLMs"
     arxiv = "2506.05314"
     level = "token"
+    non_negative = ("dual_step_size", "eps")
 
     @classmethod
     def needs_retain(cls, cfg):

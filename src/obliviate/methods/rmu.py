@@ -67,6 +67,7 @@ class RMU(Method):
     paper = "Li et al. 2024, The WMDP Benchmark (RMU)"
     arxiv = "2403.03218"
     level = "representation"
+    non_negative = ("layer",)
     train_defaults = {"epochs": 10, "lr": 5e-5}
     positive = ("steering_coeff",)
     supports_lora = False

@@ -47,6 +47,7 @@ class SatImp(Method):
     paper = "Yang et al. 2025, Exploring Criteria of Loss Reweighting to Enhance LLM Unlearning"
     arxiv = "2505.11953"
     level = "token"
+    non_negative = ("beta1", "beta2")
     train_defaults = {"epochs": 5, "lr": 1e-5}
 
     def forget_loss(self, model, batch):

@@ -51,6 +51,7 @@ class UNDIAL(Method):
     paper = "Dong et al. 2025, UNDIAL: Self-Distillation with Adjusted Logits for Robust Unlearning"
     arxiv = "2402.10052"
     level = "token"
+    non_negative = ("beta",)
     reference = "token"
     train_defaults = {"epochs": 10, "lr": 1e-4}
 

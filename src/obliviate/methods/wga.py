@@ -44,6 +44,7 @@ class WGA(Method):
     paper = "Wang et al. 2025, Rethinking LLM Unlearning Objectives: A Gradient Perspective and Go Beyond"
     arxiv = "2502.19301"
     level = "token"
+    non_negative = ("beta",)
     train_defaults = {"epochs": 5, "lr": 1e-5}
 
     def forget_loss(self, model, batch):
