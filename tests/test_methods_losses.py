@@ -238,7 +238,7 @@ def test_stop_gradients_of_ce_u_satimp_and_palu_mean():
     # PALU: the mean logit is not detached: d/dz_v = (2/k) (z_j - m) [v = j in top-k] - (2/(kV)) sum_j (z_j - m)
     z = torch.tensor([[4.0, 2.0, 0.0, 3.0]], requires_grad=True)  # mean 2.25
     palu_sensitive_loss(z, torch.tensor([[0.0, 5.0, 1.0, 3.0]]), 2).backward()  # top-2 of ref: indices 1, 3
-    m, d = 2.25, {1: 2.0 - 2.25, 3: 3.0 - 2.25}
+    d = {1: 2.0 - 2.25, 3: 3.0 - 2.25}  # z_j - mean over the top-k of the reference
     want = [(2 / 2) * d.get(v, 0.0) - (2 / (2 * 4)) * sum(d.values()) for v in range(4)]
     assert torch.allclose(z.grad[0], torch.tensor(want), atol=1e-6)
 

@@ -133,6 +133,7 @@ def test_run_json_says_how_the_run_ended(tmp_path, monkeypatch, capsys, exc, sta
         assert run["error"] == "RuntimeError: stopped"  # an ObliviateError keeps its message alone
     else:
         assert "continue with the same command and --resume" in capsys.readouterr().err
+        assert run["signal"] == "SIGINT"
 
 
 def test_resume_refuses_a_checkpoint_beyond_epochs(tmp_path):
@@ -221,6 +222,34 @@ def test_out_holding_the_model_is_refused_and_the_model_kept(tmp_path, capsys):
     code = main(["eval", "--model", "tiny-llama", "--data", "synthetic", "--split", "forget01", "--limit", "2",
                  "--retain-eval", str(m), "--out", str(m / "sub"), "--overwrite"])  # inside is fine for outputs
     assert "is (or holds)" not in capsys.readouterr().err
+
+
+def test_out_holding_a_data_file_or_log_is_refused_and_the_file_kept(tmp_path, capsys):
+    """--overwrite empties an obliviate folder: a data file, refusal file or log the run reads from inside it
+    would be deleted before it is read (it was, for --data and --forget)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"status": "done"}))
+    data = out / "d.jsonl"
+    data.write_text('{"question": "Q one?", "answer": "A one."}\n{"question": "Q two?", "answer": "A two."}\n')
+    idk = out / "idk.jsonl"
+    idk.write_text('{"text": "I do not know."}\n')
+    main(["eval", "--model", "tiny-llama", "--data", "synthetic", "--split", "forget01", "--limit", "2",
+          "--no-generation", "--no-gradnorm", "--out", str(tmp_path / "ev"), "--quiet"])
+    (out / "items.jsonl").write_text((tmp_path / "ev" / "items.jsonl").read_text())
+    capsys.readouterr()
+    for argv, flag in ((["finetune", "--model", "tiny-llama", "--data", str(data)], "--data"),
+                       (["unlearn", "--model", "tiny-llama", "--method", "grad_ascent", "--forget", str(data)],
+                        "--forget"),
+                       (["unlearn", "--model", "tiny-llama", "--method", "idk_nll", "--forget", "synthetic:forget01",
+                         "--retain", str(data), "--idk-file", str(idk)], "--retain"),
+                       (["unlearn", "--model", "tiny-llama", "--method", "idk_nll", "--forget", "synthetic:forget01",
+                         "--retain", "synthetic:retain99", "--idk-file", str(idk)], "--idk-file"),
+                       (["eval", "--from-logs", str(out / "items.jsonl")], "--from-logs")):
+        code = main([*argv, "--out", str(out), "--overwrite", "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"is (or holds) the {flag}" in err, (argv, err)
+    assert data.exists() and idk.exists() and (out / "items.jsonl").exists()
 
 
 @pytest.mark.parametrize("flags, says", [
@@ -530,3 +559,21 @@ def test_resume_refuses_a_run_whose_process_is_alive_and_notes_a_killed_one(tmp_
     (out / "run.json").write_text(json.dumps({"command": "finetune", "config": {}, "status": "running",
                                               "process": reused}))
     check_resume(out, "finetune", {})
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "--model", "tiny-llama", "--style", "plain", "--system-prompt", "Be brief.", "Hi?"],
+    ["finetune", "--model", "tiny-llama", "--data", "synthetic:forget01", "--style", "llama2",
+     "--system-prompt", "Be brief."],
+    ["unlearn", "--model", "tiny-llama", "--method", "grad_ascent", "--forget", "synthetic:forget01",
+     "--style", "plain", "--system-prompt", "Be brief."],
+    ["eval", "--model", "tiny-llama", "--data", "synthetic", "--limit", "2", "--style", "plain",
+     "--system-prompt", "Be brief."],
+])
+def test_system_prompt_without_a_chat_template_is_refused(tmp_path, capsys, argv):
+    """Only the chat template has a system turn: --style plain / llama2 dropped --system-prompt silently
+    (and run.json recorded it as if used)."""
+    out = [] if argv[0] == "generate" else ["--out", str(tmp_path / "o")]
+    assert main([*argv, *out]) == 2
+    assert "--system-prompt only applies with --style chat" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -65,11 +65,12 @@ def _cmd_data_inspect(args) -> int:
 
 
 def _cmd_generate(args) -> int:
-    from .data.formatting import Formatter
+    from .data.formatting import Formatter, check_format
     from .engine.generation import generate
     from .models import load_model
 
     check_int("--max-new-tokens", args.max_new_tokens)
+    check_format(args.style, system_prompt=args.system_prompt)
     for i, q in enumerate(args.question):
         if not q.strip():
             raise ObliviateError(f"question {i + 1} is empty")

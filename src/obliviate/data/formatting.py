@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import ObliviateError, check_int
+from ..errors import ObliviateError, check_int, refuse_unused
 
 STYLES = ("chat", "plain", "llama2")
 
@@ -36,18 +36,21 @@ class Encoded:
         return len(self.input_ids)
 
 
-def check_format(style: str, max_length: int = 512) -> None:
+def check_format(style: str, max_length: int = 512, system_prompt: str | None = None) -> None:
     """The prompt settings a :class:`Formatter` accepts; commands call it before loading their model."""
     if style not in STYLES:
         raise ObliviateError(f"--style {style!r}: unknown prompt style; valid styles: {', '.join(STYLES)}")
     check_int("--max-length", max_length, 2)  # room for a prompt token and an answer token
+    if style != "chat":  # only the chat template has a place for it
+        refuse_unused([("--system-prompt", system_prompt)], f"with --style chat (--style {style} has no system turn)")
 
 
 class Formatter:
     def __init__(self, tokenizer, style: str = "chat", system_prompt: str | None = None, max_length: int = 512):
-        check_format(style, max_length)
+        check_format(style, max_length, system_prompt)
         if style == "chat" and not getattr(tokenizer, "chat_template", None):
-            warnings.warn("tokenizer has no chat template; using the plain 'Question: …\\nAnswer:' format")
+            warnings.warn("tokenizer has no chat template; using the plain 'Question: …\\nAnswer:' format"
+                          + ("; --system-prompt is not used" if system_prompt is not None else ""))
             style = "plain"
         if tokenizer.eos_token_id is None:
             raise ObliviateError("tokenizer has no EOS token; cannot mark the end of answers")
