@@ -289,3 +289,16 @@ def test_items_jsonl_fields_are_checked_where_read(tmp_path, field, value, messa
         summary_from_logs(path)
     path.write_text(json.dumps(good) + "\n")
     assert summary_from_logs(path)["n_items"] == {"forget": 1}
+
+
+def test_items_written_with_nan_read_back(tmp_path):
+    """A NaN in a record (a truth ratio from two infinite NLLs) is written as null, so our own items.jsonl
+    always reads back under --from-logs, which refuses NaN."""
+    from obliviate.io import atomic_write_jsonl
+
+    path = tmp_path / "items.jsonl"
+    atomic_write_jsonl(path, [{"set": "forget", "index": 0, "avg_nll": 0.5, "truth_ratio": float("nan"),
+                               "token_logprobs": [-0.1, -0.2], "mia_scores": {"min_k": float("nan")}}])
+    assert "NaN" not in path.read_text()
+    assert json.loads(path.read_text())["truth_ratio"] is None
+    assert summary_from_logs(path)["n_items"] == {"forget": 1}

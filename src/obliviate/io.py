@@ -69,8 +69,20 @@ def atomic_write_json(path, obj: Any, indent: int = 2) -> None:
     atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default, allow_nan=True) + "\n")
 
 
+def _nan_to_null(v):
+    if isinstance(v, float) and v != v:
+        return None
+    if isinstance(v, dict):
+        return {k: _nan_to_null(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_nan_to_null(x) for x in v]
+    return v
+
+
 def atomic_write_jsonl(path, rows: Iterable[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
+    """One JSON object per line; a NaN value is written as null (a missing value): NaN is not JSON, and
+    ``--from-logs`` refuses it when the file is read back."""
+    atomic_write_text(path, "".join(json.dumps(_nan_to_null(r), default=_json_default) + "\n" for r in rows))
 
 
 def read_text_file(path, what: str = "") -> str:
