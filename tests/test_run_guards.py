@@ -128,7 +128,7 @@ def test_run_json_says_how_the_run_ended(tmp_path, monkeypatch, capsys, exc, sta
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == status
     # the epoch that finished is in run.json (the one stopped in its checkpoint is not)
-    assert [e["epoch"] for e in run["epochs_done"]] == [0] and run["epochs_done"][0]["mean_loss"] > 0
+    assert [e["epoch"] for e in run["history"]["epochs"]] == [0] and run["history"]["epochs"][0]["mean_loss"] > 0
     if exc is RuntimeError:
         assert run["error"] == "RuntimeError: stopped"  # an ObliviateError keeps its message alone
     else:
@@ -314,7 +314,7 @@ def test_muse_eval_refuses_the_tofu_only_flags_it_would_ignore(tmp_path, capsys)
     out = tmp_path / "m"
     base = ["eval", "--model", "tiny-llama", "--benchmark", "muse-news", "--out", str(out)]
     assert main(base + ["--split", "forget05"]) == 2
-    assert "--benchmark muse-news: --split only applies to TOFU" in capsys.readouterr().err
+    assert "--split only applies to TOFU, not to --benchmark muse-news" in capsys.readouterr().err
     assert main(base + ["--data", "synthetic", "--utility-limit", "3", "--style", "plain", "--no-generation"]) == 2
     err = capsys.readouterr().err
     assert "--data, --utility-limit, --no-generation, --style only apply to TOFU" in err

@@ -134,15 +134,12 @@ def _cmd_eval(args) -> int:
                 generation=not args.no_generation, gradnorm=not args.no_gradnorm, variants=variants,
                 batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.quiet)
         else:
-            try:
-                refuse_unused([("--data", args.data), ("--split", args.split), ("--utility-limit", args.utility_limit),
-                               ("--variants", args.variants), ("--no-generation", args.no_generation),
-                               ("--no-gradnorm", args.no_gradnorm), ("--style", args.style),
-                               ("--system-prompt", args.system_prompt)],
-                              "to TOFU (MUSE takes --data-dir, --limit, --retain-eval, --batch-size); they would be "
-                              "ignored")
-            except ObliviateError as e:
-                raise ObliviateError(f"--benchmark {args.benchmark}: {e}") from None
+            refuse_unused([("--data", args.data), ("--split", args.split), ("--utility-limit", args.utility_limit),
+                           ("--variants", args.variants), ("--no-generation", args.no_generation),
+                           ("--no-gradnorm", args.no_gradnorm), ("--style", args.style),
+                           ("--system-prompt", args.system_prompt)],
+                          f"to TOFU, not to --benchmark {args.benchmark} (MUSE takes --data-dir, --limit, "
+                          "--retain-eval, --batch-size); they would be ignored")
             summary = run_muse_eval(args.model, args.out, corpus=args.benchmark, data_dir=args.data_dir,
                                     limit=args.limit, retain_eval=args.retain_eval, batch_size=args.batch_size,
                                     overwrite=args.overwrite, progress=not args.quiet)

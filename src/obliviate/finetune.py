@@ -52,7 +52,7 @@ def run_finetune(
         if cfg.lora:
             net = apply_lora(net, cfg)
         history = train(net, batches, nll_loss, cfg, out_dir=out, resume=resume, desc="finetune",
-                        on_history=record.epochs_done)
+                        on_history=record.history_so_far)
         t1 = time.time()
         save_model(net, tok, out)
         record.timing("save_model_s", time.time() - t1)

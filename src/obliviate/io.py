@@ -306,11 +306,10 @@ class RunRecord:
             "process": process_identity(),
         }
 
-    def epochs_done(self, history: dict) -> None:
-        """``train``'s ``on_history``: the finished epochs go into run.json as they end, so an interrupted or
-        failed run keeps them (``history`` holds the whole history once the run is done)."""
-        self.data["epochs_done"] = [{k: e[k] for k in ("epoch", "mean_loss", "seconds") if k in e}
-                                    for e in history["epochs"]]
+    def history_so_far(self, history: dict) -> None:
+        """``train``'s ``on_history``: run.json's ``history`` is kept current as each epoch ends, so an
+        interrupted or failed run still tells which epochs it finished (the run's end writes the final one)."""
+        self.data["history"] = {**history, "epochs": list(history["epochs"])}  # train() appends to its own
         self.save()
 
     def resumed(self, info: dict, checkpoint: str) -> None:

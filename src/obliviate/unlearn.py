@@ -460,7 +460,7 @@ def run_unlearn(
         try:
             history = train(net, prep.batches, step_fn, cfg, out_dir=out, resume=resume,
                             on_epoch_end=on_epoch_end if eval_every_epoch else None, desc=f"unlearn[{method}]",
-                            on_step_end=step_end, extra_state=run_state, on_history=record.epochs_done)
+                            on_step_end=step_end, extra_state=run_state, on_history=record.history_so_far)
         except NonFiniteLoss as e:
             msg = _non_finite_message(e, out)
             record.update(error=msg, failed_at={"epoch": e.epoch + 1, "step": e.step + 1, "logs": e.logs})
