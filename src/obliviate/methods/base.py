@@ -332,13 +332,6 @@ def token_logprobs(model, batch: dict):
     return lp, rows
 
 
-def per_sequence(values: torch.Tensor, rows: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum and count of per-token values per sequence."""
-    sums = torch.zeros(n, device=values.device, dtype=values.dtype).index_add(0, rows, values)
-    counts = torch.zeros(n, device=values.device, dtype=values.dtype).index_add(0, rows, torch.ones_like(values))
-    return sums, counts
-
-
 # ------------------------------------------------------------------------------------------- shared losses
 def nll_token_mean(model, batch: dict) -> torch.Tensor:
     """Mean NLL over all answer tokens of the batch (the fine-tuning objective)."""

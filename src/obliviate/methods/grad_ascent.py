@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Method, option, per_sequence, register, token_logprobs
+from ..engine.forward import sequence_logprobs
+from .base import Method, option, register
 
 
 def grad_ascent_loss(seq_nll: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -33,9 +34,8 @@ class GradAscentConfig:
 
 def ascent_forget_term(model, forget: dict, gamma: float):
     """gamma * L_f with L_f = -mean_i A(y_i|x_i) on the forget batch; shared by grad_ascent and grad_diff."""
-    lp, rows = token_logprobs(model, forget)
-    nll, n = per_sequence(-lp, rows, forget["labels"].size(0))
-    loss = grad_ascent_loss(nll, n)
+    logp, n = sequence_logprobs(model, forget)
+    loss = grad_ascent_loss(-logp, n)
     return gamma * loss, {"forget": loss.detach().item()}
 
 
