@@ -139,7 +139,7 @@ def test_run_json_says_how_the_run_ended(tmp_path, monkeypatch, capsys, exc, sta
 def test_resume_refuses_a_checkpoint_beyond_epochs(tmp_path):
     out = tmp_path / "ga"
     run_unlearn("tiny-llama", "grad_ascent", "synthetic:forget01", out, cfg=TrainConfig(**{**SMALL, "epochs": 3}))
-    with pytest.raises(ObliviateError, match="after epoch 3, more than --epochs 1; give --epochs 3 or more"):
+    with pytest.raises(ObliviateError, match="holds 3 epochs, more than --epochs 1; give --epochs 3 to write the model it holds"):
         run_unlearn("no-such-model", "grad_ascent", "synthetic:forget01", out, cfg=TrainConfig(**SMALL),
                     resume=True)
 
@@ -577,3 +577,31 @@ def test_system_prompt_without_a_chat_template_is_refused(tmp_path, capsys, argv
     assert main([*argv, *out]) == 2
     assert "--system-prompt only applies with --style chat" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_lora_rank_above_the_hidden_size_is_refused(tmp_path, capsys):
+    # tiny-llama's hidden size is 64: rank 65 could not be more expressive than 64, only larger
+    assert main(["finetune", "--model", "tiny-llama", "--data", "synthetic:forget01", "--lora", "--lora-r", "65",
+                 "--out", str(tmp_path / "f")]) == 2
+    assert "--lora-r 65 is larger than the model's hidden size 64" in capsys.readouterr().err
+    assert not (tmp_path / "f" / "model.safetensors").exists()
+
+
+def test_data_dir_that_no_spec_reads_is_refused(tmp_path, capsys):
+    # synthetic data is generated and a file is a file: a --data-dir beside them used to be ignored
+    cases = [
+        ["finetune", "--model", "tiny-llama", "--data", "synthetic:forget01", "--out", str(tmp_path / "f")],
+        ["unlearn", "--model", "tiny-llama", "--method", "grad_ascent", "--forget", "synthetic:forget01",
+         "--out", str(tmp_path / "u")],
+        ["eval", "--model", "tiny-llama", "--data", "synthetic", "--split", "forget01", "--out", str(tmp_path / "e")],
+        ["data", "inspect", "synthetic:forget01"],
+    ]
+    for argv in cases:
+        assert main([*argv, "--data-dir", str(tmp_path)]) == 2, argv
+        err = capsys.readouterr().err
+        assert "--data-dir only applies to data sets read from a local copy (muse-books, muse-news, tofu)" in err
+    assert not any((tmp_path / d).exists() for d in "fue")
+    # one spec that reads it is enough: here the retain set's TOFU copy would be read from --data-dir
+    from obliviate.data import check_data_dir
+
+    check_data_dir(str(tmp_path), ["synthetic:forget01", "tofu:retain90"])

@@ -41,8 +41,9 @@ def _jsonable(v) -> bool:
 
 
 def _cmd_data_inspect(args) -> int:
-    from .data import load_items
+    from .data import check_data_dir, load_items
 
+    check_data_dir(args.data_dir, [args.spec])
     items = load_items(args.spec, data_dir=args.data_dir)
     fields = [f for f in items[0].to_dict()]
     present = {f: sum(1 for it in items if getattr(it, f) not in (None, [], "")) for f in fields}

@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .data import load_items
+from .data import check_data_dir, load_items
 from .data.formatting import Formatter
 from .engine.generation import generate, greedy_draft
 from .engine.gradnorm import gradient_norms
@@ -245,6 +245,7 @@ def run_tofu_eval(
 
     _check_eval_settings(model, batch_size, style, system_prompt)
     _check_variants(variants)
+    check_data_dir(data_dir, [f"{data}:{split}"])
     sets = tofu_sets(data, split, data_dir, limit, utility_limit)  # data errors before the model is loaded
     retain_records = None
     if retain_eval is not None:

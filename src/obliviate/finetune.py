@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from .data import load_items, spec_path
+from .data import check_data_dir, load_items, spec_path
 from .data.formatting import Formatter, check_format
 from .io import RunRecord, check_resume, prepare_out_dir
 from .models import check_model_spec, load_model, save_model
@@ -28,6 +28,7 @@ def run_finetune(
 ) -> dict:
     cfg.validate()
     check_format(style, max_length, system_prompt)
+    check_data_dir(data_dir, [data])
     items = load_items(data, data_dir=data_dir)  # bad data fails before the model is loaded
     out = Path(out)
     ck = check_resume_epochs(out, cfg) if resume else None

@@ -142,6 +142,10 @@ def _to(batch, device):
 def apply_lora(model, cfg: TrainConfig):
     from peft import LoraConfig, get_peft_model
 
+    hidden = getattr(getattr(model, "config", None), "hidden_size", None)
+    if isinstance(hidden, int) and cfg.lora_r > hidden:
+        raise ObliviateError(f"--lora-r {cfg.lora_r} is larger than the model's hidden size {hidden}: a rank "
+                             f"above a layer's smaller side adds parameters and nothing else; give at most {hidden}")
     lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear",
                       lora_dropout=0.0, task_type="CAUSAL_LM")
     with warnings.catch_warnings():  # peft asks transformers 5 for a renamed attribute: noise for our users
@@ -209,8 +213,9 @@ def check_resume_epochs(out_dir, cfg: TrainConfig) -> Path:
         raise ObliviateError(f"--resume: no checkpoint in {out_dir}/checkpoints")
     done = int(ck.name.split("-")[1]) + 1
     if done > cfg.epochs:
-        raise ObliviateError(f"--resume: the checkpoint in {out_dir} is after epoch {done}, more than --epochs "
-                             f"{cfg.epochs}; give --epochs {done} or more (or start again in a new --out)")
+        raise ObliviateError(f"--resume: the checkpoint in {out_dir} holds {done} epochs, more than --epochs "
+                             f"{cfg.epochs}; give --epochs {done} to write the model it holds, more to train "
+                             f"further, or start again in a new --out")
     return ck
 
 

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import torch
 
-from .data import load_items, parse_spec, spec_path
+from .data import check_data_dir, load_items, parse_spec, spec_path
 from .data.formatting import Encoded, Formatter, check_format, collate
 from .errors import ObliviateError, check_int, refuse_unused
 from .io import RunRecord, atomic_write_json, atomic_write_jsonl, check_resume, prepare_out_dir
@@ -384,6 +384,7 @@ def run_unlearn(
                 retain_eval, ev_sets["forget"] if ev_sets is not None else None,
                 f"the same data, split and limit as this run's evaluations: {ev_data}, {ev_split}, --eval-limit "
                 f"{eval_limit}")
+    check_data_dir(data_dir, [forget, retain, ev_data and f"{ev_data}:{ev_split}"])
     out = Path(out)
     ck = check_resume_epochs(out, cfg) if resume else None
     from .models import check_model_spec

@@ -63,6 +63,23 @@ def spec_path(spec: str | None) -> str | None:
     return config if family == "file" else None
 
 
+def check_data_dir(data_dir: str | None, specs) -> None:
+    """Refuse a ``--data-dir`` that none of ``specs`` would read (files, and data sets generated in place such
+    as ``synthetic``, have no local copy to point at), instead of ignoring it."""
+    specs = [s for s in specs if s]
+    if data_dir is None or not specs:
+        return
+    readers = sorted(e.name for e in DATASETS.entries() if "data_dir" in inspect.signature(e.obj).parameters)
+
+    def reads(spec: str) -> bool:
+        family, _ = parse_spec(spec)
+        return family != "file" and (family not in DATASETS.names() or family in readers)
+
+    if not any(reads(s) for s in specs):
+        raise ObliviateError(f"--data-dir only applies to data sets read from a local copy ({', '.join(readers)}); "
+                             f"{', '.join(specs)} {'does' if len(specs) == 1 else 'do'} not read it")
+
+
 def load_items(spec: str, data_dir: str | None = None, **options) -> list[QAItem]:
     family, config = parse_spec(spec)
     if family != "file" and "?" in config:

@@ -547,7 +547,7 @@ def _as_int(name: str, value, minimum: int) -> int:
     facts_per_author=FACTS_PER_AUTHOR,
     default_authors=DEFAULT_N_AUTHORS,
 )
-def load_synthetic(config: str, data_dir: str | None = None, seed: int = 0,
+def load_synthetic(config: str, seed: int = 0,
                    n_authors: int = DEFAULT_N_AUTHORS, **_) -> list[QAItem]:
     """Fictitious authors in TOFU's format, generated from a seed (the embedded default data set)."""
     if config not in TOFU_CONFIGS:
