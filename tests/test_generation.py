@@ -85,3 +85,23 @@ def test_drafts_from_scoring_give_the_same_answers(tiny_fresh):
     plain = greedy_ids(model, prompts, tok.eos_token_id, 40, batch_size=4)
     drafted = greedy_ids(model, prompts, tok.eos_token_id, 40, batch_size=4, drafts=drafts)
     assert drafted == plain
+
+
+def test_generation_stays_inside_the_models_context(tiny, monkeypatch, capsys):
+    """The KV cache is allocated for prompt + max_new_tokens columns: a budget past the context is lowered
+    (with a note), and a prompt that fills the context is an error, not an allocation or an index error."""
+    import pytest
+
+    from obliviate.engine.generation import greedy_ids
+    from obliviate.errors import ObliviateError
+
+    model, tok = tiny
+    monkeypatch.setattr(model.config, "max_position_embeddings", 40)
+    prompts = [list(range(5, 35)), list(range(5, 15))]  # 30 and 10 tokens
+    ids = greedy_ids(model, prompts, eos_id=-1, max_new_tokens=10_000)  # eos -1: never met, only the budget ends
+    assert [len(x) for x in ids] == [10, 10]  # 40 - 30 for every row
+    assert "max_new_tokens 10000 lowered to 10" in capsys.readouterr().err
+    assert [len(x) for x in greedy_ids(model, prompts, eos_id=-1, max_new_tokens=4)] == [4, 4]
+    assert capsys.readouterr().err == ""
+    with pytest.raises(ObliviateError, match="prompt 2 has 40 tokens, which leaves no room in the model's context"):
+        greedy_ids(model, [[5, 6], list(range(5, 45))], eos_id=-1, max_new_tokens=4)

@@ -605,3 +605,28 @@ def test_data_dir_that_no_spec_reads_is_refused(tmp_path, capsys):
     from obliviate.data import check_data_dir
 
     check_data_dir(str(tmp_path), ["synthetic:forget01", "tofu:retain90"])
+
+
+def test_max_length_above_the_models_context_is_refused(tmp_path, capsys):
+    # tiny-llama is built for 1024 positions
+    assert main(["finetune", "--model", "tiny-llama", "--data", "synthetic:forget01", "--max-length", "2048",
+                 "--out", str(tmp_path / "f")]) == 2
+    assert "--max-length 2048 is above the model's context of 1024 tokens; give --max-length 1024 or less" in \
+        capsys.readouterr().err
+    assert main(["unlearn", "--model", "tiny-llama", "--method", "grad_ascent", "--forget", "synthetic:forget01",
+                 "--max-length", "2048", "--out", str(tmp_path / "u")]) == 2
+    assert "--max-length 2048 is above the model's context of 1024 tokens" in capsys.readouterr().err
+    assert not (tmp_path / "f" / "model.safetensors").exists() and not (tmp_path / "u" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["finetune", "--model", "tiny-llama", "--data", "synthetic:forget01"],
+    ["unlearn", "--model", "tiny-llama", "--method", "npo", "--forget", "synthetic:forget01"],
+    ["eval", "--model", "tiny-llama", "--data", "synthetic", "--split", "forget01"],
+    ["demo"],
+])
+def test_an_empty_out_is_refused_not_taken_as_the_current_folder(capsys, command):
+    with pytest.raises(SystemExit) as e:
+        main([*command, "--out", " "])
+    assert e.value.code == 2
+    assert "argument --out: is empty; give the output folder's path" in capsys.readouterr().err

@@ -304,6 +304,15 @@ def test_rmu_layer_outside_the_model_is_explained(tmp_path):
     assert json.loads((out / "run.json").read_text())["status"] == "failed"
 
 
+def test_palu_k_above_the_vocabulary_is_refused(tmp_path):
+    from obliviate.models import load_model
+
+    vocab = load_model("tiny-llama")[0].get_output_embeddings().weight.shape[0]
+    with pytest.raises(ObliviateError, match=rf"palu: k={vocab + 1} is larger than the vocabulary \({vocab} tokens\)"):
+        run_unlearn("tiny-llama", "palu", "synthetic:forget01", tmp_path / "p", retain="synthetic:retain99",
+                    options={"k": str(vocab + 1)}, cfg=TrainConfig(**SMALL))
+
+
 def test_pdu_run_moves_its_dual_variable_once_per_optimiser_step(tmp_path):
     # 10 forget items, micro-batches of 5, 2 accumulated per step: 1 optimiser step per epoch, 2 in all.
     # eta = 0 would keep lambda at lambda_0; with eta > 0 it moves once per step (from the step's mean NLL).

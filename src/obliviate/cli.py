@@ -9,7 +9,7 @@ import sys
 import warnings
 
 from .errors import ObliviateError, check_int, refuse_unused
-from .io import Terminated
+from .io import Terminated, out_arg
 
 
 def _cmd_ls(args) -> int:
@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True, help="data spec, e.g. tofu:full, synthetic:retain90, file.jsonl")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, type=out_arg)
     _add_train_args(p, epochs=5, lr=1e-5, batch_size=8)
     _add_format_args(p)
     p.set_defaults(func=_cmd_finetune)
@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="generation slots (KV buffer: slots x (prompt + 200 + 32) tokens x ~46 KB for SmolLM2)")
     p.add_argument("--from-logs", default=None, help="recompute metrics from TOFU / open-unlearning / obliviate logs")
     p.add_argument("--retain-logs", default=None, help="with --from-logs: the retain model's logs")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, type=out_arg)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     _add_format_args(p)
@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_unlearn_parser(sub)
 
     p = sub.add_parser("demo", help="the main job on the embedded defaults (smollm2-135m, synthetic authors)")
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--out", default="runs/demo", type=out_arg)
     p.add_argument("--quick", action="store_true", help="a smaller run")
     p.set_defaults(func=_cmd_demo)
     return ap

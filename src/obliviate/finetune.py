@@ -9,7 +9,7 @@ from pathlib import Path
 from .data import check_data_dir, load_items, spec_path
 from .data.formatting import Formatter, check_format
 from .io import RunRecord, check_resume, prepare_out_dir
-from .models import check_model_spec, load_model, save_model
+from .models import check_max_length, check_model_spec, load_model, save_model
 from .train import (TRAIN_DTYPE, EncodedBatches, TrainConfig, apply_lora, check_resume_epochs,
                     nll_loss, padding_fraction, train)
 
@@ -46,6 +46,7 @@ def run_finetune(
         t0 = time.time()
         net, tok = load_model(model, dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
         record.timing("load_model_s", time.time() - t0)
+        check_max_length(net, max_length)
         fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
         encoded = [fmt.encode(it.question, it.answer) for it in items]
         batches = EncodedBatches(encoded, cfg.batch_size, tok.pad_token_id, cfg.seed)

@@ -133,6 +133,15 @@ def _left_by_a_failed_start(out: Path) -> bool:
     return names == {"run.json"} and _run_status(out) not in (None, "done")
 
 
+def out_arg(value: str) -> str:
+    """argparse type of ``--out``: an empty path would silently mean the current folder."""
+    if not value.strip():
+        import argparse
+
+        raise argparse.ArgumentTypeError("is empty; give the output folder's path")
+    return value
+
+
 def prepare_out_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = False,
                     inputs: dict[str, str | None] | None = None, resumable: bool = False) -> Path:
     """The output folder, created. An existing non-empty folder is refused unless ``--resume`` (continue in

@@ -280,6 +280,17 @@ def load_model(spec: str, device=None, dtype=None, **options):
     return load_pretrained(name, device=device, dtype=dtype)  # a local folder, or a hub id
 
 
+def check_max_length(model, max_length: int) -> None:
+    """Refuse a ``--max-length`` above the model's context: positions past it are outside what the model
+    learned (rotary embeddings) or do not exist (learned position tables, an index error deep in torch)."""
+    from .engine.forward import context_length
+
+    ctx = context_length(model)
+    if ctx is not None and max_length > ctx:
+        raise ObliviateError(f"--max-length {max_length} is above the model's context of {ctx} tokens; "
+                             f"give --max-length {ctx} or less")
+
+
 def save_model(model, tokenizer, out_dir: str | Path) -> None:
     """Save model + tokenizer into ``out_dir`` atomically per file (temp folder, then rename)."""
     out_dir = Path(out_dir)

@@ -30,7 +30,7 @@ import torch
 from .data import check_data_dir, load_items, parse_spec, spec_path
 from .data.formatting import Encoded, Formatter, check_format, collate
 from .errors import ObliviateError, check_int, refuse_unused
-from .io import RunRecord, atomic_write_json, atomic_write_jsonl, check_resume, prepare_out_dir
+from .io import RunRecord, atomic_write_json, atomic_write_jsonl, check_resume, out_arg, prepare_out_dir
 from .methods.base import (
     LiveSequenceReference,
     References,
@@ -412,11 +412,12 @@ def run_unlearn(
 
     with record.guard(resume_hint=True):  # an error or Ctrl-C leaves run.json saying so
         # -- model, references, step ------------------------------------------------------------------------
-        from .models import load_model, save_model
+        from .models import check_max_length, load_model, save_model
 
         t0 = time.time()
         net, tok = load_model(model, dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
         record.timing("load_model_s", time.time() - t0)
+        check_max_length(net, max_length)
         fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
         t0 = time.time()
         prep = prepare_unlearning(net, tok, method, mcfg, forget_items, retain_items, formatter=fmt, tcfg=cfg,
@@ -604,7 +605,7 @@ def add_unlearn_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--method", required=True, help="unlearning method (obliviate ls methods)")
     p.add_argument("--forget", required=True, help="forget set spec, e.g. synthetic:forget10, tofu:forget10")
     p.add_argument("--retain", default=None, help="retain set spec, e.g. synthetic:retain90 (methods with a retain term)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, type=out_arg)
     p.add_argument("--data-dir", default=None)
     p.add_argument("options", nargs="*", metavar="KEY=VALUE", help="method options (e.g. beta=0.2)")
     g = p.add_argument_group("training (defaults: the method's paper settings; TOFU: batch 32, 1 warm-up epoch)")

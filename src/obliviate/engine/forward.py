@@ -125,6 +125,17 @@ def head_logits(model) -> Callable[[torch.Tensor], torch.Tensor] | None:
 _CACHE_KW: dict = {}
 
 
+def context_length(model) -> int | None:
+    """The number of positions the model was built for (``max_position_embeddings``, GPT-2's ``n_positions``);
+    None when its config names none."""
+    cfg = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        v = getattr(cfg, name, None)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    return None
+
+
 def cache_kw(body) -> str:
     """The keyword a decoder body takes its KV cache under: ``cache`` (transformers >= 5.2x; ``past_key_values``
     is deprecated there and goes in 5.40) or ``past_key_values`` (earlier releases)."""

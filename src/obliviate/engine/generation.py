@@ -23,12 +23,14 @@ compares the answers with Hugging Face ``generate`` at batch 1.
 from __future__ import annotations
 
 import copy
+import sys
 
 import torch
 from tqdm.auto import tqdm
 from transformers.cache_utils import Cache, DynamicLayer
 
-from .forward import cache_kw, head_logits, out_cache
+from ..errors import ObliviateError
+from .forward import cache_kw, context_length, head_logits, out_cache
 from .scoring import _common_prefix
 
 
@@ -149,6 +151,7 @@ def greedy_ids(model, prompts: list[list[int]], eos_id: int, max_new_tokens: int
     string or the token budget) costs no model call at all."""
     if not prompts:
         return []
+    max_new_tokens = _fit_context(model, prompts, max_new_tokens)
     out: list[list[int] | None] = [None] * len(prompts)
     if drafts is not None:
         todo, forced = [], {}
@@ -168,6 +171,26 @@ def greedy_ids(model, prompts: list[list[int]], eos_id: int, max_new_tokens: int
                 out[i] = ids
         return out  # type: ignore[return-value]
     return _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, progress, desc)
+
+
+def _fit_context(model, prompts: list[list[int]], max_new_tokens: int) -> int:
+    """``max_new_tokens``, lowered (with a note) so that the longest prompt and its continuation fit in the
+    model's context: the key/value cache is allocated for that many columns, and positions past the context
+    are outside what the model learned. A prompt longer than the context is an error."""
+    ctx = context_length(model)
+    if ctx is None:
+        return max_new_tokens
+    longest = max(len(p) for p in prompts)
+    if longest >= ctx:
+        i = max(range(len(prompts)), key=lambda j: len(prompts[j]))
+        raise ObliviateError(f"prompt {i + 1} has {longest} tokens, which leaves no room in the model's context "
+                             f"of {ctx} tokens to generate anything")
+    if longest + max_new_tokens > ctx:
+        print(f"note: max_new_tokens {max_new_tokens} lowered to {ctx - longest}: the longest prompt "
+              f"({longest} tokens) and its answer must fit in the model's context of {ctx} tokens",
+              file=sys.stderr)
+        return ctx - longest
+    return max_new_tokens
 
 
 @torch.no_grad()

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from ..engine.forward import answer_logits
+from ..errors import ObliviateError
 from .base import Method, kl_divergence, nll_token_mean, option, register
 
 # obliviate's own stop-word list (function words that never carry the fact of an answer).
@@ -123,6 +124,12 @@ class PALU(Method):
     reference = "token"
     uses_sensitive = True
     positive = ("k", "n")
+
+    def prepare(self, model):
+        vocab = model.get_output_embeddings().weight.shape[0]
+        if self.cfg.k > vocab:
+            raise ObliviateError(f"method palu: k={self.cfg.k} is larger than the vocabulary ({vocab} tokens); "
+                                 f"give k={vocab} or less (k={vocab} flattens every logit)")
 
     def _forget_parts(self, model, batch, want_sens: bool, want_ns: bool):
         f = batch["forget"]
