@@ -258,6 +258,13 @@ def test_unrecognised_and_summary_files_are_user_errors(tmp_path):
     ({"eval_log_forget.json": {"avg_gt_loss": {"0": 1.0}, "average_perturb_loss": {"0": 3},
                                "generated_text": {"0": ["Q", "g", "a"]}}},
      r"item 0: field 'average_perturb_loss' must be a list of numbers, got 3"),
+    ({"forget_Q_A_ROUGE": {"agg_value": 0.5, "value_by_index": {"2": {"rougeL_recall": 1.5}}}},
+     r"forget_Q_A_ROUGE \[2\]: field 'rougeL_recall': 1.5 is not a fraction in \[0, 1\]"),
+    ({"exact_memorization": {"agg_value": 0.5, "value_by_index": {"0": {"score": -0.1}}}},
+     r"exact_memorization \[0\]: field 'score': -0.1 is not a fraction"),
+    ({"eval_log_forget.json": {"avg_gt_loss": {"0": 1.0}, "rougeL_recall": {"0": 2.0},
+                               "generated_text": {"0": ["Q", "g", "a"]}}},
+     r"item 0: field 'rougeL_recall': 2.0 is not a fraction"),
 ])
 def test_malformed_values_name_the_metric_item_and_field(tmp_path, data, where):
     """A value of the wrong type in a log is a one-line user error naming file, metric, item and field (it
@@ -277,6 +284,9 @@ def test_malformed_values_name_the_metric_item_and_field(tmp_path, data, where):
     ("mia_scores", {"min_k": "s"}, "field 'mia_scores.min_k': expected a number"),
     ("set", "bogus", "set 'bogus' is not one of forget, retain"),
     ("index", "zero", "field 'index' must be an integer"),
+    ("index", 0, "repeats forget item 0 \\(first on line 1\\): one record per item"),
+    ("rougeL_recall", 1.5, "field 'rougeL_recall' is 1.5: this score is a fraction, at most 1"),
+    ("truth_ratio", -0.5, "field 'truth_ratio' is -0.5: a negative score is not possible"),
 ])
 def test_items_jsonl_fields_are_checked_where_read(tmp_path, field, value, message):
     """An items.jsonl record with a wrong value is a one-line error naming line and field (a string was a
@@ -285,7 +295,7 @@ def test_items_jsonl_fields_are_checked_where_read(tmp_path, field, value, messa
             "token_logprobs": [-0.1, -0.2], "mia_scores": {"min_k": 0.1}}
     path = tmp_path / "items.jsonl"
     path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "index": 1, field: value}) + "\n")
-    with pytest.raises(ObliviateError, match=f"line 2: {message}"):
+    with pytest.raises(ObliviateError, match=f"line 2:? {message}"):
         summary_from_logs(path)
     path.write_text(json.dumps(good) + "\n")
     assert summary_from_logs(path)["n_items"] == {"forget": 1}
@@ -301,4 +311,22 @@ def test_items_written_with_nan_read_back(tmp_path):
                                "token_logprobs": [-0.1, -0.2], "mia_scores": {"min_k": float("nan")}}])
     assert "NaN" not in path.read_text()
     assert json.loads(path.read_text())["truth_ratio"] is None
+    assert summary_from_logs(path)["n_items"] == {"forget": 1}
+
+
+def test_a_nan_inside_a_list_reads_back_as_nan(tmp_path):
+    """A list field is written with null where the run held NaN (a broken model's token log-probability) and
+    read back as that NaN, so the metrics see what the run saw; a NaN scalar reads back as missing."""
+    import math
+
+    from obliviate.interop import records_from_items
+    from obliviate.io import atomic_write_jsonl
+
+    path = tmp_path / "items.jsonl"
+    atomic_write_jsonl(path, [{"set": "forget", "index": 0, "avg_nll": 0.5, "perturbed_avg_nll": [1.0, 2.0],
+                               "token_logprobs": [-0.1, float("nan")], "argmax_hits": [1, 0]}])
+    assert json.loads(path.read_text())["token_logprobs"] == [-0.1, None]
+    r = records_from_items(path)[0]
+    assert r["token_logprobs"][0] == -0.1 and math.isnan(r["token_logprobs"][1])
+    assert r["argmax_hits"] == [1, 0]  # numbers are kept as written
     assert summary_from_logs(path)["n_items"] == {"forget": 1}

@@ -79,6 +79,15 @@ def test_auc_orientation():
         mia_auc([], [0.5])
 
 
+def test_auc_ranks_infinite_scores_at_the_ends():
+    inf = float("inf")
+    # pairs (holdout > forget): 0.5 > inf no, 0.5 > 0.2 yes, -inf > inf no, -inf > 0.2 no -> 1/4
+    assert mia_auc([inf, 0.2], [0.5, -inf]) == pytest.approx(0.25)
+    # two infinite scores tie: (inf vs inf) counts a half, (inf > 0.1) one -> 1.5 / 2
+    assert mia_auc([inf, 0.1], [inf]) == pytest.approx(0.75)
+    assert mia_auc([-inf], [inf]) == 1.0
+
+
 def test_privleak_sign_convention():
     assert privleak(0.5, 0.5) == 0.0  # like the retrained model
     assert privleak(0.62, 0.62) == 0.0

@@ -127,7 +127,7 @@ def _tofu_task_records(task: dict, set_name: str, where: str) -> list[dict]:
         for field in ("rougeL_recall", "rouge1_recall", "truth_ratio"):
             v = get(field)
             if v is not None:
-                rec[f"logged_{field}"] = _num(v, f"{at}: field {field!r}")
+                rec[f"logged_{field}"] = (_num if field == "truth_ratio" else _fraction)(v, f"{at}: field {field!r}")
         out.append(rec)
     return out
 
@@ -266,7 +266,7 @@ def _records_from_ou_data(data: Any, path: Path) -> list[dict]:
                 r["prompt"] = e["input"]
             for f in ("rougeL_recall", "rouge1_recall", "rougeL_f1"):
                 if e.get(f) is not None:
-                    r[f"logged_{f}"] = _num(e[f], f"{at(prefix + '_Q_A_ROUGE', idx)}: field {f!r}")
+                    r[f"logged_{f}"] = _fraction(e[f], f"{at(prefix + '_Q_A_ROUGE', idx)}: field {f!r}")
         tr_keys = ("forget_truth_ratio", "forget_Truth_Ratio") if prefix == "forget" else (f"{prefix}_Truth_Ratio",)
         for tk in tr_keys:
             for idx, e in _vbi(data.get(tk)).items():
@@ -276,7 +276,7 @@ def _records_from_ou_data(data: Any, path: Path) -> list[dict]:
     for which in ("exact_memorization", "extraction_strength"):
         for idx, e in _vbi(data.get(which)).items():
             if isinstance(e, dict) and e.get("score") is not None:
-                rec("forget", idx)[which] = _num(e["score"], f"{at(which, idx)}: field 'score'")
+                rec("forget", idx)[which] = _fraction(e["score"], f"{at(which, idx)}: field 'score'")
 
     for metric, attack in OU_MIA.items():
         m = data.get(metric)
@@ -312,7 +312,7 @@ def _ou_logged(data: dict) -> dict:
 def records_from_items(path) -> list[dict]:
     """Our own ``items.jsonl``: one record per line."""
     path = Path(path)
-    out = []
+    out, seen = [], {}
     for lineno, line in enumerate(read_text_file(path).splitlines(), 1):
         if not line.strip():
             continue
@@ -323,6 +323,12 @@ def records_from_items(path) -> list[dict]:
         if not isinstance(r, dict) or "set" not in r:
             raise ObliviateError(f"{path}: line {lineno} is not a per-item record (an object with a 'set' field)")
         _check_item(r, f"{path}: line {lineno}")
+        if "index" in r:
+            key = (r["set"], r["index"])
+            if key in seen:
+                raise ObliviateError(f"{path}: line {lineno} repeats {r['set']} item {r['index']} (first on line "
+                                     f"{seen[key]}): one record per item")
+            seen[key] = lineno
         out.append(r)
     if not out:
         raise ObliviateError(f"{path}: no records")
@@ -332,12 +338,15 @@ def records_from_items(path) -> list[dict]:
 _NLL_FIELDS = ("avg_nll", "nll", "paraphrased_avg_nll")  # >= 0 (inf: a probability of 0)
 _SCORE_FIELDS = ("truth_ratio", "gradnorm", "exact_memorization", "extraction_strength", "rougeL_recall",
                  "rouge1_recall", "rougeL_f1")
+_UNIT_FIELDS = ("exact_memorization", "extraction_strength", "rougeL_recall", "rouge1_recall", "rougeL_f1")  # in [0, 1]
 _LIST_FIELDS = ("perturbed_avg_nll", "token_logprobs", "token_minkpp", "argmax_hits")
 
 
 def _check_item(r: dict, where: str) -> None:
     """The fields the metrics read, checked where they are read from: a known set, an integer index, numbers
-    (an NLL not negative, nothing NaN) and lists of numbers; a one-line error names the line and field."""
+    (an NLL or score not negative, a ROUGE or memorization score at most 1, nothing NaN) and lists of numbers;
+    a one-line error names the line and field. A null inside a list is the NaN the run held there (items.jsonl
+    writes NaN as null) and is read back as NaN."""
     if r["set"] not in _SET_ORDER:
         raise ObliviateError(f"{where}: set {_short(r['set'])} is not one of {', '.join(_SET_ORDER)}")
     if "index" in r and (isinstance(r["index"], bool) or not isinstance(r["index"], int)):
@@ -352,14 +361,20 @@ def _check_item(r: dict, where: str) -> None:
     for f in _NLL_FIELDS + _SCORE_FIELDS:
         if r.get(f) is not None:
             x = number(r[f], f"{where}: field {f!r}")
-            if f in _NLL_FIELDS and x < 0:
-                raise ObliviateError(f"{where}: field {f!r} is {x}: a negative log-likelihood is not possible")
+            if x < 0:
+                raise ObliviateError(f"{where}: field {f!r} is {x}: "
+                                     + ("a negative log-likelihood is not possible" if f in _NLL_FIELDS
+                                        else "a negative score is not possible"))
+            if f in _UNIT_FIELDS and x > 1:
+                raise ObliviateError(f"{where}: field {f!r} is {x}: this score is a fraction, at most 1")
     for f in _LIST_FIELDS:
         if r.get(f) is not None:
             if not isinstance(r[f], list):
                 raise ObliviateError(f"{where}: field {f!r} must be a list of numbers, got {_short(r[f])}")
             for v in r[f]:
-                number(v, f"{where}: field {f!r}")
+                if v is not None:
+                    number(v, f"{where}: field {f!r}")
+            r[f] = [math.nan if v is None else v for v in r[f]]
     if r.get("mia_scores") is not None:
         if not isinstance(r["mia_scores"], dict):
             raise ObliviateError(f"{where}: field 'mia_scores' must be an object {{attack: score}}")
@@ -457,6 +472,14 @@ def _num(x, where: str) -> float:
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise ObliviateError(f"{where}: expected a number, got {_short(x)}")
     return float(x)
+
+
+def _fraction(x, where: str) -> float:
+    """A logged ROUGE or memorization score: a number in [0, 1]."""
+    v = _num(x, where)
+    if v < 0 or v > 1:
+        raise ObliviateError(f"{where}: {v} is not a fraction in [0, 1]")
+    return v
 
 
 def _opt_num(x, where: str) -> float | None:

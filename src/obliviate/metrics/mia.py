@@ -154,7 +154,13 @@ def mia_auc(forget_scores: Iterable[float], holdout_scores: Iterable[float]) -> 
     h = [float(x) for x in holdout_scores]
     if not f or not h:
         raise ValueError("mia_auc needs at least one forget and one holdout score")
-    return float(roc_auc_score([0] * len(f) + [1] * len(h), f + h))
+    scores = np.asarray(f + h)
+    # An infinite score (an NLL of a token given probability 0) is the most extreme rank: the AUC depends on
+    # ranks only, so +-inf stand in as one past the largest / smallest finite score (sklearn refuses inf).
+    finite = scores[np.isfinite(scores)]
+    top, bottom = (finite.max() + 1, finite.min() - 1) if finite.size else (1.0, -1.0)
+    scores = np.where(scores == np.inf, top, np.where(scores == -np.inf, bottom, scores))
+    return float(roc_auc_score([0] * len(f) + [1] * len(h), scores))
 
 
 def privleak(auc_model: float, auc_retrain: float) -> float:
