@@ -193,6 +193,8 @@ def test_inputs_that_would_be_misread_are_refused(tmp_path):
     (["--smooth-sigma", "0.01"], "--smooth-sigma only applies with --smooth-n N"),
     (["--avg-start", "5"], "--avg-start only applies with --weight-avg"),
     (["--retain-eval", "runs/x"], "--retain-eval only applies with --eval-every-epoch or --select"),
+    (["--eval-data", "tofu", "--eval-split", "forget10"],
+     "--eval-data, --eval-split only apply with --eval-every-epoch or --select"),
 ])
 def test_a_setting_without_its_switch_is_refused_not_ignored(tmp_path, capsys, flags, says):
     code = main(["unlearn", "--model", "no-such-model", "--method", "grad_ascent", "--forget", "synthetic:forget01",

@@ -15,7 +15,7 @@ from obliviate.models import load_model
 from obliviate.refusals import REFUSALS, assign_refusals, load_refusals
 from obliviate.registry import METHODS
 from obliviate.train import TrainConfig
-from obliviate.unlearn import add_unlearn_parser, default_train_config, metric_direction, run_unlearn
+from obliviate.unlearn import add_unlearn_parser, default_train_config, metric_direction, prepare_unlearning, run_unlearn
 
 SMALL = dict(epochs=2, lr=1e-3, batch_size=4, progress=False, warmup_ratio=0.0)
 
@@ -305,8 +305,6 @@ def test_rmu_layer_outside_the_model_is_explained(tmp_path):
 
 
 def test_palu_k_above_the_vocabulary_is_refused(tmp_path):
-    from obliviate.models import load_model
-
     vocab = load_model("tiny-llama")[0].get_output_embeddings().weight.shape[0]
     with pytest.raises(ObliviateError, match=rf"palu: k={vocab + 1} is larger than the vocabulary \({vocab} tokens\)"):
         run_unlearn("tiny-llama", "palu", "synthetic:forget01", tmp_path / "p", retain="synthetic:retain99",
@@ -447,3 +445,23 @@ def test_out_of_range_method_options_are_refused_before_the_model_loads(tmp_path
         run_unlearn("no-such-model", method, "synthetic:forget01", tmp_path / "o", retain="synthetic:retain99",
                     options=[option], cfg=TrainConfig(**SMALL))
     assert not (tmp_path / "o").exists()
+
+
+def test_ce_u_ignore_first_that_skips_every_answer_token_is_refused(tmp_path, capsys):
+    """ignore_first at or above every answer's length would train on nothing (a loss of 0 at every step)."""
+    from obliviate.data import load_items
+    from obliviate.data.formatting import Formatter
+    from obliviate.methods import get_method, make_config
+
+    model, tok = load_model("tiny-llama")
+    items = load_items("synthetic:forget01")[:3]
+    fmt = Formatter(tok)
+    n = [sum(1 for t in fmt.encode(it.question, it.answer).labels if t != -100) for it in items]
+    with pytest.raises(ObliviateError, match=rf"ignore_first={max(n)} skips every answer token of the forget set "
+                                             rf"\(its longest answer has {max(n)} tokens\); give ignore_first="
+                                             rf"{max(n) - 1} or less"):
+        prepare_unlearning(model, tok, "ce_u", make_config(get_method("ce_u"), {"ignore_first": max(n)}), items, None)
+    assert min(n) < max(n)  # so that a value between them leaves some items without a trained token
+    prepare_unlearning(model, tok, "ce_u", make_config(get_method("ce_u"), {"ignore_first": min(n)}), items, None)
+    assert f"skips all the answer tokens of {sum(k <= min(n) for k in n)} of the 3 forget items" in \
+        capsys.readouterr().err

@@ -184,6 +184,7 @@ def prepare_unlearning(model, tokenizer, method: str, mcfg, forget_items, retain
             refs.token = TokenReference(frozen if frozen is not None else frozen_copy(model))
         info["token_reference"] = refs.token.kind
     objective = cls(mcfg, refs, seed=tcfg.seed)
+    objective.check_forget(forget)
     objective.prepare(model)
     info["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     batches = UnlearnBatches(forget, tcfg.batch_size, pad, tcfg.seed, retain=retain, idk=idk, sensitive=sensitive)
@@ -568,7 +569,8 @@ def _cmd_unlearn(args) -> int:
     for flags, switch, on in (([("--smooth-sigma", args.smooth_sigma)], "--smooth-n N", args.smooth_n > 0),
                               ([("--avg-start", args.avg_start), ("--avg-every", args.avg_every)], "--weight-avg",
                                args.weight_avg),
-                              ([("--retain-eval", args.retain_eval), ("--eval-limit", args.eval_limit)],
+                              ([("--retain-eval", args.retain_eval), ("--eval-limit", args.eval_limit),
+                                ("--eval-data", args.eval_data), ("--eval-split", args.eval_split)],
                                "--eval-every-epoch or --select", args.eval_every_epoch or args.select),
                               ([("--lora-r", args.lora_r)], "--lora", cfg.lora)):
         if not on:

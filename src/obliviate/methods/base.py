@@ -450,6 +450,10 @@ class Method:
     def prepare(self, model) -> None:
         """Called once before training (RMU chooses its trainable parameters here)."""
 
+    def check_forget(self, forget: list) -> None:
+        """Called once with the encoded forget set (``Encoded`` rows) before training: a method whose options
+        can leave it nothing to train on says so (CE-U's ``ignore_first``)."""
+
     def on_step_end(self, step: int) -> None:
         """Called after each optimiser step (``step`` counts from 1): PDU's dual update."""
 

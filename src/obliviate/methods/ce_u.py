@@ -16,12 +16,14 @@ Deviations: none in the loss.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from ..engine.forward import answer_logits
+from ..errors import ObliviateError
 from .base import Method, option, register
 
 
@@ -60,6 +62,17 @@ class CEU(Method):
     arxiv = "2503.01224"
     level = "token"
     non_negative = ("ignore_first",)
+
+    def check_forget(self, forget):
+        n = [sum(1 for t in e.labels if t != -100) for e in forget]
+        skip = self.cfg.ignore_first
+        if all(k <= skip for k in n):
+            raise ObliviateError(f"method ce_u: ignore_first={skip} skips every answer token of the forget set "
+                                 f"(its longest answer has {max(n)} tokens); give ignore_first={max(n) - 1} or less")
+        short = sum(1 for k in n if k <= skip)
+        if short:
+            print(f"note: ce_u ignore_first={skip} skips all the answer tokens of {short} of the {len(n)} forget "
+                  "items; they add nothing to the forget term", file=sys.stderr)
 
     def forget_loss(self, model, batch):
         f = batch["forget"]
