@@ -72,6 +72,18 @@ def test_csv_file(tmp_path):
     p.write_text('question,answer,perturbed_answer\n"Who?","Her.","[""Him."", ""Them.""]"\n')
     items = load_items(str(p))
     assert items[0].answer == "Her." and items[0].perturbed_answers == ["Him.", "Them."]
+    p.write_text('question,answer\n"Where?","Paris,\nFrance"\n')  # a quoted comma and line break stay in
+    assert load_items(str(p))[0].answer == "Paris,\nFrance"
+
+
+def test_csv_row_with_more_values_than_columns_or_a_repeated_column_is_refused(tmp_path):
+    p = tmp_path / "qa.csv"
+    p.write_text("question,answer\nWho?,Her.\nWhere?,Paris, France\n")  # the answer lost ' France' before
+    with pytest.raises(ObliviateError, match="qa.csv: line 3 has 3 values for 2 columns; quote a value that holds"):
+        load_items(str(p))
+    p.write_text("question,answer,question\nQ1?,A1.,Q9?\n")
+    with pytest.raises(ObliviateError, match="qa.csv: the header names column 'question' twice"):
+        load_items(str(p))
 
 
 def test_bad_json_line(tmp_path):
@@ -108,3 +120,23 @@ def test_bom_non_utf8_and_folder_inputs(tmp_path):
     folder.mkdir()
     with pytest.raises(ObliviateError, match=r"dir.jsonl: is a folder, not a file"):
         load_items(str(folder))
+
+
+def test_an_unreachable_hub_fails_at_once_with_the_reason(monkeypatch, tmp_path):
+    """Offline, the hub client retried ~26 s before its error; now a 3 s connection probe puts the read in
+    offline mode (a cached copy, or an error at once) and the message says why."""
+    from huggingface_hub import constants
+
+    from obliviate.data.hub import hub_unreachable
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # the suite runs offline; here the probe decides
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused here
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no cached copy, and nothing written in ~/.cache
+    monkeypatch.delenv("OBLIVIATE_TOFU_DIR", raising=False)
+    assert hub_unreachable().startswith("127.0.0.1:9: ")
+    with pytest.raises(ObliviateError, match=r"could not read locuslab/TOFU config 'forget01': the hub cannot be "
+                                             r"reached \(127.0.0.1:9: .*\) and no cached copy was found; pass "
+                                             r"--data-dir \(or set OBLIVIATE_TOFU_DIR\) with a local copy"):
+        load_items("tofu:forget01")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert hub_unreachable() == "HF_HUB_OFFLINE is set"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -17,7 +18,17 @@ def read_rows(path: str | Path) -> list[dict]:
     suffix = path.suffix.lower()
     text = read_text_file(path)
     if suffix == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = reader.fieldnames or []
+        twice = [h for i, h in enumerate(header) if h in header[:i]]
+        if twice:
+            raise ObliviateError(f"{path}: the header names column {twice[0]!r} twice")
+        rows = []
+        for r in reader:
+            if None in r:  # DictReader's key for values past the header's columns
+                raise ObliviateError(f"{path}: line {reader.line_num} has {len(header) + len(r[None])} values "
+                                     f"for {len(header)} columns; quote a value that holds a comma")
+            rows.append(r)
         for r in rows:
             v = r.get("perturbed_answer") or r.get("perturbed_answers")
             if v:  # a JSON list in one CSV cell, or answers separated by " || "

@@ -44,6 +44,7 @@ from typing import Any
 
 from ..errors import ObliviateError
 from ..registry import DATASETS
+from .hub import load_hub_dataset
 from .files import read_rows
 from .schema import QAItem
 
@@ -165,19 +166,9 @@ def read_local(path: str | Path, hub_config: str) -> list[QAItem]:
     return items_from_rows(rows, hub_config, str(path))
 
 
-def _load_hub(hub_id: str, hub_config: str, split: str) -> list[QAItem]:  # pragma: no cover - needs the hub
-    try:
-        import datasets
-    except ImportError as e:
-        raise ObliviateError(f"reading {hub_id} from the hub needs the `datasets` package") from e
-    try:
-        ds = datasets.load_dataset(hub_id, hub_config, split=split)
-    except Exception as e:  # noqa: BLE001 - network/hub errors become one line
-        msg = " ".join(str(e).split())
-        raise ObliviateError(
-            f"could not read {hub_id} config {hub_config!r} split {split!r} from the hub "
-            f"({type(e).__name__}: {msg}); pass --data-dir (or set {ENV_VAR}) with a local copy"
-        ) from None
+def _load_hub(hub_id: str, hub_config: str, split: str) -> list[QAItem]:
+    ds = load_hub_dataset(hub_id, hub_config, split, f"{hub_id} config {hub_config!r} split {split!r}",
+                          f"pass --data-dir (or set {ENV_VAR}) with a local copy")
     return items_from_rows([dict(r) for r in ds], hub_config, f"{hub_id} {hub_config}/{split}")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import ObliviateError
 from ..registry import DATASETS
+from .hub import load_hub_dataset
 from .files import read_qa_file
 from .schema import QAItem, item_from_row
 
@@ -39,18 +40,9 @@ def find_local_file(data_dir: str | Path, config: str) -> Path:
     raise ObliviateError(f"TOFU config {config!r}: no {config}.json or {config}.jsonl in {data_dir}")
 
 
-def _load_hub(config: str) -> list[QAItem]:  # pragma: no cover - needs the hub
-    try:
-        import datasets
-    except ImportError as e:
-        raise ObliviateError("reading TOFU from the hub needs the `datasets` package") from e
-    try:
-        ds = datasets.load_dataset(HUB_ID, config, split="train")
-    except Exception as e:  # noqa: BLE001 - network/hub errors become one line
-        raise ObliviateError(
-            f"could not read {HUB_ID} config {config!r} from the hub ({type(e).__name__}: {e}); "
-            "pass --data-dir with a local copy"
-        ) from None
+def _load_hub(config: str) -> list[QAItem]:
+    ds = load_hub_dataset(HUB_ID, config, "train", f"{HUB_ID} config {config!r}",
+                          "pass --data-dir (or set OBLIVIATE_TOFU_DIR) with a local copy")
     return [item_from_row(dict(r), f"{HUB_ID}/{config}", i) for i, r in enumerate(ds)]
 
 
