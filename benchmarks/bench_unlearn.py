@@ -57,10 +57,7 @@ import threading
 import time
 
 
-# The two settings the docs report (flags override their values). In ``lean`` the reference is the largest
-# share of the step that it can be: the forget term alone (NPO's objective without a retain term), LoRA (no gradients or
-# AdamW state for the 135M weights), and micro-batches of 1 (activations ~0.08 GB) accumulated to the same
-# effective batch of 8. ``tofu`` is open-unlearning's TOFU NPO: retain NLL with weight 1, all weights.
+# --setting (see the module docstring); flags given on the command line override these values.
 SETTINGS = {
     "lean": {"alpha": 0.0, "lora": True, "batch_size": 1, "grad_accum": 8, "grad_checkpointing": False},
     "tofu": {"alpha": 1.0, "lora": False, "batch_size": 8, "grad_accum": 1, "grad_checkpointing": False},

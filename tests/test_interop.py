@@ -285,7 +285,7 @@ def test_malformed_values_name_the_metric_item_and_field(tmp_path, data, where):
     ("set", "bogus", "set 'bogus' is not one of forget, retain"),
     ("index", "zero", "field 'index' must be an integer"),
     ("index", 0, "repeats forget item 0 \\(first on line 1\\): one record per item"),
-    ("rougeL_recall", 1.5, "field 'rougeL_recall' is 1.5: this score is a fraction, at most 1"),
+    ("rougeL_recall", 1.5, "field 'rougeL_recall': 1.5 is not a fraction in \\[0, 1\\]"),
     ("truth_ratio", -0.5, "field 'truth_ratio' is -0.5: a negative score is not possible"),
 ])
 def test_items_jsonl_fields_are_checked_where_read(tmp_path, field, value, message):

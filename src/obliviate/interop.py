@@ -360,13 +360,13 @@ def _check_item(r: dict, where: str) -> None:
 
     for f in _NLL_FIELDS + _SCORE_FIELDS:
         if r.get(f) is not None:
-            x = number(r[f], f"{where}: field {f!r}")
-            if x < 0:
-                raise ObliviateError(f"{where}: field {f!r} is {x}: "
-                                     + ("a negative log-likelihood is not possible" if f in _NLL_FIELDS
-                                        else "a negative score is not possible"))
-            if f in _UNIT_FIELDS and x > 1:
-                raise ObliviateError(f"{where}: field {f!r} is {x}: this score is a fraction, at most 1")
+            at = f"{where}: field {f!r}"
+            x = number(r[f], at)
+            if f in _UNIT_FIELDS:
+                _fraction(x, at)
+            elif x < 0:
+                raise ObliviateError(f"{at} is {x}: a negative "
+                                     + ("log-likelihood" if f in _NLL_FIELDS else "score") + " is not possible")
     for f in _LIST_FIELDS:
         if r.get(f) is not None:
             if not isinstance(r[f], list):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -136,8 +137,6 @@ def _left_by_a_failed_start(out: Path) -> bool:
 def out_arg(value: str) -> str:
     """argparse type of ``--out``: an empty path would silently mean the current folder."""
     if not value.strip():
-        import argparse
-
         raise argparse.ArgumentTypeError("is empty; give the output folder's path")
     return value
 

@@ -44,8 +44,8 @@ from typing import Any
 
 from ..errors import ObliviateError
 from ..registry import DATASETS
-from .hub import load_hub_dataset
 from .files import read_rows
+from .hub import load_hub_dataset
 from .schema import QAItem
 
 PAPER = "arXiv:2407.06460"

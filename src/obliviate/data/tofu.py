@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ..errors import ObliviateError
 from ..registry import DATASETS
-from .hub import load_hub_dataset
 from .files import read_qa_file
+from .hub import load_hub_dataset
 from .schema import QAItem, item_from_row
 
 HUB_ID = "locuslab/TOFU"
