@@ -109,12 +109,12 @@ def _cmd_finetune(args) -> int:
 def _cmd_eval(args) -> int:
     from .evaluate import format_summary, run_from_logs, run_muse_eval, run_tofu_eval
 
+    tofu_only = [("--data", args.data), ("--split", args.split), ("--utility-limit", args.utility_limit),
+                 ("--variants", args.variants), ("--no-generation", args.no_generation),
+                 ("--no-gradnorm", args.no_gradnorm), ("--style", args.style), ("--system-prompt", args.system_prompt)]
     if args.from_logs:
-        refuse_unused([("--model", args.model), ("--limit", args.limit), ("--utility-limit", args.utility_limit),
-                       ("--retain-eval", args.retain_eval), ("--data", args.data), ("--split", args.split),
-                       ("--data-dir", args.data_dir), ("--variants", args.variants),
-                       ("--no-generation", args.no_generation), ("--no-gradnorm", args.no_gradnorm),
-                       ("--style", args.style), ("--system-prompt", args.system_prompt),
+        refuse_unused([("--model", args.model), ("--limit", args.limit), ("--retain-eval", args.retain_eval),
+                       ("--data-dir", args.data_dir), *tofu_only,
                        ("--benchmark", None if args.benchmark == "tofu" else args.benchmark)],
                       "to a model's evaluation; --from-logs recomputes the metrics of existing logs (the retain "
                       "model's logs go in --retain-logs)")
@@ -135,11 +135,7 @@ def _cmd_eval(args) -> int:
                 generation=not args.no_generation, gradnorm=not args.no_gradnorm, variants=variants,
                 batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.quiet)
         else:
-            refuse_unused([("--data", args.data), ("--split", args.split), ("--utility-limit", args.utility_limit),
-                           ("--variants", args.variants), ("--no-generation", args.no_generation),
-                           ("--no-gradnorm", args.no_gradnorm), ("--style", args.style),
-                           ("--system-prompt", args.system_prompt)],
-                          f"to TOFU, not to --benchmark {args.benchmark} (MUSE takes --data-dir, --limit, "
+            refuse_unused(tofu_only, f"to TOFU, not to --benchmark {args.benchmark} (MUSE takes --data-dir, --limit, "
                           "--retain-eval, --batch-size); they would be ignored")
             summary = run_muse_eval(args.model, args.out, corpus=args.benchmark, data_dir=args.data_dir,
                                     limit=args.limit, retain_eval=args.retain_eval, batch_size=args.batch_size,

@@ -403,16 +403,13 @@ class Method:
         rl = getattr(cfg, "retain_loss", None)
         if rl is not None and rl not in RETAIN_LOSSES:
             raise ObliviateError(f"method {cls.name}: retain_loss={rl!r}; valid: {', '.join(RETAIN_LOSSES)}")
-        for name in ("alpha", "gamma"):
+        for name in ("alpha", "gamma", *cls.non_negative):  # alpha / gamma where the method has them
             v = getattr(cfg, name, None)
             if v is not None and v < 0:
                 raise ObliviateError(f"method {cls.name}: {name}={v} must be >= 0")
         for name in cls.positive:
             if getattr(cfg, name) <= 0:
                 raise ObliviateError(f"method {cls.name}: {name}={getattr(cfg, name)} must be > 0")
-        for name in cls.non_negative:
-            if getattr(cfg, name) < 0:
-                raise ObliviateError(f"method {cls.name}: {name}={getattr(cfg, name)} must be >= 0")
 
     @classmethod
     def needs_retain(cls, cfg) -> bool:
