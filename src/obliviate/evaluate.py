@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .metrics.keys import MUSE_HEADLINE, TOFU_HEADLINE  # noqa: F401  (re-exported)
 from .data import check_data_dir, load_items
 from .data.formatting import Formatter
 from .engine.generation import generate, greedy_draft
@@ -324,9 +325,6 @@ def run_from_logs(path: str, out: str | Path, retain_logs: str | None = None, ov
     return summary
 
 
-TOFU_HEADLINE = ("forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_Prob", "forget_Q_A_ROUGE",
-                 "retain_Q_A_Prob", "retain_Q_A_ROUGE", "extraction_strength", "privleak")
-MUSE_HEADLINE = ("verbmem_f", "knowmem_f", "knowmem_r", "privleak_auc", "privleak")
 
 
 def format_summary(summary: dict, keys=TOFU_HEADLINE) -> str:

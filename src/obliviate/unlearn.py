@@ -31,6 +31,7 @@ from .data import check_data_dir, load_items, parse_spec, spec_path
 from .data.formatting import Encoded, Formatter, check_format, collate
 from .errors import ObliviateError, check_int, refuse_unused
 from .io import RunRecord, atomic_write_json, atomic_write_jsonl, check_resume, out_arg, prepare_out_dir
+from .metrics.keys import EPOCH_HEADLINE, metric_direction
 from .methods.base import (
     LiveSequenceReference,
     References,
@@ -192,45 +193,6 @@ def prepare_unlearning(model, tokenizer, method: str, mcfg, forget_items, retain
 
 
 # ------------------------------------------------------------------------------------------- selection
-# Direction of the summary keys of ``evaluate_tofu`` (docs/metrics.md). ``target`` keys have an ideal value
-# in the middle: the best epoch is the closest to it.
-HIGHER_IS_BETTER = (
-    "forget_quality", "model_utility", "forget_truth_ratio", "retain_Q_A_Prob", "retain_Q_A_PARA_Prob",
-    "retain_Q_A_ROUGE", "retain_Truth_Ratio", "ra_Q_A_Prob_normalised", "ra_Q_A_ROUGE", "ra_Truth_Ratio",
-    "wf_Q_A_Prob_normalised", "wf_Q_A_ROUGE", "wf_Truth_Ratio",
-)
-LOWER_IS_BETTER = (
-    "forget_quality_ks_statistic", "forget_Q_A_Prob", "forget_Q_A_PARA_Prob", "forget_Q_A_ROUGE",
-    "extraction_strength", "exact_memorization",
-)
-TARGET_VALUE = {"privleak": 0.0, "forget_Truth_Ratio_prob_mean": 0.5, "mia_loss": 0.5, "mia_zlib": 0.5,
-                "mia_min_k": 0.5, "mia_min_k_plus_plus": 0.5, "mia_reference": 0.5, "mia_gradnorm": 0.5}
-
-
-def metric_direction(spec: str) -> tuple[str, Callable[[float], float]]:
-    """``--select`` spec -> (summary key, score to maximise).
-
-    ``forget_quality``, ``model_utility``, ... have a known direction; lower-is-better keys (e.g.
-    ``forget_Q_A_ROUGE``) are negated; keys with an ideal middle value (``privleak`` 0, MIA AUCs 0.5) score
-    -|v - ideal|. ``max:KEY`` / ``min:KEY`` force a direction for any other key.
-    """
-    if spec.startswith(("max:", "min:")):
-        key = spec[4:]
-        return (key, (lambda v: v)) if spec.startswith("max:") else (key, (lambda v: -v))
-    if spec in HIGHER_IS_BETTER:
-        return spec, (lambda v: v)
-    if spec in LOWER_IS_BETTER:
-        return spec, (lambda v: -v)
-    if spec in TARGET_VALUE:
-        t = TARGET_VALUE[spec]
-        return spec, (lambda v: -abs(v - t))
-    raise ObliviateError(
-        f"--select {spec!r}: unknown direction; higher is better for {', '.join(HIGHER_IS_BETTER)}; "
-        f"lower for {', '.join(LOWER_IS_BETTER)}; closest to an ideal value for {', '.join(TARGET_VALUE)}; "
-        "or write max:KEY / min:KEY"
-    )
-
-
 def _check_select_key(spec: str, key: str) -> None:
     """Refuse a --select key the per-epoch TOFU evaluation never reports (a typo, a key of another benchmark,
     ``mia_reference``), before anything is trained; the run would otherwise keep the final weights."""
@@ -275,9 +237,6 @@ def _default_evaluator():
     except ImportError as e:
         raise ObliviateError(f"--eval-every-epoch needs obliviate.evaluate.evaluate_tofu ({e})") from None
     return evaluate_tofu
-
-
-_HEADLINE = ("forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_Prob", "forget_Q_A_ROUGE")
 
 
 # ------------------------------------------------------------------------------------------- the run
@@ -360,7 +319,10 @@ def run_unlearn(
     refusals = load_refusals(idk_file) if cls.uses_idk else None
     if select:
         eval_every_epoch = True
-        sel_key, sel_score = metric_direction(select)
+        try:
+            sel_key, sel_score = metric_direction(select)
+        except ObliviateError as e:
+            raise ObliviateError(f"--select {e}") from None
         if evaluator is None:  # the TOFU evaluation: its summary keys are known
             _check_select_key(select, sel_key)
         if sel_key.startswith("forget_quality") or sel_key == "privleak":
@@ -443,7 +405,7 @@ def run_unlearn(
                                              **ev_extra)
                 atomic_write_json(out / "eval" / tag / "summary.json", summary)
                 atomic_write_jsonl(out / "eval" / tag / "items.jsonl", records)
-                evals.append({"epoch": epoch + 1, **{k: summary.get(k) for k in _HEADLINE if k in summary}})
+                evals.append({"epoch": epoch + 1, **{k: summary.get(k) for k in EPOCH_HEADLINE if k in summary}})
                 if select and epoch >= 0:
                     v = summary.get(sel_key)
                     if isinstance(v, (int, float)) and math.isfinite(v):
