@@ -15,7 +15,8 @@ from obliviate.models import load_model
 from obliviate.refusals import REFUSALS, assign_refusals, load_refusals
 from obliviate.registry import METHODS
 from obliviate.train import TrainConfig
-from obliviate.unlearn import add_unlearn_parser, default_train_config, metric_direction, prepare_unlearning, run_unlearn
+from obliviate.cli.unlearn import add_parser as add_unlearn_parser
+from obliviate.unlearn import default_train_config, metric_direction, prepare_unlearning, run_unlearn
 
 SMALL = dict(epochs=2, lr=1e-3, batch_size=4, progress=False, warmup_ratio=0.0)
 
