@@ -14,6 +14,8 @@ resumed run redraws the same ones.
 
 from __future__ import annotations
 
+from ._callable import make_callable as _make_callable
+
 import contextlib
 import math
 import os
@@ -29,7 +31,6 @@ import torch
 from .data import check_data_dir, load_items, parse_spec, spec_path
 from .data.formatting import Encoded, Formatter, check_format, collate
 from .errors import ObliviateError, check_int
-from .io import RunRecord, atomic_write_json, atomic_write_jsonl, check_resume, prepare_out_dir
 from .metrics.keys import EPOCH_HEADLINE, metric_direction
 from .methods.base import (
     LiveSequenceReference,
@@ -44,6 +45,7 @@ from .methods.base import (
 from .refusals import assign_refusals, load_refusals
 from .registry import METHODS
 from .robust import RobustConfig, WeightAveraging, wrap_step
+from .runtime.run import Run
 from .train import (TRAIN_DTYPE, NonFiniteLoss, TrainConfig, apply_lora, check_resume_epochs, latest_checkpoint,
                     length_grouped_batches, train)
 
@@ -219,7 +221,7 @@ def _eval_target(forget: str, eval_data: str | None, eval_split: str | None) -> 
     ``forget10``)."""
     if eval_data and eval_split:
         return eval_data, eval_split
-    family, config = parse_spec(forget)
+    family, config = parse_spec(forget) if isinstance(forget, str) else ("", "")
     config, _, query = config.partition("?")
     if family in ("synthetic", "tofu") and config.startswith("forget"):
         data = family + (f"?{query}" if query else "")
@@ -239,11 +241,32 @@ def _default_evaluator():
 
 
 # ------------------------------------------------------------------------------------------- the run
-def run_unlearn(
+@dataclass
+class UnlearnPlan:
+    """Everything a run needs that can be read and checked before the model is loaded."""
+    cls: Any
+    mcfg: Any
+    cfg: TrainConfig
+    robust: RobustConfig
+    forget_items: list
+    retain_items: list | None
+    refusals: list[str] | None
+    select: str | None
+    sel_key: str | None
+    sel_score: Callable | None
+    eval_every_epoch: bool
+    ev_data: str | None
+    ev_split: str | None
+    ev_extra: dict
+    evaluator: Callable | None
+    retain_records: list | None
+    config: dict
+
+
+def plan_unlearning(
     model: str,
     method: str,
     forget: str,
-    out: str | Path,
     *,
     retain: str | None = None,
     options: dict | list[str] | None = None,
@@ -262,18 +285,9 @@ def run_unlearn(
     eval_limit: int | None = None,
     evaluator: Callable | None = None,
     reference: str = "cached",
-    overwrite: bool = False,
-    resume: bool = False,
-) -> dict:
-    """Unlearn ``forget`` from ``model`` with ``method``; write the model, tokenizer and ``run.json`` to ``out``.
-
-    ``options``: the method's ``key=value`` options (a dict or a list of strings); ``cfg``: training settings
-    (default: :func:`default_train_config`); ``robust``: SAM / smoothing / gradient penalty / weight
-    averaging. ``eval_every_epoch`` runs ``evaluator`` (default ``obliviate.evaluate.evaluate_tofu``) at the
-    start and after every epoch; ``select`` (e.g. ``forget_quality``) keeps the best epoch's weights.
-    Returns the run record.
-    """
-    # -- everything that can be wrong with the inputs, before the model is loaded ---------------------
+) -> UnlearnPlan:
+    """Every input check of an unlearning run, before any model is loaded or file written: the method and its
+    options, the training and robustness settings, the data (loaded), the per-epoch evaluation and selection."""
     cls = get_method(method)
     opts = parse_options(options) if isinstance(options, (list, tuple)) else dict(options or {})
     mcfg = make_config(cls, opts)
@@ -312,10 +326,17 @@ def run_unlearn(
                                              f"uses no retain set with alpha={getattr(mcfg, 'alpha', 0)}; set "
                                              "alpha (--alpha A) to add its retain term")
             + ", so the retain set would be ignored; drop --retain")
+    if retain_items:
+        shared = {it.question for it in forget_items} & {it.question for it in retain_items}
+        if shared:  # the retain term would pull back what the forget term removes
+            print(f"warning: {len(shared)} of the forget set's {len(forget_items)} questions are also in the retain "
+                  f"set ({next(iter(sorted(shared)))!r}{', ...' if len(shared) > 1 else ''}); the retain term "
+                  "trains them back", file=sys.stderr)
     if idk_file and not cls.uses_idk:
         idk_methods = ", ".join(sorted(m.name for m in METHODS.entries() if getattr(m.obj, "uses_idk", False)))
         raise ObliviateError(f"--idk-file is used by {idk_methods} only, not by {method}")
     refusals = load_refusals(idk_file) if cls.uses_idk else None
+    sel_key = sel_score = None
     if select:
         eval_every_epoch = True
         try:
@@ -331,12 +352,19 @@ def run_unlearn(
     ev_data = ev_split = None
     ev_extra: dict = {}  # what every per-epoch evaluation gets besides the common arguments
     if eval_every_epoch:
+        if eval_data and ":" in eval_data:
+            raise ObliviateError(f"--eval-data {eval_data}: takes a TOFU-format family (synthetic or tofu, loader "
+                                 "options after '?'), not a data spec; the split goes in --eval-split")
         ev_data, ev_split = _eval_target(forget, eval_data, eval_split)
         ev_sets = None
         if evaluator is None:  # the TOFU evaluation: its sets, loaded once (--eval-limit cuts all five)
             from .evaluate import tofu_sets
 
-            ev_sets = tofu_sets(ev_data, ev_split, data_dir, eval_limit, eval_limit)
+            try:
+                ev_sets = tofu_sets(ev_data, ev_split, data_dir, eval_limit, eval_limit)
+            except ObliviateError as e:
+                given = " ".join(f"{f} {v}" for f, v in (("--eval-data", eval_data), ("--eval-split", eval_split)) if v)
+                raise ObliviateError(f"{given or f'the per-epoch evaluation of --forget {forget}'}: {e}") from None
             ev_extra = {"sets": ev_sets}
             evaluator = _default_evaluator()
         if retain_eval:
@@ -346,19 +374,10 @@ def run_unlearn(
                 retain_eval, ev_sets["forget"] if ev_sets is not None else None,
                 f"the same data, split and limit as this run's evaluations: {ev_data}, {ev_split}, --eval-limit "
                 f"{eval_limit}")
-    check_data_dir(data_dir, [forget, retain, ev_data and f"{ev_data}:{ev_split}"])
-    out = Path(out)
-    ck = check_resume_epochs(out, cfg) if resume else None
-    from .models import check_model_spec
-
-    check_model_spec(model)  # a bad --model is refused before --overwrite empties anything
-    prepare_out_dir(out, overwrite=overwrite, resume=resume,
-                    inputs={"--model": model, "--retain-eval": retain_eval, "--forget": spec_path(forget),
-                            "--retain": spec_path(retain), "--idk-file": idk_file, "--data-dir": data_dir},
-                    resumable=True)
-
+    check_data_dir(data_dir, [x for x in (forget, retain) if isinstance(x, str)] + [ev_data and f"{ev_data}:{ev_split}"])
     config = {
-        "model": model, "method": method, "method_config": asdict(mcfg), "forget": forget, "retain": retain,
+        "model": model, "method": method, "method_config": asdict(mcfg), "forget": _spec_or_count(forget),
+        "retain": _spec_or_count(retain),
         "data_dir": data_dir, "style": style, "system_prompt": system_prompt, "max_length": max_length,
         "train": asdict(cfg), "robust": asdict(robust), "reference": reference,
         "idk_file": idk_file if cls.uses_idk else None,
@@ -366,100 +385,178 @@ def run_unlearn(
                  "retain_eval": retain_eval, "select": select},
         "n_forget": len(forget_items), "n_retain": len(retain_items) if retain_items else 0,
     }
-    resumed = check_resume(out, "unlearn", config) if resume else None  # before run.json is rewritten
-    record = RunRecord(out, "unlearn", config, seed=cfg.seed)
-    if resumed:
-        record.resumed(resumed, ck.name)
-    record.save()
+    return UnlearnPlan(cls, mcfg, cfg, robust, forget_items, retain_items, refusals, select,
+                       sel_key, sel_score, eval_every_epoch, ev_data, ev_split, ev_extra, evaluator,
+                       retain_records, config)
 
-    with record.guard(resume_hint=True):  # an error or Ctrl-C leaves run.json saying so
-        # -- model, references, step ------------------------------------------------------------------------
-        from .models import check_max_length, load_model, save_model
 
+def run_unlearn(
+    model: str,
+    method: str,
+    forget: str,
+    out: str | Path,
+    *,
+    retain: str | None = None,
+    options: dict | list[str] | None = None,
+    cfg: TrainConfig | None = None,
+    robust: RobustConfig | None = None,
+    data_dir: str | None = None,
+    style: str = "chat",
+    system_prompt: str | None = None,
+    max_length: int = 512,
+    idk_file: str | None = None,
+    eval_every_epoch: bool = False,
+    retain_eval: str | None = None,
+    select: str | None = None,
+    eval_data: str | None = None,
+    eval_split: str | None = None,
+    eval_limit: int | None = None,
+    evaluator: Callable | None = None,
+    reference: str = "cached",
+    overwrite: bool = False,
+    resume: bool = False,
+) -> dict:
+    """Unlearn ``forget`` from ``model`` with ``method``; write the model, tokenizer and ``run.json`` to ``out``.
+
+    ``options``: the method's ``key=value`` options (a dict or a list of strings); ``cfg``: training settings
+    (default: :func:`default_train_config`); ``robust``: SAM / smoothing / gradient penalty / weight
+    averaging. ``eval_every_epoch`` runs ``evaluator`` (default ``obliviate.evaluate.evaluate_tofu``) at the
+    start and after every epoch; ``select`` (e.g. ``forget_quality``) keeps the best epoch's weights.
+    Returns the run record.
+    """
+    plan = plan_unlearning(
+        model, method, forget, retain=retain, options=options, cfg=cfg, robust=robust, data_dir=data_dir,
+        style=style, system_prompt=system_prompt, max_length=max_length, idk_file=idk_file,
+        eval_every_epoch=eval_every_epoch, retain_eval=retain_eval, select=select, eval_data=eval_data,
+        eval_split=eval_split, eval_limit=eval_limit, evaluator=evaluator, reference=reference)
+    from .finetune import resume_point
+
+    ck, plan.cfg = resume_point(out, plan.cfg, resume)
+    plan.config["train"] = asdict(plan.cfg)
+    cfg = plan.cfg
+    from .models import check_model_spec
+
+    check_model_spec(model)  # a bad --model is refused before --overwrite empties anything
+    inputs = {"--model": model, "--retain-eval": retain_eval, "--forget": spec_path(forget),
+              "--retain": spec_path(retain), "--idk-file": idk_file, "--data-dir": data_dir}
+    with Run("unlearn", out, plan.config, seed=cfg.seed, inputs=inputs, overwrite=overwrite, resume=resume,
+             resumable=True, checkpoint=ck) as run:
+        net, tok, fmt, prep = _load_and_prepare(run, plan)
+        run.start()  # the checks that need the model passed (an RMU layer it lacks): now --out is prepared
+        _train_select_save(run, plan, net, tok, fmt, prep, resume=ck is not None)
+    return run.data
+
+
+def _load_and_prepare(run: Run, plan: UnlearnPlan, net=None, tok=None):
+    """Load the model (unless given) and build the method's step and references (what may still refuse the run)."""
+    from .models import check_max_length, load_model
+
+    c = plan.config
+    if net is None:
         t0 = time.time()
-        net, tok = load_model(model, dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
-        record.timing("load_model_s", time.time() - t0)
-        check_max_length(net, max_length)
-        fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
-        t0 = time.time()
-        prep = prepare_unlearning(net, tok, method, mcfg, forget_items, retain_items, formatter=fmt, tcfg=cfg,
-                                  refusals=refusals, reference=reference)  # e.g. an RMU layer the model lacks
-        record.timing("prepare_s", time.time() - t0)
-        net, objective = prep.model, prep.objective
-        step_fn = wrap_step(objective, robust, seed=cfg.seed)
-        averager = WeightAveraging(robust.avg_start, robust.avg_every) if robust.weight_avg else None
-        record.update(setup=prep.info, robust_active=robust.active())
-        record.save()
+        net, tok = load_model(c["model"], dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
+        run.timing("load_model_s", time.time() - t0)
+    check_max_length(net, c["max_length"])
+    fmt = Formatter(tok, style=c["style"], system_prompt=c["system_prompt"], max_length=c["max_length"])
+    t0 = time.time()
+    prep = prepare_unlearning(net, tok, c["method"], plan.mcfg, plan.forget_items, plan.retain_items, formatter=fmt,
+                              tcfg=plan.cfg, refusals=plan.refusals,
+                              reference=c["reference"])  # e.g. an RMU layer the model lacks
+    run.timing("prepare_s", time.time() - t0)
+    run.update(setup=prep.info, robust_active=plan.robust.active())
+    return prep.model, tok, fmt, prep
 
-        # -- per-epoch evaluation and selection -----------------------------------------------------------
-        best: dict = {}
-        evals: list[dict] = []
 
-        def on_epoch_end(epoch: int, m) -> dict:
-            tag = "initial" if epoch < 0 else f"epoch-{epoch + 1}"
-            ctx = averager.swapped_in(m) if averager is not None else contextlib.nullcontext()
-            with ctx:
-                summary, records = evaluator(m, tok, data=ev_data, split=ev_split, data_dir=data_dir, limit=eval_limit,
-                                             retain_records=retain_records, formatter=fmt, progress=cfg.progress,
-                                             **ev_extra)
-                atomic_write_json(out / "eval" / tag / "summary.json", summary)
-                atomic_write_jsonl(out / "eval" / tag / "items.jsonl", records)
-                evals.append({"epoch": epoch + 1, **{k: summary.get(k) for k in EPOCH_HEADLINE if k in summary}})
-                if select and epoch >= 0:
-                    v = summary.get(sel_key)
-                    if isinstance(v, (int, float)) and math.isfinite(v):
-                        score = sel_score(float(v))
-                        if not best or score > best["score"]:
-                            best.update(epoch=epoch + 1, value=float(v), score=score, params={
-                                n: p.detach().cpu().clone() for n, p in m.named_parameters() if p.requires_grad})
-            return summary
+def _epoch_evaluation(run: Run, plan: UnlearnPlan, tok, fmt, averager, best: dict, evals: list) -> Callable:
+    """``train``'s ``on_epoch_end``: the TOFU evaluation (written to ``eval/<tag>/``) and the best-epoch
+    bookkeeping of ``--select``."""
+    c = plan.config
 
-        # -- train ----------------------------------------------------------------------------------------
-        def step_end(step: int, model) -> None:
-            objective.on_step_end(step)
-            if averager is not None:
-                averager.on_step_end(step, model)
+    def on_epoch_end(epoch: int, m) -> dict:
+        tag = "initial" if epoch < 0 else f"epoch-{epoch + 1}"
+        ctx = averager.swapped_in(m) if averager is not None else contextlib.nullcontext()
+        with ctx:
+            summary, records = plan.evaluator(m, tok, data=plan.ev_data, split=plan.ev_split, data_dir=c["data_dir"],
+                                              limit=c["eval"]["limit"], retain_records=plan.retain_records,
+                                              formatter=fmt, progress=plan.cfg.progress, **plan.ev_extra)
+            run.write_json(f"eval/{tag}/summary.json", summary)
+            run.write_jsonl(f"eval/{tag}/items.jsonl", records)
+            evals.append({"epoch": epoch + 1, **{k: summary.get(k) for k in EPOCH_HEADLINE if k in summary}})
+            if plan.select and epoch >= 0:
+                v = summary.get(plan.sel_key)
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    score = plan.sel_score(float(v))
+                    if not best or score > best["score"]:
+                        best.update(epoch=epoch + 1, value=float(v), score=score, params={
+                            n: p.detach().cpu().clone() for n, p in m.named_parameters() if p.requires_grad})
+        return summary
 
-        run_state = _RunState(objective, step_fn, averager, best, evals)
-        try:
-            history = train(net, prep.batches, step_fn, cfg, out_dir=out, resume=resume,
-                            on_epoch_end=on_epoch_end if eval_every_epoch else None, desc=f"unlearn[{method}]",
-                            on_step_end=step_end, extra_state=run_state, on_history=record.history_so_far)
-        except NonFiniteLoss as e:
-            msg = _non_finite_message(e, out)
-            record.update(error=msg, failed_at={"epoch": e.epoch + 1, "step": e.step + 1, "logs": e.logs})
-            record.save(status="failed")
-            raise ObliviateError(msg) from None
+    return on_epoch_end
 
-        # -- final weights: the selected epoch, else the weight average, else the last epoch ---------------
-        selection = avg_note = None
-        if select and best:
-            named = dict(net.named_parameters())
-            with torch.no_grad():
-                for n, v in best["params"].items():
-                    named[n].copy_(v.to(named[n].device, named[n].dtype))
-            selection = {"key": sel_key, "spec": select, "best_epoch": best["epoch"], "value": best["value"]}
-        else:
-            if select:
-                selection = {"key": sel_key, "spec": select, "best_epoch": None,
-                             "note": f"no epoch had a finite {sel_key}; the final weights are kept"}
-            if averager is not None and not averager.apply(net):
-                avg_note = (f"the run ended before step {robust.avg_start} (--avg-start), so nothing was averaged; "
-                            "the final weights are saved (lower --avg-start)")
-                print(f"note: --weight-avg: {avg_note}", file=sys.stderr)
+
+def _train_select_save(run: Run, plan: UnlearnPlan, net, tok, fmt, prep, resume: bool):
+    """Train (with the per-epoch evaluation), keep the selected / averaged / final weights, save them (when the
+    run has a folder); returns the model."""
+    from .models import save_model
+
+    cfg, robust, objective = plan.cfg, plan.robust, prep.objective
+    step_fn = wrap_step(objective, robust, seed=cfg.seed)
+    averager = WeightAveraging(robust.avg_start, robust.avg_every) if robust.weight_avg else None
+    best: dict = {}
+    evals: list[dict] = []
+    on_epoch_end = _epoch_evaluation(run, plan, tok, fmt, averager, best, evals) if plan.eval_every_epoch else None
+
+    def step_end(step: int, model) -> None:
+        objective.on_step_end(step)
+        if averager is not None:
+            averager.on_step_end(step, model)
+
+    run_state = _RunState(objective, step_fn, averager, best, evals)
+    try:
+        history = train(net, prep.batches, step_fn, cfg, out_dir=run.dir, resume=resume, on_epoch_end=on_epoch_end,
+                        desc=f"unlearn[{plan.config['method']}]", on_step_end=step_end, extra_state=run_state,
+                        on_history=run.history_so_far)
+    except NonFiniteLoss as e:
+        msg = _non_finite_message(e, run.dir)
+        run.update(error=msg, failed_at={"epoch": e.epoch + 1, "step": e.step + 1, "logs": e.logs})
+        run.save(status="failed")
+        raise ObliviateError(msg) from None
+
+    # -- final weights: the selected epoch, else the weight average, else the last epoch -------------------
+    selection = _apply_selection(net, plan, best)
+    avg_note = None
+    if not (plan.select and best) and averager is not None and not averager.apply(net):
+        avg_note = (f"the run ended before step {robust.avg_start} (--avg-start), so nothing was averaged; "
+                    "the final weights are saved (lower --avg-start)")
+        print(f"note: --weight-avg: {avg_note}", file=sys.stderr)
+    if run.writes:
         t1 = time.time()
-        save_model(net, tok, out)
-        record.timing("save_model_s", time.time() - t1)
-        record.timing("train_s", history["train_seconds"])
-        record.update(
-            history=history, final_loss=history["final_loss"], selection=selection, evaluations=evals or None,
-            method_state=objective.extra_state() or None,
-            weight_averaging=({**averager.state(), **({"note": avg_note} if avg_note else {})}
-                              if averager is not None else None),
-            prompt_format={"style": fmt.style, "system_prompt": system_prompt},
-        )
-        record.save(status="done")
-    return record.data
+        save_model(net, tok, run.dir)
+        run.timing("save_model_s", time.time() - t1)
+    run.timing("train_s", history["train_seconds"])
+    run.set_history(history)
+    run.update(
+        final_loss=history["final_loss"], selection=selection, evaluations=evals or None,
+        method_state=objective.extra_state() or None,
+        weight_averaging=({**averager.state(), **({"note": avg_note} if avg_note else {})}
+                          if averager is not None else None),
+        prompt_format={"style": fmt.style, "system_prompt": plan.config["system_prompt"]},
+    )
+    return net
+
+
+def _apply_selection(net, plan: UnlearnPlan, best: dict) -> dict | None:
+    """Copy the best epoch's weights back into ``net`` (``--select``); run.json's ``selection``."""
+    if not plan.select:
+        return None
+    if not best:
+        return {"key": plan.sel_key, "spec": plan.select, "best_epoch": None,
+                "note": f"no epoch had a finite {plan.sel_key}; the final weights are kept"}
+    named = dict(net.named_parameters())
+    with torch.no_grad():
+        for n, v in best["params"].items():
+            named[n].copy_(v.to(named[n].device, named[n].dtype))
+    return {"key": plan.sel_key, "spec": plan.select, "best_epoch": best["epoch"], "value": best["value"]}
 
 
 class _RunState:
@@ -489,7 +586,16 @@ class _RunState:
         self.evals[:] = state.get("evaluations") or []
 
 
-def _load_set(role: str, spec: str, data_dir: str | None):
+def _spec_or_count(x):
+    """run.json's record of a data set: its spec, or (items given in memory) how many there were."""
+    return x if x is None or isinstance(x, str) else f"<{len(x)} items in memory>"
+
+
+def _load_set(role: str, spec, data_dir: str | None):
+    if not isinstance(spec, str):  # items given in memory (the Python API)
+        if not spec:
+            raise ObliviateError(f"the {role} set is empty")
+        return list(spec)
     try:
         items = load_items(spec, data_dir=data_dir)
     except ObliviateError as e:
@@ -499,10 +605,10 @@ def _load_set(role: str, spec: str, data_dir: str | None):
     return items
 
 
-def _non_finite_message(e: NonFiniteLoss, out: Path) -> str:
+def _non_finite_message(e: NonFiniteLoss, out: Path | None) -> str:
     bad = [k for k, v in e.logs.items() if isinstance(v, float) and not math.isfinite(v)]
     terms = ", ".join(f"{k}={v}" for k, v in e.logs.items()) or "no per-term logs"
-    ck = latest_checkpoint(out)
+    ck = latest_checkpoint(out) if out is not None else None
     if ck is not None:
         kept = (f"the last good checkpoint ({ck.name}, after epoch {int(ck.name.split('-')[1]) + 1}) is kept in "
                 f"{ck.parent}; lower --lr and continue with --resume (other method weights need a new --out)")
@@ -518,3 +624,7 @@ def add_unlearn_parser(subparsers):
     from .cli.unlearn import add_parser
 
     return add_parser(subparsers)
+
+
+# `obliviate.unlearn(...)` runs obliviate.api.unlearn (see _callable.py)
+_make_callable(__name__)

@@ -9,7 +9,7 @@ import sys
 import warnings
 
 from ..errors import ObliviateError
-from ..io import Terminated
+from ..runtime.process import Terminated
 
 
 # One module per subcommand, in the order `obliviate --help` lists them. Each ``cli/<name>.py`` exposes
@@ -30,6 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _subparser(ap: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in ap._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]
+    raise KeyError(command)
+
+
 # Commands that train run on tcmalloc when it is installed: glibc's heap keeps ~0.8 GB of freed activation
 # blocks on SmolLM2-135M. Evaluation does not fragment that way (it releases memory between phases) and
 # peaks ~0.1 GB lower on glibc, so `eval`, `generate` and `demo` keep the system allocator.
@@ -39,8 +46,13 @@ TCMALLOC_COMMANDS = ("finetune", "unlearn")
 def main(argv: list[str] | None = None) -> int:
     """The command line, in this process (``argv`` None: ``sys.argv[1:]``). :func:`entry` is the program."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
     try:
+        if getattr(args, "config", None):  # --config FILE: its settings become the defaults, the flags override
+            defaults = importlib.import_module(f"{__name__}.{args.command}").config_defaults(args.config)
+            _subparser(ap, args.command).set_defaults(**defaults)
+            args = ap.parse_args(argv)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning)
             return args.func(args) or 0

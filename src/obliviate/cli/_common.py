@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+
+
+def out_arg(value: str) -> str:
+    """argparse type of ``--out``: an empty path would silently mean the current folder."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("is empty; give the output folder's path")
+    return value
+
 
 def add_format_args(p):
     p.add_argument("--style", default="chat", help="prompt style: chat (default), plain, llama2")

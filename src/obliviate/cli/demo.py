@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..io import out_arg
+from ._common import out_arg
 
 
 def add_parser(subparsers):

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from ..errors import refuse_unused
-from ..io import out_arg
-from ._common import add_format_args, add_train_args
+from ._common import add_format_args, add_train_args, out_arg
 
 
 def add_parser(subparsers):

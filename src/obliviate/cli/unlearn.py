@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import ObliviateError, refuse_unused
-from ..io import out_arg
+from ._common import out_arg
 
 
 def add_parser(subparsers):
@@ -14,9 +14,12 @@ def add_parser(subparsers):
         description="Unlearn a forget set. Method options go last as KEY=VALUE (e.g. beta=0.2 retain_loss=kl); "
                     "`obliviate ls methods --json` lists each method's options and defaults.",
     )
-    p.add_argument("--model", required=True, help="built-in name, local folder or hub id (the fine-tuned target)")
-    p.add_argument("--method", required=True, help="unlearning method (obliviate ls methods)")
-    p.add_argument("--forget", required=True, help="forget set spec, e.g. synthetic:forget10, tofu:forget10")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="a run.json (repeat that run), or a TOML / YAML file with its config's keys; the flags "
+                        "given override its settings")
+    p.add_argument("--model", help="built-in name, local folder or hub id (the fine-tuned target); required")
+    p.add_argument("--method", help="unlearning method (obliviate ls methods); required")
+    p.add_argument("--forget", help="forget set spec, e.g. synthetic:forget10, tofu:forget10; required")
     p.add_argument("--retain", default=None, help="retain set spec, e.g. synthetic:retain90 (methods with a retain term)")
     p.add_argument("--out", required=True, type=out_arg)
     p.add_argument("--data-dir", default=None)
@@ -65,22 +68,29 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
+    from dataclasses import replace
+
     from ..methods.base import parse_options
     from ..robust import RobustConfig
     from ..unlearn import default_train_config, run_unlearn
 
-    options = parse_options(args.options)
+    for flag in ("model", "method", "forget"):
+        if not getattr(args, flag):
+            raise ObliviateError(f"unlearn needs --{flag} (or a --config that sets it)")
+    given = parse_options(args.options)
     for flag in ("alpha", "beta", "gamma"):
         v = getattr(args, flag)
         if v is not None:
-            if flag in options:
+            if flag in given:
                 raise ObliviateError(f"--{flag} and the option {flag}= were both given; keep one")
-            options[flag] = v
+            given[flag] = v
+    options = {**getattr(args, "config_options", {}), **given}  # the flags override a --config's options
     overrides = dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
                      warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, seed=args.seed,
                      lora=args.lora or None, lora_r=args.lora_r, grad_checkpointing=args.grad_checkpointing or None,
                      progress=not args.quiet)
     cfg = default_train_config(args.method, **overrides)
+    cfg = replace(cfg, **getattr(args, "config_train", {}))  # settings of a --config that have no flag
     # a setting given without the switch it belongs to would be ignored: say so instead
     for flags, switch, on in (([("--smooth-sigma", args.smooth_sigma)], "--smooth-n N", args.smooth_n > 0),
                               ([("--avg-start", args.avg_start), ("--avg-every", args.avg_every)], "--weight-avg",
@@ -91,16 +101,17 @@ def run(args) -> int:
                               ([("--lora-r", args.lora_r)], "--lora", cfg.lora)):
         if not on:
             refuse_unused(flags, f"with {switch}")
-    given = {k: v for k, v in (("smooth_sigma", args.smooth_sigma), ("avg_start", args.avg_start),
+    set_ = {k: v for k, v in (("smooth_sigma", args.smooth_sigma), ("avg_start", args.avg_start),
                                ("avg_every", args.avg_every)) if v is not None}
     robust = RobustConfig(sam_rho=args.sam_rho, smooth_n=args.smooth_n, grad_penalty=args.grad_penalty,
-                          weight_avg=args.weight_avg, **given)
+                          weight_avg=args.weight_avg, **set_)
     rec = run_unlearn(
         args.model, args.method, args.forget, args.out, retain=args.retain, options=options, cfg=cfg,
         robust=robust, data_dir=args.data_dir, style=args.style, system_prompt=args.system_prompt,
         max_length=args.max_length, idk_file=args.idk_file, eval_every_epoch=args.eval_every_epoch,
         retain_eval=args.retain_eval, select=args.select, eval_data=args.eval_data, eval_split=args.eval_split,
         eval_limit=args.eval_limit, overwrite=args.overwrite, resume=args.resume,
+        reference=getattr(args, "config_reference", "cached"),
     )
     msg = f"wrote {args.out} (final loss {rec['final_loss']:.4f}, {rec['timings']['total_s']:.0f}s)"
     s = rec.get("selection") or {}
@@ -110,3 +121,49 @@ def run(args) -> int:
     if s and s.get("best_epoch") is None:
         print(f"note: --select {s['spec']}: {s['note']}", file=sys.stderr)
     return 0
+
+
+# run.json's config keys that are not settings (counts of what was read)
+_RECORDED = {"n_forget", "n_retain"}
+
+
+def config_defaults(path) -> dict:
+    """The flags' defaults from ``--config FILE``: a run.json's resolved config (or a TOML / YAML file with its
+    keys), so that the same command line repeats the run and any flag given overrides one setting."""
+    from dataclasses import fields
+
+    from ..config import load_config_file, unknown_keys
+    from ..robust import RobustConfig
+    from ..train import TrainConfig
+
+    c = load_config_file(path, "unlearn")
+    top = {"model", "method", "method_config", "forget", "retain", "data_dir", "style", "system_prompt",
+           "max_length", "train", "robust", "reference", "idk_file", "eval"}
+    unknown_keys(c, top | _RECORDED, path)
+    d = {k: c[k] for k in ("model", "method", "forget", "retain", "data_dir", "style", "system_prompt",
+                           "max_length", "idk_file") if k in c}
+    d["config_options"] = dict(c.get("method_config") or {})
+    if "reference" in c:
+        d["config_reference"] = c["reference"]
+    t = dict(c.get("train") or {})
+    unknown_keys(t, {f.name for f in fields(TrainConfig)}, path, "train.")
+    d.update({k: t[k] for k in ("epochs", "lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay", "seed")
+              if k in t})
+    if t.get("lora"):
+        d.update(lora=True, lora_r=t.get("lora_r"))
+    if t.get("grad_checkpointing"):
+        d["grad_checkpointing"] = True
+    if "progress" in t:
+        d["quiet"] = not t["progress"]
+    d["config_train"] = {k: t[k] for k in ("max_grad_norm", "lora_alpha", "checkpoint_every_epoch", "extra")
+                         if k in t}
+    r = dict(c.get("robust") or {})
+    unknown_keys(r, {f.name for f in fields(RobustConfig)}, path, "robust.")
+    base = RobustConfig()
+    d.update({k: v for k, v in r.items() if v != getattr(base, k)})  # a default would read as "given"
+    e = dict(c.get("eval") or {})
+    unknown_keys(e, {"every_epoch", "data", "split", "limit", "retain_eval", "select"}, path, "eval.")
+    if e.get("every_epoch") or e.get("select"):
+        d.update(eval_every_epoch=bool(e.get("every_epoch")), eval_data=e.get("data"), eval_split=e.get("split"),
+                 eval_limit=e.get("limit"), retain_eval=e.get("retain_eval"), select=e.get("select"))
+    return d
