@@ -23,6 +23,8 @@ The retain model's saved evaluation (``--retain-eval``) provides forget quality 
 
 from __future__ import annotations
 
+from ._callable import make_callable as _make_callable
+
 import time
 from pathlib import Path
 
@@ -34,9 +36,9 @@ from .engine.gradnorm import gradient_norms
 from .engine.memory import release_memory
 from .engine.scoring import ScoreRequest, score
 from .errors import ObliviateError, check_int, flag_error
-from .io import RunRecord, atomic_write_json, atomic_write_jsonl, prepare_out_dir
 from .metrics.tofu import annotate_records, tofu_summary
 from .registry import BENCHMARKS
+from .runtime.run import Run
 
 TOFU_MAX_NEW_TOKENS = 200
 JAILBREAK_PREFIX = (
@@ -251,28 +253,25 @@ def run_tofu_eval(
     retain_records = None
     if retain_eval is not None:
         retain_records = load_retain_records(retain_eval, sets["forget"], "the same --data, --split and --limit")
-    out = prepare_out_dir(out, overwrite=overwrite, inputs={"--model": model, "--retain-eval": retain_eval,
-                                                            "--data-dir": data_dir})
     config = {"benchmark": "tofu", "model": model, "data": data, "split": split, "data_dir": data_dir,
               "limit": limit, "utility_limit": utility_limit, "retain_eval": retain_eval, "style": style, "system_prompt": system_prompt,
               "generation": generation, "gradnorm": gradnorm, "variants": list(variants),
               "max_new_tokens": TOFU_MAX_NEW_TOKENS, "batch_size": batch_size}
-    record = RunRecord(out, "eval", config)
-    record.save()
-    with record.guard():  # an error or Ctrl-C leaves run.json saying so
+    with Run("eval", out, config, overwrite=overwrite,
+             inputs={"--model": model, "--retain-eval": retain_eval, "--data-dir": data_dir}) as run:
         t0 = time.time()
         net, tok = load_model(model)
-        record.timing("load_model_s", time.time() - t0)
+        run.timing("load_model_s", time.time() - t0)
         fmt = Formatter(tok, style=style, system_prompt=system_prompt)
+        run.start()
         summary, records = evaluate_tofu(
             net, tok, formatter=fmt, retain_records=retain_records, progress=progress, generation=generation,
             gradnorm=gradnorm, variants=variants, batch_size=batch_size, sets=sets)
         for k, v in summary.pop("timings").items():
-            record.timing(k, v)
-        atomic_write_jsonl(out / "items.jsonl", records)
-        atomic_write_json(out / "summary.json", summary)
-        record.update(summary=summary)
-        record.save(status="done")
+            run.timing(k, v)
+        run.write_jsonl("items.jsonl", records)
+        run.write_json("summary.json", summary)
+        run.update(summary=summary)
     return summary
 
 
@@ -316,15 +315,12 @@ def run_from_logs(path: str, out: str | Path, retain_logs: str | None = None, ov
 
     records: list[dict] = []
     summary = summary_from_logs(path, retain_logs, records=records)
-    out = prepare_out_dir(out, overwrite=overwrite, inputs={"--from-logs": path, "--retain-logs": retain_logs})
-    record = RunRecord(out, "eval --from-logs", {"from_logs": path, "retain_logs": retain_logs})
-    atomic_write_jsonl(out / "items.jsonl", annotate_records([dict(r) for r in records]))
-    atomic_write_json(out / "summary.json", summary)
-    record.update(summary=summary)
-    record.save(status="done")
+    with Run("eval --from-logs", out, {"from_logs": path, "retain_logs": retain_logs}, overwrite=overwrite,
+             inputs={"--from-logs": path, "--retain-logs": retain_logs}) as run:
+        run.write_jsonl("items.jsonl", annotate_records([dict(r) for r in records]))
+        run.write_json("summary.json", summary)
+        run.update(summary=summary)
     return summary
-
-
 
 
 def format_summary(summary: dict, keys=TOFU_HEADLINE) -> str:
@@ -389,15 +385,13 @@ def run_muse_eval(
         if not rf or not rh:
             raise ObliviateError(f"{retain_eval}: no privleak_forget / privleak_holdout records (not a MUSE eval)")
         retrain_auc = mia_auc([record_score(r, "min_k") for r in rf], [record_score(r, "min_k") for r in rh])
-    out = prepare_out_dir(out, overwrite=overwrite, inputs={"--model": model, "--retain-eval": retain_eval,
-                                                            "--data-dir": data_dir})
-    record = RunRecord(out, "eval", {"benchmark": corpus, "model": model, "data_dir": data_dir, "limit": limit,
-                                     "retain_eval": retain_eval, "verbmem_tokens": MUSE_VERBMEM_TOKENS,
-                                     "knowmem_tokens": MUSE_KNOWMEM_TOKENS,
-                                     "privleak_max_tokens": MUSE_PRIVLEAK_MAX_TOKENS})
-    record.save()
-    with record.guard():  # an error or Ctrl-C leaves run.json saying so
+    config = {"benchmark": corpus, "model": model, "data_dir": data_dir, "limit": limit, "retain_eval": retain_eval,
+              "verbmem_tokens": MUSE_VERBMEM_TOKENS, "knowmem_tokens": MUSE_KNOWMEM_TOKENS,
+              "privleak_max_tokens": MUSE_PRIVLEAK_MAX_TOKENS}
+    with Run("eval", out, config, overwrite=overwrite,
+             inputs={"--model": model, "--retain-eval": retain_eval, "--data-dir": data_dir}) as run:
         net, tok = load_model(model)
+        run.start()
         records: list[dict] = []
 
         def ids(text):
@@ -418,7 +412,7 @@ def run_muse_eval(
             for i, (it, g, p) in enumerate(zip(items, gens, prompts)):
                 records.append({"set": name, "index": i, "question": it.question, "answer": it.answer,
                                 "prompt": p, "generation": g})
-        record.timing("generation_s", time.time() - t0)
+        run.timing("generation_s", time.time() - t0)
         # PrivLeak: per-token log-probs of each text (the first token is the prompt).
         t0 = time.time()
         reqs, names = [], []
@@ -434,7 +428,7 @@ def run_muse_eval(
             a = sc[0]
             records.append({"set": name, "index": i, "avg_nll": a.avg_nll, "num_tokens": a.num_tokens,
                             "token_logprobs": a.token_logprobs})
-        record.timing("scoring_s", time.time() - t0)
+        run.timing("scoring_s", time.time() - t0)
 
         by = {}
         for r in records:
@@ -444,8 +438,11 @@ def run_muse_eval(
             knowmem_retain_records=by.get("knowmem_retain"), privleak_forget_records=by.get("privleak_forget"),
             privleak_holdout_records=by.get("privleak_holdout"), retrain_auc=retrain_auc,
             corpus=None if retrain_auc is not None else corpus.split("-")[1])
-        atomic_write_jsonl(out / "items.jsonl", records)
-        atomic_write_json(out / "summary.json", summary)
-        record.update(summary=summary)
-        record.save(status="done")
+        run.write_jsonl("items.jsonl", records)
+        run.write_json("summary.json", summary)
+        run.update(summary=summary)
     return summary
+
+
+# `obliviate.evaluate(...)` runs obliviate.api.evaluate (see _callable.py)
+_make_callable(__name__)
