@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import ObliviateError
+from .runtime import dist
 
 RUN_SCHEMA_VERSION = 1
 
@@ -46,7 +47,10 @@ def file_mode() -> int:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write to a temp file in the same folder, then rename: never a half-written file."""
+    """Write to a temp file in the same folder, then rename: never a half-written file. In a multi-process
+    run only the main process writes (runtime/dist.py); the others return at once."""
+    if not dist.is_main():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -143,6 +147,14 @@ def out_arg(value: str) -> str:
 
 def prepare_out_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = False,
                     inputs: dict[str, str | None] | None = None, resumable: bool = False) -> Path:
+    """See :func:`_prepare_out_dir`; in a multi-process run the main process alone checks and empties the
+    folder, and every process gets its answer (or its refusal)."""
+    return dist.on_main(_prepare_out_dir, out, overwrite=overwrite, resume=resume, inputs=inputs,
+                        resumable=resumable)
+
+
+def _prepare_out_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = False,
+                     inputs: dict[str, str | None] | None = None, resumable: bool = False) -> Path:
     """The output folder, created. An existing non-empty folder is refused unless ``--resume`` (continue in
     it) or ``--overwrite``: that empties it first (so no old checkpoint, model or evaluation is mistaken for
     this run's), and only when it is an obliviate output folder (it has a run.json): anything else is left
@@ -296,6 +308,8 @@ class RunRecord:
 
     def __init__(self, out_dir, command: str, config: dict, seed: int | None = None):
         """``seed``: the run's seed; None for a command that draws no random numbers (said so in run.json)."""
+        # Every process has read the old run.json (--resume's checks) before the main one replaces it.
+        dist.barrier()
         self.path = Path(out_dir) / "run.json"
         self.t0 = time.time()
         self.data = {
@@ -312,6 +326,7 @@ class RunRecord:
             "timings": {},
             "status": "running",
             "process": process_identity(),
+            "world_size": dist.world_size(),  # processes of the run (accelerate launch / torchrun)
         }
 
     def history_so_far(self, history: dict) -> None:
@@ -372,6 +387,7 @@ class RunRecord:
         self.data.update(kw)
 
     def save(self, status: str | None = None) -> None:
+        """Write run.json (the main process; the others keep their record in memory)."""
         if status:
             self.data["status"] = status
         self.data["timings"]["total_s"] = round(time.time() - self.t0, 3)

@@ -1,0 +1,1 @@
+"""Run machinery below the commands: which process this is (``dist``), progress lines (``progress``)."""
