@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # ~45 s: two launches of two processes each, and the one-process reference
+
 REPO = Path(__file__).resolve().parents[1]
 
 FINETUNE = ["finetune", "--model", "tiny-llama", "--data", "synthetic:forget01", "--epochs", "2",
