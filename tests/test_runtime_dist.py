@@ -125,6 +125,16 @@ def test_multi_process_refusals_name_the_reason():
         check_distributed(NoShard([4]), nll_loss, cfg, 2)
 
 
+@pytest.mark.parametrize("mode", ["FSDP", "DEEPSPEED"])
+def test_sharded_accelerate_modes_are_refused(mode):
+    from obliviate.train import check_accelerate_mode
+
+    with pytest.raises(ObliviateError, match=f"accelerate's {mode} mode is not supported.*--multi_gpu"):
+        check_accelerate_mode(mode)
+    for fine in ("NO", "MULTI_CPU", "MULTI_GPU"):
+        check_accelerate_mode(fine)
+
+
 def test_line_progress_writes_one_line_at_the_end(monkeypatch):
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)  # not a terminal

@@ -281,11 +281,7 @@ def train(
                       "(obliviate's finetune / unlearn do; on CUDA they compute in bf16 under autocast)",
                       stacklevel=2)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())  # accumulation is done here, per epoch
-    if world > 1 and accelerator.distributed_type.value not in ("MULTI_CPU", "MULTI_GPU"):
-        raise ObliviateError(f"accelerate's {accelerator.distributed_type.value} is not supported by obliviate's "
-                             "training loop: its losses call the decoder body and LM head directly, which a "
-                             "sharded model (FSDP, DeepSpeed ZeRO-3) only gathers inside its own forward; use "
-                             "DDP (accelerate launch --multi_gpu, docs/distributed.md)")
+    check_accelerate_mode(accelerator.distributed_type.value)
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -458,6 +454,20 @@ def _finite_everywhere(loss: torch.Tensor, world: int) -> bool:
     if world == 1:
         return finite
     return dist.all_reduce_sum(torch.tensor([0.0 if finite else 1.0], device=loss.device)).item() == 0
+
+
+SHARDED_MODES = ("FSDP", "DEEPSPEED", "MEGATRON_LM")
+
+
+def check_accelerate_mode(mode: str) -> None:
+    """Refuse accelerate's sharded modes (``mode``: its ``distributed_type``, from ``accelerate launch
+    --config_file``): the losses call the decoder body and the LM head directly (the chunked head, RMU's layer
+    hook), and a sharded model (FSDP, DeepSpeed ZeRO) holds whole weights only inside its own forward."""
+    if mode in SHARDED_MODES:
+        raise ObliviateError(f"accelerate's {mode} mode is not supported by obliviate's training loop: its losses "
+                             "call the decoder body and the LM head directly, and a sharded model holds whole "
+                             "weights only inside its own forward; launch with DDP (accelerate launch --multi_gpu, "
+                             "docs/distributed.md)")
 
 
 def check_distributed(batches, loss_fn, cfg: TrainConfig, world: int) -> None:

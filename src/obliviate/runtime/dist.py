@@ -163,9 +163,11 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """The element-wise sum of ``t`` over all processes (a new tensor; ``t`` itself with one process)."""
     if not _live():
         return t
-    t = t.detach().clone()
+    home = t.device
+    # NCCL reduces CUDA tensors only
+    t = t.detach().to(device() if torch.distributed.get_backend() == "nccl" else home, copy=True)
     torch.distributed.all_reduce(t)
-    return t
+    return t.to(home)
 
 
 def on_main(fn: Callable[..., T], *args, **kwargs) -> T:
