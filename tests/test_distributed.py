@@ -228,3 +228,5 @@ def test_only_the_main_process_writes(runs):
 def test_only_the_main_process_prints_progress(runs):
     lines = [x for x in runs["stderr"].splitlines() if "finetune epoch" in x]
     assert len(lines) == 2, lines  # one line per epoch, from the main process only
+    wrote = [x for x in runs["stdout"].splitlines() if x.startswith("wrote ")]
+    assert len(wrote) == 2 + len(UNLEARN), wrote  # each command's result once (eval: "wrote .../summary.json")

@@ -39,8 +39,11 @@ def test_the_launchers_environment_names_the_process(monkeypatch):
     assert (dist.rank(), dist.world_size(), dist.local_rank(), dist.is_main()) == (3, 4, 1, False)
     out = io.StringIO()
     monkeypatch.setattr(sys, "stderr", out)
+    monkeypatch.setattr(sys, "stdout", out)
     dist.log_on_main("hello")
     dist.print_main("hello", file=out)
+    with dist.stdout_on_main():
+        print("a result")
     assert out.getvalue() == ""  # only rank 0 speaks
 
 

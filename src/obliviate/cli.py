@@ -10,6 +10,7 @@ import warnings
 
 from .errors import ObliviateError, check_int, refuse_unused
 from .io import Terminated, out_arg
+from .runtime.dist import stdout_on_main
 
 
 def _cmd_ls(args) -> int:
@@ -275,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), stdout_on_main():  # one copy of the results in a multi-process run
             warnings.filterwarnings("ignore", category=FutureWarning)
             return args.func(args) or 0
     except ObliviateError as e:

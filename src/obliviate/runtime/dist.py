@@ -24,6 +24,7 @@ it initialised and uses it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any, Callable, Sequence, TypeVar
@@ -238,6 +239,17 @@ def print_main(*args, **kwargs) -> None:
     """``print`` on the main process only."""
     if is_main():
         print(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def stdout_on_main():
+    """Inside, what is printed to stdout (a command's results) comes from the main process only: the others'
+    stdout goes to the null device. Their stderr stays, so an error on any process is seen."""
+    if is_main():
+        yield
+        return
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+        yield
 
 
 def log_on_main(message: str) -> None:
