@@ -28,14 +28,15 @@ FINETUNE = ["finetune", "--model", "tiny-llama", "--data", "synthetic:forget01",
             "--batch-size", "4", "--lr", "1e-3", "--warmup-ratio", "0.25"]
 # 10 items of forget01 in batches of 4: 4, 4, 2 rows; two processes train on 2, 2, 1 rows of each
 # methods whose forward passes bypass a DDP wrapper: RMU's layer hook (and its frozen reference), NPO's
-# chunked answer head with cached references and an NLL retain term; retain draws split like the forget rows
+# chunked answer head with cached references and an NLL retain term, through LoRA adapters (their random
+# initialisation must be the same on every process); retain draws split like the forget rows
 UNLEARN = {
     "rmu": ["unlearn", "--model", "tiny-llama", "--method", "rmu", "--forget", "synthetic:forget01", "--retain",
             "synthetic:retain90", "--epochs", "1", "--batch-size", "4", "--lr", "1e-3", "--quiet",
             "layer=1", "update_layers=0,1", "steering_coeff=2", "alpha=10"],
     "npo": ["unlearn", "--model", "tiny-llama", "--method", "npo", "--forget", "synthetic:forget01", "--retain",
             "synthetic:retain90", "--epochs", "1", "--batch-size", "4", "--lr", "1e-3", "--quiet",
-            "--alpha", "1"],
+            "--alpha", "1", "--lora"],
 }
 EVAL = ["eval", "--model", "tiny-llama", "--data", "synthetic", "--split", "forget01", "--limit", "5",
         "--utility-limit", "3", "--no-generation", "--quiet"]

@@ -161,8 +161,11 @@ def apply_lora(model, cfg: TrainConfig):
                              f"above a layer's smaller side adds parameters and nothing else; give at most {hidden}")
     lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear",
                       lora_dropout=0.0, task_type="CAUSAL_LM")
-    with warnings.catch_warnings():  # peft asks transformers 5 for a renamed attribute: noise for our users
+    # The adapters' A matrices start random: drawn from --seed, not from the process's unseeded generator (which
+    # differs between runs and between the processes of one run), and without moving the caller's generator.
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
         warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        torch.manual_seed(cfg.seed)
         return get_peft_model(model, lcfg)
 
 
@@ -305,6 +308,7 @@ def train(
             # No DDP wrapper (dist.average_gradients instead), and no accelerate scheduler wrapper, which
             # would step N times per optimiser step (it assumes per-process batches).
             model.to(accelerator.device)
+            dist.broadcast_parameters(params)  # every process starts from the main one's weights, as DDP does
         else:
             model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
         model.train()

@@ -234,6 +234,20 @@ def average_gradients(params: Sequence[torch.Tensor]) -> None:
             offset += k
 
 
+def broadcast_parameters(params: Sequence[torch.Tensor]) -> None:
+    """Copy the main process's values of ``params`` to every process (DDP does this when it wraps a model):
+    whatever set them (a random initialisation, a resumed checkpoint), all processes then start equal."""
+    if not _live():
+        return
+    nccl = torch.distributed.get_backend() == "nccl"
+    with torch.no_grad():
+        for p in params:
+            t = p.data.to(device()) if nccl and p.device.type != "cuda" else p.data
+            torch.distributed.broadcast(t, src=0)
+            if t is not p.data:
+                p.data.copy_(t)
+
+
 # ------------------------------------------------------------------------------------------- output
 def print_main(*args, **kwargs) -> None:
     """``print`` on the main process only."""
