@@ -38,7 +38,9 @@ from .engine.scoring import ScoreRequest, score
 from .errors import ObliviateError, check_int, flag_error
 from .metrics.tofu import annotate_records, tofu_summary
 from .registry import BENCHMARKS
+from .runtime.dist import world_size
 from .runtime.run import Run
+from .runtime.sharding import gather_records, shard_sets
 
 TOFU_MAX_NEW_TOKENS = 200
 JAILBREAK_PREFIX = (
@@ -94,10 +96,33 @@ def evaluate_tofu(
     batch_size: int = 32,
     sets: dict | None = None,
 ) -> tuple[dict, list[dict]]:
-    """Run the TOFU evaluation; returns (summary, per-item records)."""
+    """Run the TOFU evaluation; returns (summary, per-item records). In a multi-process run each process
+    scores its shard of the items and every process gets all records and the summary (runtime/sharding.py)."""
     _check_variants(variants)
     sets = sets if sets is not None else tofu_sets(data, split, data_dir, limit, utility_limit)
-    fmt = formatter or Formatter(tokenizer)
+    kw = dict(formatter=formatter or Formatter(tokenizer), progress=progress, generation=generation,
+              gradnorm=gradnorm, variants=variants, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    processes = None
+    if world_size() > 1:
+        local, where = shard_sets(sets)
+        records, timings = _tofu_records(model, tokenizer, local, **kw)
+        records, processes = gather_records(records, where, list(sets))
+    else:
+        records, timings = _tofu_records(model, tokenizer, sets, **kw)
+    summary = tofu_summary(records, retain_records)
+    tail = {k: summary.pop(k) for k in ("n_items", "missing")}  # the non-metric keys stay last
+    summary.update(_variant_summary(records, variants))
+    summary.update(tail)
+    summary["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    if processes is not None:
+        summary["processes"] = processes
+    return summary, records
+
+
+def _tofu_records(model, tokenizer, sets: dict, *, formatter: Formatter, progress: bool, generation: bool,
+                  gradnorm: bool, variants, max_new_tokens: int, batch_size: int) -> tuple[list[dict], dict]:
+    """The per-item records of the TOFU evaluation of ``sets`` (annotated) and the phase timings."""
+    fmt = formatter
     was_training = model.training
     model.eval()
     timings: dict[str, float] = {}
@@ -192,15 +217,10 @@ def evaluate_tofu(
         timings["gradnorm_s"] = time.time() - t0
 
     out_records = list(records.values())
-    summary = tofu_summary(out_records, retain_records)
-    tail = {k: summary.pop(k) for k in ("n_items", "missing")}  # the non-metric keys stay last
-    summary.update(_variant_summary(out_records, variants))
-    summary.update(tail)
-    summary["timings"] = {k: round(v, 3) for k, v in timings.items()}
     if was_training:
         model.train()
     annotate_records(out_records)
-    return summary, out_records
+    return out_records, timings
 
 
 def _variant_summary(records: list[dict], variants) -> dict:
@@ -269,6 +289,8 @@ def run_tofu_eval(
             gradnorm=gradnorm, variants=variants, batch_size=batch_size, sets=sets)
         for k, v in summary.pop("timings").items():
             run.timing(k, v)
+        if "processes" in summary:  # who scored what in a multi-process run (run.json, not summary.json)
+            run.update(processes=summary.pop("processes"))
         run.write_jsonl("items.jsonl", records)
         run.write_json("summary.json", summary)
         run.update(summary=summary)

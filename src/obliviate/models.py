@@ -301,6 +301,10 @@ def check_max_length(model, max_length: int) -> None:
 
 def save_model(model, tokenizer, out_dir: str | Path) -> None:
     """Save model + tokenizer into ``out_dir`` atomically per file (temp folder, then rename)."""
+    from .runtime import dist
+
+    if not dist.is_main():  # one writer in a multi-process run
+        return
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "merge_and_unload"):  # a peft model: save plain merged weights

@@ -8,8 +8,9 @@ save the model, the tokenizer and ``run.json``.
 
 Batches: ``{"forget": ..., "retain": ..., "idk": ...}``. Forget batches are length-grouped and shuffled per
 epoch; each forget batch is paired with as many retain items drawn at random (with replacement) by a
-``torch.Generator`` seeded from ``seed + rank`` and the epoch, so ranks draw different retain items and a
-resumed run redraws the same ones.
+``torch.Generator`` seeded from ``seed`` and the epoch, so a resumed run redraws the same ones. With N
+processes each takes its block of rows of the global forget batch and the same rows of the retain draw
+(``runtime/dist.split_rows``): ranks train on different retain items, and the run on the process count.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from ._callable import make_callable as _make_callable
 
 import contextlib
 import math
-import os
 import random
 import sys
 import time
@@ -45,6 +45,7 @@ from .methods.base import (
 from .refusals import assign_refusals, load_refusals
 from .registry import METHODS
 from .robust import RobustConfig, WeightAveraging, wrap_step
+from .runtime.dist import split_rows
 from .runtime.run import Run
 from .train import (TRAIN_DTYPE, NonFiniteLoss, TrainConfig, apply_lora, check_resume_epochs, latest_checkpoint,
                     length_grouped_batches, train)
@@ -74,12 +75,11 @@ class UnlearnBatches:
 
     def __init__(self, forget: list[Encoded], batch_size: int, pad_id: int, seed: int,
                  retain: list[Encoded] | None = None, idk: list[Encoded] | None = None,
-                 sensitive: list[list[bool]] | None = None, rank: int | None = None):
+                 sensitive: list[list[bool]] | None = None):
         if not forget:
             raise ObliviateError("the forget set is empty")
         self.forget, self.retain, self.idk, self.sensitive = forget, retain, idk, sensitive
         self.batch_size, self.pad_id, self.seed = batch_size, pad_id, seed
-        self.rank = int(os.environ.get("RANK", "0")) if rank is None else rank
         self.lengths = [len(e) for e in forget]
 
     def __len__(self) -> int:
@@ -89,17 +89,21 @@ class UnlearnBatches:
         return length_grouped_batches(self.lengths, self.batch_size, random.Random(self.seed * 1000003 + epoch))
 
     def retain_generator(self, epoch: int) -> torch.Generator:
-        return torch.Generator().manual_seed((self.seed + self.rank) * 1000003 + epoch)
+        return torch.Generator().manual_seed(self.seed * 1000003 + epoch)
 
-    def epoch(self, epoch: int):
+    def epoch(self, epoch: int, rank: int = 0, world: int = 1):
+        """The batches of ``epoch``; with ``world`` processes, process ``rank``'s rows of each (train.py)."""
         g = self.retain_generator(epoch) if self.retain else None
         for idx in self.plan(epoch):
+            # the whole global batch's retain draw, on every rank: the generator stays in step
+            r = torch.randint(len(self.retain), (len(idx),), generator=g).tolist() if self.retain else None
+            rows = split_rows(len(idx), rank, world)
+            idx = idx[rows]
             batch = {"forget": _collate(self.forget, idx, self.pad_id, self.sensitive)}
             if self.idk is not None:
                 batch["idk"] = _collate(self.idk, idx, self.pad_id)
-            if self.retain:
-                r = torch.randint(len(self.retain), (len(idx),), generator=g).tolist()
-                batch["retain"] = _collate(self.retain, r, self.pad_id)
+            if r is not None:
+                batch["retain"] = _collate(self.retain, r[rows], self.pad_id)
             yield batch
 
 

@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
             defaults = importlib.import_module(f"{__name__}.{args.command}").config_defaults(args.config)
             _subparser(ap, args.command).set_defaults(**defaults)
             args = ap.parse_args(argv)
-        with warnings.catch_warnings():
+        from ..runtime.dist import stdout_on_main
+
+        with warnings.catch_warnings(), stdout_on_main():  # one copy of the results in a multi-process run
             warnings.filterwarnings("ignore", category=FutureWarning)
             return args.func(args) or 0
     except ObliviateError as e:

@@ -26,10 +26,10 @@ import copy
 import sys
 
 import torch
-from tqdm.auto import tqdm
 from transformers.cache_utils import Cache, DynamicLayer
 
 from ..errors import ObliviateError
+from ..runtime.progress import progress_bar
 from .forward import cache_kw, context_length, head_logits, out_cache
 from .scoring import _common_prefix
 
@@ -213,7 +213,7 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
     owner: list[int | None] = [None] * rows_n  # slot -> prompt index
     gen: list[list[int]] = [[] for _ in range(rows_n)]
     refill_at = max(1, rows_n // 4)  # prefill free slots in groups, not one by one
-    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    bar = progress_bar(total=len(prompts), desc=desc, enabled=progress, unit="answers")  # a line off a terminal
 
     def prefill(slot_ids: list[int]) -> None:
         group = [waiting.pop(0) for _ in slot_ids]

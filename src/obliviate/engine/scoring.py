@@ -24,9 +24,9 @@ import copy
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import ObliviateError
+from ..runtime.progress import progress_bar
 from .forward import answer_logits, cache_kw, head_logits, out_cache
 
 
@@ -115,7 +115,7 @@ def score(
             "reproduce; please report the architecture")
     order = sorted(range(len(requests)), key=lambda i: -len(requests[i].prompt_ids))
     results: list[list[AnswerScore] | None] = [None] * len(requests)
-    bar = tqdm(total=len(requests), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    bar = progress_bar(total=len(requests), desc=desc, enabled=progress, unit="requests")  # a line off a terminal
 
     # Greedy batching under a token budget: the KV cache of a batch holds, for every answer row, its
     # prompt and its answer, so that is what the budget counts.

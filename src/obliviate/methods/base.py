@@ -45,6 +45,7 @@ from ..data.formatting import Encoded, collate
 from ..engine.forward import answer_logits, answer_token_logprobs, sequence_logprobs
 from ..errors import ObliviateError
 from ..registry import METHODS
+from ..runtime import dist
 from ..train import train_autocast
 
 RETAIN_LOSSES = ("nll", "kl")
@@ -336,16 +337,14 @@ def token_logprobs(model, batch: dict):
 def nll_token_mean(model, batch: dict) -> torch.Tensor:
     """Mean NLL over all answer tokens of the batch (the fine-tuning objective)."""
     lp, _, _ = answer_token_logprobs(model, batch)
-    return -lp.mean()
+    return -dist.mean(lp)  # over the global batch (runtime/dist.py)
 
 
 def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
     """Mean over rows of KL(p || q) = sum_v p_v (log p_v - log q_v), both given as logits [N, V]."""
     lp = F.log_softmax(p_logits.float(), dim=-1)
     lq = F.log_softmax(q_logits.float(), dim=-1)
-    if lp.shape[0] == 0:
-        return lp.sum() * 0.0
-    return (lp.exp() * (lp - lq)).sum(-1).mean()
+    return dist.mean((lp.exp() * (lp - lq)).sum(-1), empty_zero=True)  # no rows: 0
 
 
 def retain_term(model, batch: dict, kind: str, reference: TokenReference | None):

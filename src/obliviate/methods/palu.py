@@ -37,6 +37,7 @@ import torch
 
 from ..engine.forward import answer_logits
 from ..errors import ObliviateError
+from ..runtime import dist
 from .base import Method, kl_divergence, nll_token_mean, option, register
 
 # obliviate's own stop-word list (function words that never carry the fact of an answer).
@@ -97,11 +98,11 @@ def sensitive_mask(tokenizer, answer_text: str, answer: str, question: str, targ
 def palu_sensitive_loss(logits: torch.Tensor, ref_logits: torch.Tensor, k: int) -> torch.Tensor:
     """(1/|P|) sum_t (1/k) sum_{j in topk(ref_t)} (z_t,j - mean_v z_t,v)^2; logits, ref_logits [P, V]."""
     if logits.shape[0] == 0:
-        return logits.sum() * 0.0
+        return dist.mean(logits.sum(-1), empty_zero=True)  # 0 (with every process's collective)
     z = logits.float()
     k = min(k, z.shape[-1])
     top = ref_logits.topk(k, dim=-1).indices
-    return (z.gather(-1, top) - z.mean(dim=-1, keepdim=True)).pow(2).mean(-1).mean()
+    return dist.mean((z.gather(-1, top) - z.mean(dim=-1, keepdim=True)).pow(2).mean(-1))
 
 
 @dataclass

@@ -30,13 +30,14 @@ from dataclasses import dataclass
 import torch
 
 from ..engine.forward import answer_logits
+from ..runtime import dist
 from .base import Method, nll_token_mean, option, register
 
 
 def pdu_forget_loss(logits: torch.Tensor) -> torch.Tensor:
     """mean over rows of (max_v z_v - mean_v z_v)^2; logits [N, V]."""
     z = logits.float()
-    return (z.max(dim=-1).values - z.mean(dim=-1)).pow(2).mean()
+    return dist.mean((z.max(dim=-1).values - z.mean(dim=-1)).pow(2))
 
 
 def dual_update(lam: float, eta: float, retain: float, eps: float) -> float:
@@ -103,5 +104,7 @@ class PDU(Method):
         """Dual ascent with the mean retain NLL of the step's micro-batches."""
         if self._retain_seen:
             mean_r = sum(self._retain_seen) / len(self._retain_seen)
+            # each process saw its share of the global retain NLL times N (dist.mean): their mean is the NLL
+            mean_r = dist.all_reduce_sum(torch.tensor([mean_r], dtype=torch.float64)).item() / dist.world_size()
             self.lam = dual_update(self.lam, self.cfg.dual_step_size, mean_r, self.cfg.eps)
             self._retain_seen.clear()

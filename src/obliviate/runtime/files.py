@@ -35,7 +35,12 @@ def file_mode() -> int:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write to a temp file in the same folder, then rename: never a half-written file."""
+    """Write to a temp file in the same folder, then rename: never a half-written file. In a multi-process
+    run only the main process writes (runtime/dist.py); the others return at once."""
+    from .dist import is_main
+
+    if not is_main():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
