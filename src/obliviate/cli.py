@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ls", help="list a registry: models, datasets, methods, metrics, benchmarks")
-    p.add_argument("kind", nargs="?", choices=["models", "datasets", "methods", "metrics", "benchmarks"])
+    p.add_argument("kind", nargs="?", choices=["models", "datasets", "methods", "metrics", "benchmarks", "protocols"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_ls)
 

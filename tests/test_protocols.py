@@ -1,0 +1,50 @@
+import dataclasses
+
+import pytest
+
+from obliviate.errors import ObliviateError
+from obliviate.protocols import PRESETS, Protocol, get_protocol, protocol_from_dict
+from obliviate.registry import PROTOCOLS
+
+
+def test_presets_are_registered_and_listed():
+    assert set(PROTOCOLS.names()) >= {"open-unlearning", "tofu", "muse", "obliviate"}
+    assert PROTOCOLS.get("muse").obj is PRESETS["muse"]
+
+
+def test_open_unlearning_choices_match_its_configs():
+    p = get_protocol("open-unlearning")
+    # configs/model/Llama-3.2-1B-Instruct.yaml: system prompt and fixed date
+    assert p.system_prompt == "You are a helpful assistant." and p.date_string == "10 Apr 2025"
+    assert p.joint_tokenization and p.min_k_count == "floor" and p.gradnorm == "mean_tensor" and p.es_floor
+    assert p.pad_mask == "correct"  # the bug-compatibility switch is never on by default
+
+
+def test_every_preset_has_a_fixed_date():
+    for p in PRESETS.values():
+        assert p.date_string  # no prompt may depend on today's date
+
+
+def test_overrides_and_none_passthrough():
+    p = get_protocol("open-unlearning", system_prompt=None, date_string="1 Jan 2020", pad_mask="eos")
+    assert p.system_prompt == "You are a helpful assistant."  # None = flag not given
+    assert p.date_string == "1 Jan 2020" and p.pad_mask == "eos"
+    assert get_protocol("open-unlearning").pad_mask == "correct"  # presets are not mutated
+    assert protocol_from_dict(p.as_dict()) == p
+
+
+def test_errors_name_the_field():
+    with pytest.raises(ObliviateError, match="--protocol 'nope'"):
+        get_protocol("nope")
+    with pytest.raises(ObliviateError, match="not a protocol field"):
+        get_protocol("muse", colour="red")
+    with pytest.raises(ObliviateError, match="pad_mask"):
+        get_protocol("muse", pad_mask="left")
+    with pytest.raises(ObliviateError, match="max_length"):
+        dataclasses.replace(PRESETS["tofu"], max_length=0)
+
+
+def test_protocol_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PRESETS["muse"].style = "chat"  # type: ignore[misc]
+    assert isinstance(PRESETS["obliviate"], Protocol)
