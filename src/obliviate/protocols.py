@@ -98,9 +98,8 @@ class Protocol:
     #: prompts and texts encoded with the tokenizer's special tokens (BOS on Llama-2): MUSE metrics/
     #: verbmem.py:15-19,22, knowmem.py:32-35, privleak.py:14 (``tokenizer.encode`` adds BOS).
     muse_special_tokens: bool = True
-    #: PrivLeak scores every text token (MUSE privleak.py:22 scores ``input_ids[1:]``, i.e. after BOS);
-    #: True: the first text token serves as the prompt and is not scored (obliviate's former rule).
-    muse_privleak_skip_first: bool = False
+    #: (PrivLeak always scores the encoded text after its first id, MUSE privleak.py:22: with the BOS of
+    #: ``muse_special_tokens`` every text token; without it the first text token is the unscored prompt.)
     #: PrivLeak texts cut at this many tokens; None: untruncated (MUSE privleak.py:14).
     muse_privleak_max_tokens: int | None = None
     #: KnowMem prompt ends ``Answer: `` with a trailing space (MUSE knowmem.py:29).
@@ -169,7 +168,7 @@ MUSE = _preset(Protocol(
                 "scored untruncated, 'Answer: ' with its trailing space, Min-K floor(kT)",
     style="plain", date_string=OU_DATE_STRING, joint_tokenization=True, max_new_tokens=128,
     min_k_count="floor", gradnorm="mean_tensor", es_floor=True,
-    muse_special_tokens=True, muse_privleak_skip_first=False, muse_privleak_max_tokens=None,
+    muse_special_tokens=True, muse_privleak_max_tokens=None,
     muse_knowmem_trailing_space=True,
 ))
 
@@ -179,7 +178,7 @@ OBLIVIATE = _preset(Protocol(
                 "answer variant), ceil(kT), one global GradNorm with EOS in eval mode, ES 0 when nothing matches",
     style="chat", system_prompt=None, date_string=OU_DATE_STRING, joint_tokenization=False, max_length=512,
     max_new_tokens=200, stop_at_all_eos=True, min_k_count="ceil", gradnorm="global", es_floor=False,
-    muse_special_tokens=False, muse_privleak_skip_first=True, muse_privleak_max_tokens=512,
+    muse_special_tokens=False, muse_privleak_max_tokens=512,
     muse_knowmem_trailing_space=False,
 ))
 
@@ -202,6 +201,8 @@ def get_protocol(name: str | Protocol | None = None, **overrides) -> Protocol:
     if bad:
         raise ObliviateError(f"protocol override {bad[0]!r} is not a protocol field; valid: {', '.join(sorted(known))}")
     changes = {k: v for k, v in overrides.items() if v is not None}
+    if changes.get("style", base.style) != "chat" and "system_prompt" not in changes:
+        changes["system_prompt"] = None  # a legacy style has no system turn: the preset's prompt does not carry over
     return dataclasses.replace(base, **changes) if changes else base
 
 
