@@ -48,3 +48,30 @@ def test_protocol_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         PRESETS["muse"].style = "chat"  # type: ignore[misc]
     assert isinstance(PRESETS["obliviate"], Protocol)
+
+
+def test_preview_shows_the_boundary_exactly(tiny):
+    from obliviate.data import load_items
+    from obliviate.data.formatting import Formatter
+    from obliviate.protocols import preview_prompts
+
+    _, tok = tiny
+    items = load_items("synthetic:forget01")[:2]
+    out = preview_prompts(tok, items, "open-unlearning", n=1)
+    assert "--- item 1" in out and "--- item 2" not in out
+    p, a = Formatter.from_protocol(tok, get_protocol("open-unlearning")).pair_ids(items[0].question, items[0].answer)
+    assert f"({len(p)} + {len(a)} tokens)" in out
+    assert repr(tok.decode(p + a, skip_special_tokens=False)) in out
+    assert f"{p[-1]}:{tok.convert_ids_to_tokens(p[-1])!r}  ||  {a[0]}:" in out
+    assert "You are a helpful assistant." in out and "(EOS scored)" in out
+    tofu = preview_prompts(tok, items, "tofu", n=1)  # plain style, "Answer: " scored, generation after it
+    assert "Question: " in tofu and "generation prompt differs" in tofu
+
+
+def test_show_prompts_checks_before_loading(tmp_path):
+    from obliviate.protocols import show_prompts
+
+    with pytest.raises(ObliviateError, match="--protocol 'x'"):
+        show_prompts("synthetic:forget01", "tiny-llama", protocol="x")
+    out = show_prompts("synthetic:forget01", "tiny-llama", protocol="obliviate", n=2)
+    assert "--- item 2" in out and "protocol obliviate" in out

@@ -213,3 +213,58 @@ def protocol_from_dict(d: dict) -> Protocol:
     if bad:
         raise ObliviateError(f"protocol record has unknown field {bad[0]!r}")
     return Protocol(**d)
+
+
+# -- `obliviate data inspect SPEC --model M --protocol P --show-prompt N` ----------------------------------------
+
+def preview_prompts(tokenizer, items, protocol: str | Protocol | None = None, n: int = 3, window: int = 6) -> str:
+    """The first ``n`` items exactly as a model sees them under ``protocol``: the prompt and answer texts, the
+    token ids (and pieces) on each side of the prompt/answer boundary, the counts, and the generation prompt
+    when it differs from the scored one. Question-less items (MUSE texts) show the encoded text."""
+    from .data.formatting import Formatter
+
+    proto = get_protocol(protocol)
+    fmt = Formatter.from_protocol(tokenizer, proto)
+    eos = tokenizer.eos_token_id
+
+    def show(ids):
+        return " ".join(f"{i}:{tokenizer.convert_ids_to_tokens(i)!r}" for i in ids)
+
+    lines = [f"protocol {proto.name}: style={fmt.style} joint={proto.joint_tokenization} "
+             f"system_prompt={proto.system_prompt!r} date_string={proto.date_string!r} max_length={proto.max_length}"]
+    for k, it in enumerate(items[:n]):
+        lines.append(f"--- item {k + 1}")
+        if not it.question:  # a text item (MUSE raw / privleak)
+            ids = tokenizer(it.answer, add_special_tokens=proto.muse_special_tokens).input_ids
+            lines.append(f"text ({len(ids)} tokens, special tokens {'on' if proto.muse_special_tokens else 'off'}): "
+                         f"{it.answer[:200]!r}")
+            lines.append(f"first ids: {show(ids[:window])}")
+            continue
+        p, a = fmt.pair_ids(it.question, it.answer)
+        text = tokenizer.decode(p + a, skip_special_tokens=False)
+        lines.append(f"prompt + answer as decoded from the ids ({len(p)} + {len(a)} tokens):")
+        lines.append(repr(text))
+        lines.append(f"boundary: {show(p[-window:])}  ||  {show(a[:window])}")
+        lines.append(f"answer ends: {show(a[-3:])}" + ("  (EOS scored)" if a and a[-1] == eos else "  (EOS cut by max_length)"))
+        g = fmt.generation_prompt_ids(it.question)
+        if g != p:
+            lines.append(f"generation prompt differs from the scored prompt; it ends: {show(g[-window:])}")
+    if fmt.boundary_mismatches:
+        lines.append(f"{fmt.boundary_mismatches} item(s): the joint tokens of the prompt differ from the prompt alone")
+    if fmt.truncated_answers:
+        lines.append(f"{fmt.truncated_answers} answer(s) cut by max_length {proto.max_length}")
+    return "\n".join(lines)
+
+
+def show_prompts(spec: str, model: str, protocol: str | None = None, n: int = 3, data_dir: str | None = None,
+                 **overrides) -> str:
+    """:func:`preview_prompts` for a data spec and a model spec (the CLI's ``--show-prompt N``)."""
+    from .data import load_items
+    from .errors import check_int
+    from .models import load_model
+
+    check_int("--show-prompt", n)
+    proto = get_protocol(protocol, **overrides)  # errors before the model is loaded
+    items = load_items(spec, data_dir=data_dir)
+    _, tok = load_model(model)
+    return preview_prompts(tok, items, proto, n)
