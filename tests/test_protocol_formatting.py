@@ -142,7 +142,7 @@ def test_tofu_scores_the_answer_tag(tmp_path):
     pieces = tok.convert_ids_to_tokens(p + a)
     assert pieces[len(p) - 1] == "▁\n" and pieces[len(p)] == "▁Answer:"  # "Answer: " is scored (TOFU)
     assert a[-1] == tok.eos_token_id
-    assert fmt.generation_prompt_text("Q?").endswith("Question: Q?\nAnswer: ")
+    assert fmt.generation_prompt_text("Q?").endswith("Question: Q?\n")  # TOFU generates "Answer: ..." itself
 
 
 def test_truncated_answers_are_counted(tiny):

@@ -27,7 +27,7 @@ Protocol options (keyword arguments; see :mod:`obliviate.protocols` for where ea
 * ``plain_trailing_space=True``: ``Question: q\\nAnswer: `` (open-unlearning's phi / Llama-2 configs),
   the answer without a leading space.
 * ``score_answer_tag=True`` (TOFU): the prompt is ``Question: q\\n`` and ``Answer: `` + answer is scored;
-  generation starts after ``Answer: `` (:meth:`Formatter.generation_prompt_text`).
+  generation continues ``Question: q\\n`` too (TOFU evaluate_util.py:307-312).
 
 Answers cut by ``max_length`` are counted (``truncated_answers``), so a caller can report how many.
 """
@@ -134,17 +134,15 @@ class Formatter:
         return f"[INST] {question} [/INST]"
 
     def generation_prompt_text(self, question: str) -> str:
-        """The prompt greedy answers continue: :meth:`prompt_text`, plus ``Answer: `` when it is scored (TOFU
-        scores ``Answer: `` + answer but generates after it: evaluate_util.py, ``split_symbol``)."""
-        if self.style == "plain" and self.score_answer_tag:
-            return self.prompt_text(question) + "Answer: "
+        """The prompt greedy answers continue: :meth:`prompt_text`. (With ``score_answer_tag`` that is TOFU's
+        ``Question: q\\n``: its run_generation splits the input at ``Answer: `` and, for phi, does not put it
+        back, evaluate_util.py:307-312, so the model writes ``Answer: ...`` itself.)"""
         return self.prompt_text(question)
 
     def generation_prompt_ids(self, question: str) -> list[int]:
         """Token ids of :meth:`generation_prompt_text` as the reference encodes them."""
         if self.joint and self.style != "chat":
-            tail = "Answer: " if self.style == "plain" and self.score_answer_tag else ""
-            return self.tokenizer(self._legacy_prompt(question) + tail, add_special_tokens=True).input_ids
+            return self.tokenizer(self._legacy_prompt(question), add_special_tokens=True).input_ids
         return self.tokenizer(self.generation_prompt_text(question), add_special_tokens=False).input_ids
 
     def answer_text(self, answer: str) -> str:
