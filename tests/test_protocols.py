@@ -75,3 +75,10 @@ def test_show_prompts_checks_before_loading(tmp_path):
         show_prompts("synthetic:forget01", "tiny-llama", protocol="x")
     out = show_prompts("synthetic:forget01", "tiny-llama", protocol="obliviate", n=2)
     assert "--- item 2" in out and "protocol obliviate" in out
+
+
+def test_legacy_style_override_drops_the_presets_system_prompt():
+    p = get_protocol("open-unlearning", style="plain")
+    assert p.style == "plain" and p.system_prompt is None  # a legacy prompt has no system turn
+    q = get_protocol("open-unlearning", style="chat", system_prompt="Be brief.")
+    assert q.system_prompt == "Be brief."
