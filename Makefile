@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml
 	       && { apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1 \
 	            || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1; }; }; } \
 	  || echo "note: tcmalloc is not installed (Debian/Ubuntu: apt-get install libtcmalloc-minimal4); obliviate uses the system allocator"
+	@# Debian's chromium renders the HTML report in its test (headless); the test skips with a reason without it.
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { apt-get install -y -qq chromium >/dev/null 2>&1 \
+	       || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } \
+	  || echo "note: chromium is not installed (Debian: apt-get install chromium); the report's browser test is skipped"
 	touch $(STAMP)
 
 demo: setup

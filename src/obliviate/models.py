@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -230,6 +231,10 @@ def check_model_spec(spec: str) -> None:
     _resolve(spec)
 
 
+# A hub id is "org/name" of letters, digits, '-', '_' and '.' (not starting with '.').
+_HUB_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
 def _resolve(spec: str) -> tuple[str, str, dict]:
     """``(kind, spec, options)`` with kind ``builtin``, ``folder`` or ``hub``; raises for anything else."""
     options: dict = {}
@@ -261,8 +266,11 @@ def _resolve(spec: str) -> tuple[str, str, dict]:
         if not (p / "config.json").exists():
             raise ObliviateError(f"model folder {p} has no config.json (not a saved Hugging Face model)")
         return "folder", spec, options
-    if "/" in spec and not spec.startswith((".", "/")) and spec.count("/") == 1:
+    org, _, name = spec.partition("/")
+    if spec.count("/") == 1 and _HUB_PART.fullmatch(org) and _HUB_PART.fullmatch(name) and not Path(org).is_dir():
         return "hub", spec, options
+    if "/" in spec or spec.startswith("."):  # a path: "runs/nosuch", "nosuchfolder/", "./x"
+        raise ObliviateError(f"model folder {spec} does not exist")
     raise ObliviateError(
         f"unknown model {spec!r}: not a built-in name, a local folder or a hub id (org/name); "
         f"built-in names: {', '.join(MODELS.names())}"
