@@ -199,7 +199,7 @@ def test_palu_batches_mark_prefix_tokens(target, data):
     from obliviate.methods.palu import sensitive_mask
 
     m = sensitive_mask(tok, fmt.answer_text(it.answer), it.answer, it.question, it.target_words, 2)
-    marked = [e.input_ids[e.prompt_len + j] for j, flag in enumerate(m) if flag]
+    marked = [e.input_ids[e.prompt_len + j] for j, code in enumerate(m) if code == 1]  # palu.PREFIX
     assert it.target_words[0]["word"].startswith(tok.decode(marked).strip())
 
 
@@ -231,7 +231,7 @@ def test_pdu_dual_update_once_per_optimiser_step_with_the_mean_retain_nll(target
 
     model, tok = target
     forget, retain = data
-    cfg = make_config(get_method("pdu"), {"alpha": 2.0, "dual_step_size": 0.5, "eps": 0.1})
+    cfg = make_config(get_method("pdu"), {"alpha": 2.0, "dual_step_size": 0.5, "eps": 0.1, "dual_warmup_epochs": 0})
     pdu = PDU(cfg)
     fmt = Formatter(tok)
     micro = [collate([fmt.encode(it.question, it.answer) for it in retain[i : i + 4]], tok.pad_token_id)

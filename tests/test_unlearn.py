@@ -317,7 +317,7 @@ def test_pdu_run_moves_its_dual_variable_once_per_optimiser_step(tmp_path):
     # eta = 0 would keep lambda at lambda_0; with eta > 0 it moves once per step (from the step's mean NLL).
     cfg = TrainConfig(epochs=2, lr=1e-3, batch_size=5, grad_accum=2, progress=False, warmup_ratio=0.0)
     run_unlearn("tiny-llama", "pdu", "synthetic:forget01", tmp_path / "p", retain="synthetic:retain99",
-                options=["alpha=1", "dual_step_size=0.01", "eps=0.0"], cfg=cfg)
+                options=["alpha=1", "dual_step_size=0.01", "eps=0.0", "dual_warmup_epochs=0"], cfg=cfg)
     run = json.loads((tmp_path / "p" / "run.json").read_text())
     lam = run["method_state"]["dual_lambda"]
     # tiny-llama's retain NLL is ~10.8 (random init over a 49k vocabulary): 2 updates of 0.01 * ~10.8
@@ -360,7 +360,7 @@ def test_resume_restores_dual_variable_noise_generator_and_weight_average(tmp_pa
     def run(out, resume=False):
         rec = run_unlearn(
             "tiny-llama", "pdu", "synthetic:forget01", out, retain="synthetic:retain99",
-            options=["alpha=1", "dual_step_size=0.05", "eps=0.0"],
+            options=["alpha=1", "dual_step_size=0.05", "eps=0.0", "dual_warmup_epochs=0"],
             cfg=TrainConfig(**{**SMALL, "epochs": 3, "grad_accum": grad_accum}),
             robust=RobustConfig(smooth_n=2, smooth_sigma=1e-2, weight_avg=True, avg_start=1, avg_every=1),
             resume=resume)

@@ -59,13 +59,13 @@ def _collate(encs: list[Encoded], idx: list[int], pad_id: int, masks: list[list[
     b = collate([encs[i] for i in idx], pad_id)
     b["index"] = torch.tensor(idx, dtype=torch.long)
     if masks is not None:
-        sens = torch.zeros_like(b["labels"], dtype=torch.bool)
+        sens = torch.zeros_like(b["labels"], dtype=torch.long)  # per-token codes (PALU: 0, prefix 1, span 2)
         for r, i in enumerate(idx):
             e, m = encs[i], masks[i]
             n_ans = len(e) - e.prompt_len
             for j, flag in enumerate(m[:n_ans]):
                 if flag:
-                    sens[r, e.prompt_len + j] = True
+                    sens[r, e.prompt_len + j] = int(flag)
         b["sensitive"] = sens
     return b
 
@@ -159,7 +159,7 @@ def prepare_unlearning(model, tokenizer, method: str, mcfg, forget_items, retain
                                     it.target_words, mcfg.n) for it in forget_items]
         info["sensitive_source"] = {"target_words": sum(1 for it in forget_items if it.target_words),
                                     "auto_rule": sum(1 for it in forget_items if not it.target_words)}
-        info["prefix_tokens"] = sum(sum(m) for m in sensitive)
+        info["prefix_tokens"] = sum(x == 1 for m in sensitive for x in m)  # palu.PREFIX
 
     kinds = cls.reference_kinds(mcfg)
     refs = References()

@@ -88,6 +88,10 @@ def item_from_row(row: Any, source: str, index: int) -> QAItem:
     else:
         raise ObliviateError(f"{where}: field 'perturbed_answer' must be a list of strings")
     tw = kw.get("target_words")
+    if isinstance(tw, str):  # PALU's GPT-annotated sets store the list as a JSON string
+        from ..methods.palu import parse_target_words
+
+        tw = kw["target_words"] = parse_target_words(tw, where)
     if tw is not None:
         if not isinstance(tw, list):
             raise ObliviateError(f"{where}: field 'target_words' must be a list of {{word, start, end}}")
