@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ObliviateError
+from .attention import uses_gqa_attention
 from .forward import answer_logits, cache_kw, head_logits, out_cache
 
 
@@ -92,6 +93,7 @@ def _repeat_cache(cache, idx: torch.Tensor):
     raise RuntimeError("this model's KV cache cannot be re-indexed; use score(..., share_prompt=False)")
 
 
+@uses_gqa_attention  # grouped-query heads read without K/V copies (bitwise the same numbers)
 @torch.no_grad()
 def score(
     model,
