@@ -80,3 +80,14 @@ def test_models_that_cannot_take_a_4d_mask_keep_the_padded_path(tiny_fresh):
     model2 = tiny_fresh[0].__class__(tiny_fresh[0].config)  # a new object: checked again
     assert packing_ok(model2) is False  # same config (sliding window)
     assert head_logits(model2) is not None
+
+
+def test_the_check_is_redone_when_the_attention_implementation_changes():
+    from obliviate.models import load_model
+
+    model, _ = load_model("tiny-llama", seed=2)
+    assert packing_ok(model)
+    model.config._attn_implementation = "flash_attention_2"  # no 4D masks there (only the check reads it here)
+    assert not packing_ok(model)
+    model.config._attn_implementation = "sdpa"
+    assert packing_ok(model)

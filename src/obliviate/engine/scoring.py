@@ -257,8 +257,10 @@ def packing_ok(model) -> bool:
     """Whether this model scores packed rows exactly like padded ones: full attention everywhere, an
     attention implementation that takes a 4D mask (sdpa, eager), and a probe (two requests of two answers
     each, with and without the shared prefix) that agrees with :func:`_score_padded` to 1e-4. Checked once
-    per model object; anything else keeps the padded path."""
-    got = _PACK_OK.get(model)
+    per model object and attention implementation; anything else keeps the padded path."""
+    impl = getattr(model.config, "_attn_implementation", None)  # the answer holds for this implementation
+    known = _PACK_OK.get(model)
+    got = known.get(impl) if known else None
     if got is None:
         got = False
         if _mask_style(model) is not None:
@@ -282,7 +284,7 @@ def packing_ok(model) -> bool:
                 for m, flag in modes:
                     m.train(flag)
         try:
-            _PACK_OK[model] = got
+            _PACK_OK.setdefault(model, {})[impl] = got
         except TypeError:
             pass
     return got
