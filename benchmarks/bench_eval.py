@@ -355,27 +355,36 @@ def child(args):
     fmt = Formatter(tok)
     sets = tofu_sets(args.data, "forget10", args.data_dir, args.limit, args.utility_limit)
     extra = {}
-    t = time.perf_counter()
+    t, cpu_start = time.perf_counter(), time.process_time()
     if args.mode == "engine":
-        score_calls, rouge_t = [], [0.0]
-        real_score, real_rouge = scoring_mod.score, tofu_mod.rouge_scores
+        score_calls, cpu = [], {"scoring": 0.0, "generation": 0.0, "gradnorm": 0.0, "rouge": 0.0}
+        wall = dict(cpu)
+        real = {"score": scoring_mod.score, "generate": evaluate_mod.generate,
+                "gradient_norms": evaluate_mod.gradient_norms, "rouge": tofu_mod.rouge_scores}
 
-        def counted_score(model_, requests, *a, **kw):
-            t0 = time.perf_counter()
-            out = real_score(model_, requests, *a, **kw)
-            score_calls.append((requests, time.perf_counter() - t0))
-            return out
+        def cpu_timed(key, fn, record=None):  # CPU seconds of each phase (wall time lies on a loaded box)
+            def wrapper(*a, **kw):
+                t0, w0 = time.process_time(), time.perf_counter()
+                out = fn(*a, **kw)
+                cpu[key] += time.process_time() - t0
+                wall[key] += time.perf_counter() - w0
+                if record is not None:
+                    record.append((a[1], time.perf_counter() - w0))
+                return out
+            return wrapper
 
-        def timed_rouge(*a, **kw):
-            t0 = time.perf_counter()
-            out = real_rouge(*a, **kw)
-            rouge_t[0] += time.perf_counter() - t0
-            return out
-
-        evaluate_mod.score, tofu_mod.rouge_scores = counted_score, timed_rouge
+        evaluate_mod.score = cpu_timed("scoring", real["score"], score_calls)
+        evaluate_mod.generate = cpu_timed("generation", real["generate"])
+        evaluate_mod.gradient_norms = cpu_timed("gradnorm", real["gradient_norms"])
+        tofu_mod.rouge_scores = cpu_timed("rouge", real["rouge"])
+        cpu0 = time.process_time()
         summary, records = evaluate_tofu(model, tok, sets=sets, formatter=fmt, generation=not args.no_generation,
                                          progress=not args.quiet)
-        timings = dict(summary["timings"], rouge_s=rouge_t[0])
+        cpu_total = time.process_time() - cpu0
+        timings = dict(summary["timings"])
+        timings["rouge_s"] = wall["rouge"]
+        extra["cpu_s"] = dict({f"{k}_s": round(v, 2) for k, v in cpu.items()}, total_s=round(cpu_total, 2),
+                              overhead_s=round(cpu_total - sum(cpu.values()), 2))
         seconds = time.perf_counter() - t
         reqs = [r for reqs, _ in score_calls for r in reqs]
         fl = scoring_flops(model, reqs)
@@ -399,6 +408,7 @@ def child(args):
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(),
+        "cpu_total_s": time.process_time() - cpu_start,  # CPU seconds of all threads (incl. the peak probe)
         "n": {k: len(v) for k, v in sets.items()},
         "records": [{k: r.get(k) for k in KEEP} for r in records],
         **extra,
@@ -492,7 +502,7 @@ def main(argv=None):
             res[mode] = json.loads(out.read_text())
     r = res["engine"]
     print(f"model {args.model}, data {args.data}, sets {r['n']}, torch threads {r['threads']}")
-    print(f"engine : {r['seconds']:8.1f} s, peak RSS {r['maxrss_mb']:.0f} MiB  {r['timings']}")
+    print(f"engine : {r['seconds']:8.1f} s, peak RSS {r['maxrss_mb']:.0f} MiB  {r['timings']}  CPU {r['cpu_s']}")
     st = r["scoring_throughput"]
     print(f"engine scoring: {st['gflops']:.1f} GFLOP/s of model FLOPs ({st['tokens_fed']} tokens fed, "
           f"{st['positions_scored']} positions scored, {st['seconds']:.1f} s) = {st['fraction_of_peak']:.0%} of the "
