@@ -30,6 +30,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 
 from ..errors import ObliviateError
 from ..runtime.progress import progress_bar
+from .attention import uses_gqa_attention
 from .forward import cache_kw, context_length, head_logits, out_cache
 from .scoring import _common_prefix
 
@@ -217,6 +218,7 @@ def _fit_context(model, prompts: list[list[int]], max_new_tokens: int) -> int:
     return max_new_tokens
 
 
+@uses_gqa_attention
 @torch.no_grad()
 def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, progress, desc, starts=None):
     """Continuous-batching greedy loop; ``starts[i]`` are tokens already generated (the end of prompt i)."""
