@@ -116,13 +116,16 @@ def sample_ids(model, prompts: list[list[int]], n: int, eos_id: int, max_new_tok
         del o
 
         def draw(logits_rows: torch.Tensor) -> torch.Tensor:
-            """B rows (the prompts' last positions): n draws each; R rows: one draw per row."""
-            probs = top_p_probs(logits_rows, temperature, top_p).cpu()
-            if probs.shape[0] == B and R != B:
-                picks = [torch.multinomial(probs[r], n, replacement=True, generator=gens[r]) for r in range(B)]
-            else:
-                picks = [torch.multinomial(probs[r * n : (r + 1) * n], 1, generator=gens[r]).squeeze(-1)
-                         for r in range(B)]
+            """B rows (the prompts' last positions): n draws each; R rows: one draw per row. Inverse-CDF sampling
+            (a uniform draw from the prompt's generator, searched in the cumulative probabilities):
+            ``torch.multinomial`` costs ~30 ms per call on a 49k vocabulary."""
+            cdf = top_p_probs(logits_rows, temperature, top_p).cumsum(-1).cpu()
+            first = cdf.shape[0] == B and R != B
+            picks = []
+            for r in range(B):
+                rows = cdf[r : r + 1].expand(n, -1) if first else cdf[r * n : (r + 1) * n]
+                u = torch.rand(n, 1, generator=gens[r], dtype=rows.dtype) * rows[:, -1:]
+                picks.append(torch.searchsorted(rows.contiguous(), u, right=True).squeeze(-1).clamp_max(rows.shape[1] - 1))
             return torch.cat(picks).to(device)
 
         nxt = draw(logits)
