@@ -18,6 +18,7 @@ from obliviate.errors import ObliviateError
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 FORGET = "synthetic:forget10?n_authors=2"  # 1 author, 10 items
+RETAIN = "synthetic:retain90?n_authors=2"
 FAST = dict(n_samples=4, max_new_tokens=24, n_boot=200)
 
 
@@ -52,7 +53,7 @@ def trained():
 
 def _audit(trained, views, **kw):
     models = {"audited": trained["full"], "full": trained["full"], "retain": trained["retain"], "base": trained["base"]}
-    return audit_models(models, FORGET, views=views, settings=Settings(**{**FAST, **kw}))
+    return audit_models(models, FORGET, retain=RETAIN, views=views, settings=Settings(**{**FAST, **kw}))
 
 
 def _value(audit, view, role, metric=None):
@@ -221,3 +222,51 @@ def test_audits_are_listed_in_the_registry():
     assert REGISTRIES["audits"] is AUDITS
     assert {"novel_recall_leak", "format_shift_leak", "best_of_n_leak", "forget_loglik", "base_control"} <= set(
         AUDITS.names())
+
+
+def test_chain_of_clues_and_masked_probe_on_the_trained_models(trained):
+    a = _audit(trained, ["chain_of_clues_leak", "masked_probe"])
+    clue = {r: _value(a, "chain_of_clues_leak", r) for r in ("full", "retain", "base")}
+    # tiny-llama was trained on single-turn chats only: earlier turns confuse it, so it leaks less than in view 1
+    assert clue["full"] - clue["retain"] >= 0.2 and clue["base"] == 0.0, clue
+    # the clue turns name the author: the name is never an eligible unit of the final answer
+    it = a["views"]["chain_of_clues_leak"]["models"]["full"]["items"][1]
+    assert it["clues"] == 3 and not any(u["eligible"] for u in it["units"] if "falko" in u["unit"])
+    # the logit lens at the last layer is the model's own next token: the full model predicts the key token
+    assert _value(a, "masked_probe", "full", "lens_top1_last") >= 0.5
+    assert _value(a, "masked_probe", "base", "lens_top1_last") == 0.0
+
+
+def test_relearn_and_quantization_on_the_trained_models(trained):
+    a = _audit(trained, ["relearn_recovery", "quantization_delta"], relearn_epochs=2, relearn_lr=1e-3, quant_bits=(8,))
+    rel = a["views"]["relearn_recovery"]["models"]
+    assert set(rel) == {"audited", "full", "retain"}  # relearning is measured against the retain model
+    for it, r in zip(rel["audited"]["items"], rel["retain"]["items"]):
+        assert it["recovery"] == pytest.approx(it["gain"] - r["gain"])
+    q = a["views"]["quantization_delta"]["models"]["full"]["metrics"]["logprob_delta_8bit"]["value"]
+    assert abs(q) < 0.2, q
+    assert any("8-bit: bitsandbytes" in n or "torch dynamic int8" in n for n in a["notes"])
+
+
+def test_reuse_eval_takes_the_audited_models_greedy_answers(tmp_path):
+    from obliviate.audit.run import run_audit
+    from obliviate.data import load_items
+
+    forget = load_items(FORGET)[:3]
+    ev = tmp_path / "eval"
+    ev.mkdir()
+    # an eval whose greedy answers are the true answers: every eligible item leaks, which an untrained
+    # tiny-llama (regenerating) never does
+    (ev / "items.jsonl").write_text("".join(json.dumps({"set": "forget", "index": i, "question": it.question,
+                                                        "generation": it.answer}) + "\n" for i, it in enumerate(forget)))
+    (ev / "run.json").write_text(json.dumps({"config": {"model": "tiny-llama"}}))
+    a = run_audit("tiny-llama", "tiny-llama", "tiny-llama", FORGET, tmp_path / "out", limit=3, reuse_eval=str(ev),
+                  views=["novel_recall_leak"], max_new_tokens=4)
+    assert _value(a, "novel_recall_leak", "audited") == 1.0
+    assert _value(a, "novel_recall_leak", "full") == 0.0
+    assert [it["generation"] for it in a["views"]["novel_recall_leak"]["models"]["audited"]["items"]] == \
+        [it.answer for it in forget]
+    with pytest.raises(ObliviateError, match="that evaluation is of model 'tiny-llama', not --model 'tiny-llama\\?seed=1'"):
+        run_audit("tiny-llama?seed=1", "tiny-llama", "tiny-llama", FORGET, tmp_path / "o2", reuse_eval=str(ev))
+    with pytest.raises(ObliviateError, match="4 forget question\\(s\\) have no answer there"):
+        run_audit("tiny-llama", "tiny-llama", "tiny-llama", FORGET, tmp_path / "o3", limit=7, reuse_eval=str(ev))

@@ -88,3 +88,11 @@ def test_metric_kinds_skip_ineligible_items():
     assert metric_value("q", specs, items) == 0.5
     assert metric_value("u", specs, items) == pytest.approx(1 / 5)
     assert metric_value("mx", specs, items) == 0.5 and metric_value("mn", specs, items) == 0.5
+
+
+def test_default_retain_split():
+    from obliviate.audit.run import default_retain
+
+    assert default_retain("synthetic:forget10?n_authors=4") == "synthetic:retain90?n_authors=4"
+    assert default_retain("tofu:forget01_perturbed") == "tofu:retain99"
+    assert default_retain("my_forget.jsonl") is None

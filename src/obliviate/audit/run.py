@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -43,8 +44,16 @@ def formatter_factory(protocol: str | None):
     return lambda tok: protocols.formatter(tok, protocol)  # pragma: no cover - wired at merge
 
 
-def reuse_answers(path: str | None, forget) -> dict[str, str]:
-    """question -> greedy answer from an ``obliviate eval`` folder's items.jsonl (its forget set)."""
+def default_retain(forget: str) -> str | None:
+    """The retain split that goes with a TOFU-style forget split: ``fam:forget10[_perturbed][?opts]`` ->
+    ``fam:retain90[?opts]`` (None for anything else)."""
+    m = re.fullmatch(r"([\w-]+):forget(01|05|10)(?:_perturbed)?(\?.*)?", forget)
+    return f"{m.group(1)}:retain{100 - int(m.group(2))}{m.group(3) or ''}" if m else None
+
+
+def reuse_answers(path: str | None, forget, model: str | None = None) -> dict[str, str]:
+    """question -> greedy answer from an ``obliviate eval`` folder's items.jsonl (its forget set). The eval's
+    run.json, when there, must name the same model."""
     if path is None:
         return {}
     from ..io import read_text_file
@@ -52,6 +61,14 @@ def reuse_answers(path: str | None, forget) -> dict[str, str]:
 
     p = Path(path)
     f = p / "items.jsonl" if p.is_dir() else p
+    run_json = f.parent / "run.json"
+    if model is not None and run_json.is_file():
+        try:
+            evald = json.loads(run_json.read_text()).get("config", {}).get("model")
+        except (json.JSONDecodeError, AttributeError):
+            evald = None
+        if evald is not None and evald != model:
+            raise ObliviateError(f"--reuse-eval {path}: that evaluation is of model {evald!r}, not --model {model!r}")
     answers = {}
     for k, line in enumerate(read_text_file(f, "--reuse-eval").splitlines()):
         if not line.strip():
@@ -130,8 +147,10 @@ def run_audit(model: str, full_model: str, retain_model: str, forget: str, out, 
             check_model_spec(spec)
     fmt_factory = formatter_factory(protocol)
     forget_items = load_items(forget)[:limit]  # data errors before any model loads
+    if retain is None and default_retain(forget):
+        retain = default_retain(forget)  # the probes' training items: the retain split of the same data set
     retain_items = load_items(retain) if retain else None
-    reuse = {"audited": reuse_answers(reuse_eval, forget_items)} if reuse_eval else {}
+    reuse = {"audited": reuse_answers(reuse_eval, forget_items, model)} if reuse_eval else {}
     out = prepare_out_dir(out, overwrite=overwrite, inputs={"--model": model, "--full-model": full_model,
                                                             "--retain-model": retain_model, "--base-model": base_model,
                                                             "--reuse-eval": reuse_eval})
