@@ -96,3 +96,18 @@ def test_default_retain_split():
     assert default_retain("synthetic:forget10?n_authors=4") == "synthetic:retain90?n_authors=4"
     assert default_retain("tofu:forget01_perturbed") == "tofu:retain99"
     assert default_retain("my_forget.jsonl") is None
+
+
+def test_conversation_text_puts_the_clue_turns_before_the_question(tiny):
+    from obliviate.data.formatting import Formatter, conversation_text
+
+    _, tok = tiny
+    fmt = Formatter(tok)
+    text = conversation_text(fmt, [("Q1?", "A1."), ("Q2?", "A2.")], "Q3?")
+    msgs = [{"role": "user", "content": "Q1?"}, {"role": "assistant", "content": "A1."},
+            {"role": "user", "content": "Q2?"}, {"role": "assistant", "content": "A2."},
+            {"role": "user", "content": "Q3?"}]
+    assert text == tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert conversation_text(fmt, [], "Q3?") == fmt.prompt_text("Q3?")  # no turn: the single-turn prompt
+    plain = Formatter(tok, style="plain")
+    assert conversation_text(plain, [("Q1?", "A1.")], "Q3?") == "Question: Q1?\nAnswer: A1.\n\nQuestion: Q3?\nAnswer:"
