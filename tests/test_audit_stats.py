@@ -111,3 +111,16 @@ def test_conversation_text_puts_the_clue_turns_before_the_question(tiny):
     assert conversation_text(fmt, [], "Q3?") == fmt.prompt_text("Q3?")  # no turn: the single-turn prompt
     plain = Formatter(tok, style="plain")
     assert conversation_text(plain, [("Q1?", "A1.")], "Q3?") == "Question: Q1?\nAnswer: A1.\n\nQuestion: Q3?\nAnswer:"
+
+
+def test_key_span_without_target_words_is_the_longest_unit_outside_the_question():
+    from obliviate.audit.format_shift_leak import BLANK, fitb_prompt, key_span
+    from obliviate.data.schema import QAItem
+
+    it = QAItem(question="Where was Mirela Tovareth born?", answer="Mirela Tovareth was born in Vel Arrow.")
+    a, b = key_span(it)
+    assert it.answer[a:b] == "Vel Arrow"  # "vel arrow" (2 words) beats "vel" and "arrow"; the rest is echoed
+    assert fitb_prompt(it) == f"Fill in the blank: Mirela Tovareth was born in {BLANK}."
+    tw = QAItem(question="q?", answer="It is Vel Arrow.", target_words=[{"word": "Vel", "start": 6, "end": 9}])
+    assert key_span(tw) == (6, 9)
+    assert key_span(QAItem(question="Is Vel Arrow big?", answer="Vel Arrow")) is None
