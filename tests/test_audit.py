@@ -129,7 +129,6 @@ def _expect(v, pct):
 
 
 def test_every_number_in_audit_md_is_recomputed_from_the_items(trained, tmp_path):
-    from obliviate.audit.run import run_audit  # noqa: F401  (the files come from the command below)
     from obliviate.io import atomic_write_json, atomic_write_text
     from obliviate.audit.report import render_md
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 
-from ..data.formatting import Formatter  # noqa: F401  (the slot's formatter encodes)
 from ..registry import AUDITS
 from ..train import TRAIN_DTYPE, EncodedBatches, TrainConfig, nll_loss, train
 from .core import AuditContext, View, item_base

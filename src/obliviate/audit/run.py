@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import asdict, fields
@@ -57,7 +58,6 @@ def reuse_answers(path: str | None, forget, model: str | None = None) -> dict[st
     if path is None:
         return {}
     from ..io import read_text_file
-    import json
 
     p = Path(path)
     f = p / "items.jsonl" if p.is_dir() else p
