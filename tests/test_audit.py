@@ -247,6 +247,8 @@ def test_relearn_and_quantization_on_the_trained_models(trained):
     assert set(rel) == {"audited", "full", "retain"}  # relearning is measured against the retain model
     for it, r in zip(rel["audited"]["items"], rel["retain"]["items"]):
         assert it["recovery"] == pytest.approx(it["gain"] - r["gain"])
+        if None not in (it["leak_after"], it["leak_before"], r["leak_after"], r["leak_before"]):
+            assert it["leak_recovery"] == (it["leak_after"] - it["leak_before"]) - (r["leak_after"] - r["leak_before"])
     q = a["views"]["quantization_delta"]["models"]["full"]["metrics"]["logprob_delta_8bit"]["value"]
     assert abs(q) < 0.2, q
     assert any("8-bit: bitsandbytes" in n or "torch dynamic int8" in n for n in a["notes"])

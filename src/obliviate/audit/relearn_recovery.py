@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import copy
 
+from ..engine.generation import generate
 from ..registry import AUDITS
 from ..train import TRAIN_DTYPE, EncodedBatches, TrainConfig, nll_loss, train
 from .core import AuditContext, View, item_base
 from .forget_loglik import answer_logprobs
+from .judge import judge
 
 
 def folds(ctx: AuditContext) -> tuple[list[int], str]:
@@ -24,13 +26,15 @@ def folds(ctx: AuditContext) -> tuple[list[int], str]:
 
 @AUDITS.register("relearn_recovery", headline="recovery", leak=False, view=7)
 class RelearnRecovery(View):
-    """Gain in held-out answer log-likelihood after fine-tuning on the other folds, minus the retain model's gain."""
+    """Gain in held-out answer log-likelihood (and greedy leak) after fine-tuning on the other folds, minus the retain model's."""
 
     name = "relearn_recovery"
     metrics = {
         "recovery": {"kind": "mean", "field": "recovery", "format": "number"},
         "gain": {"kind": "mean", "field": "gain", "format": "number"},
         "logprob_after": {"kind": "mean", "field": "logprob_after", "format": "number"},
+        "leak_recovery": {"kind": "mean", "field": "leak_recovery", "format": "percent"},
+        "leak_after": {"kind": "mean", "field": "leak_after", "format": "percent"},
     }
     headline = "recovery"
     roles = ("audited", "full", "retain")
@@ -47,7 +51,11 @@ class RelearnRecovery(View):
         if f"relearn_recovery: {how}" not in ctx.notes:
             ctx.notes.append(f"relearn_recovery: {how}")
         before = answer_logprobs(ctx, role)
-        after = [None] * len(ctx.forget)
+        prompts = [fmt.prompt_text(it.question) for it in ctx.forget]
+        leak_before = [judge(it.answer, g, p).leak
+                       for it, p, g in zip(ctx.forget, prompts, ctx.greedy(role, prompts, [it.question for it in ctx.forget]))]
+        after: list[float | None] = [None] * len(ctx.forget)
+        leak_after: list[int | None] = [None] * len(ctx.forget)
         for f in range(s.folds):
             train_items = [it for it, k in zip(ctx.forget, fold) if k != f]
             test_idx = [i for i, k in enumerate(fold) if k == f]
@@ -67,11 +75,16 @@ class RelearnRecovery(View):
                 lps = answer_logprobs(ctx, role, held)
             finally:
                 slot._model = saved
-            for i, lp in zip(test_idx, lps):
+            gens = generate(m, tok, [prompts[i] for i in test_idx], max_new_tokens=s.max_new_tokens,
+                            batch_size=s.batch_size)
+            for i, lp, g in zip(test_idx, lps, gens):
                 after[i] = lp
+                leak_after[i] = judge(ctx.forget[i].answer, g, prompts[i]).leak
             del m
         return [{**item_base(i, it), "fold": fold[i], "logprob_before": b, "logprob_after": a,
-                 "gain": None if a is None else a - b} for i, (it, b, a) in enumerate(zip(ctx.forget, before, after))]
+                 "gain": None if a is None else a - b, "leak_before": lb, "leak_after": la,
+                 "leak_gain": None if la is None or lb is None else la - lb}
+                for i, (it, b, a, lb, la) in enumerate(zip(ctx.forget, before, after, leak_before, leak_after))]
 
     def finalize(self, ctx, by_role) -> None:
         ret = by_role.get("retain")
@@ -80,3 +93,6 @@ class RelearnRecovery(View):
                 rg = ret[k]["gain"] if ret else None
                 it["retain_gain"] = rg
                 it["recovery"] = None if it["gain"] is None or rg is None else it["gain"] - rg
+                rl = ret[k]["leak_gain"] if ret else None
+                it["retain_leak_gain"] = rl
+                it["leak_recovery"] = None if it["leak_gain"] is None or rl is None else it["leak_gain"] - rl
