@@ -90,9 +90,14 @@ def _load_builtins() -> None:
         "obliviate.methods",
         "obliviate.evaluate",  # the benchmarks (tofu, muse) register where their runners live
         "obliviate.protocols",  # the named evaluation protocols (open-unlearning, tofu, muse, obliviate)
+        "obliviate.audit",
     ):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:  # a package not written yet must not break `ls`
             if e.name != mod:
                 raise
+
+
+AUDITS = Registry("audit")  # the views of `obliviate audit` (obliviate.audit)
+REGISTRIES["audits"] = AUDITS

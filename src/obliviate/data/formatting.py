@@ -255,3 +255,23 @@ def collate(batch: list[Encoded], pad_id: int, side: str = "right", *, pad_mask:
     if pad_mask == "eos":
         attn = (input_ids != pad_id).long()
     return {"input_ids": input_ids, "attention_mask": attn, "labels": labels}
+
+
+def conversation_text(formatter: Formatter, turns: list[tuple[str, str]], question: str) -> str:
+    """The prompt of a multi-turn chat: earlier ``(user, assistant)`` turns, then ``question`` with the generation
+    prompt (the audit's chain of clues). Chat style: the tokenizer's template with the formatter's system prompt;
+    ``plain`` / ``llama2``: the single-turn prompts of each turn, answers after them, one turn per paragraph."""
+    if formatter.style == "chat":
+        msgs = [] if formatter.system_prompt is None else [{"role": "system", "content": formatter.system_prompt}]
+        for user, assistant in turns:
+            msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+        msgs.append({"role": "user", "content": question})
+        return formatter.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    text = ""
+    for user, assistant in turns:
+        text += formatter.prompt_text(user) + formatter.answer_text(assistant) + "\n\n"
+    last = formatter.prompt_text(question)
+    bos = formatter.tokenizer.bos_token or ""
+    if text and bos and last.startswith(bos):  # one BOS, at the start of the conversation
+        last = last[len(bos):]
+    return text + last
