@@ -37,6 +37,7 @@ from .methods.base import (
     References,
     TokenReference,
     compute_sequence_cache,
+    load_or_compute_sequence_cache,
     frozen_copy,
     get_method,
     make_config,
@@ -125,11 +126,12 @@ class Prepared:
 def prepare_unlearning(model, tokenizer, method: str, mcfg, forget_items, retain_items=None, *,
                        formatter: Formatter | None = None, tcfg: TrainConfig | None = None,
                        refusals: list[str] | None = None, reference: str = "cached",
-                       cache_batch_size: int = 16) -> Prepared:
+                       cache_batch_size: int = 16, reference_cache=None) -> Prepared:
     """Encode the data, build the references, apply LoRA, and instantiate the method's step.
 
     ``reference``: ``cached`` (sequence log-likelihoods computed once, no copy) or ``live`` (a frozen copy
     scores them at every step: for tests and the benchmark). Returns the (possibly LoRA-wrapped) model.
+    ``reference_cache``: a folder where cached log-likelihoods of this model are stored and reused (sweeps).
     """
     cls = get_method(method)
     tcfg = tcfg or TrainConfig()
@@ -165,7 +167,12 @@ def prepare_unlearning(model, tokenizer, method: str, mcfg, forget_items, retain
             seqs["idk"] = idk
         if reference == "cached":
             t0 = time.time()
-            refs.sequence = compute_sequence_cache(model, seqs, pad, batch_size=cache_batch_size)
+            if reference_cache is None:
+                refs.sequence = compute_sequence_cache(model, seqs, pad, batch_size=cache_batch_size)
+            else:  # shared across runs (a sweep's points): computed once per (model, sequences)
+                refs.sequence, hit = load_or_compute_sequence_cache(model, seqs, pad, reference_cache,
+                                                                    batch_size=cache_batch_size)
+                info["reference_cache_reused"] = hit
             info["reference_cache_s"] = round(time.time() - t0, 3)
             info["reference"] = "cached sequence log-likelihoods"
         elif reference == "live":
@@ -263,6 +270,7 @@ def run_unlearn(
     eval_limit: int | None = None,
     evaluator: Callable | None = None,
     reference: str = "cached",
+    reference_cache: str | Path | None = None,
     overwrite: bool = False,
     resume: bool = False,
 ) -> dict:
@@ -272,7 +280,8 @@ def run_unlearn(
     (default: :func:`default_train_config`); ``robust``: SAM / smoothing / gradient penalty / weight
     averaging. ``eval_every_epoch`` runs ``evaluator`` (default ``obliviate.evaluate.evaluate_tofu``) at the
     start and after every epoch; ``select`` (e.g. ``forget_quality``) keeps the best epoch's weights.
-    Returns the run record.
+    ``reference_cache``: a folder to store / reuse the cached reference log-likelihoods in (a sweep's points
+    share it). Returns the run record.
     """
     # -- everything that can be wrong with the inputs, before the model is loaded ---------------------
     cls = get_method(method)
@@ -384,7 +393,8 @@ def run_unlearn(
         fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
         t0 = time.time()
         prep = prepare_unlearning(net, tok, method, mcfg, forget_items, retain_items, formatter=fmt, tcfg=cfg,
-                                  refusals=refusals, reference=reference)  # e.g. an RMU layer the model lacks
+                                  refusals=refusals, reference=reference,
+                                  reference_cache=reference_cache)  # e.g. an RMU layer the model lacks
         record.timing("prepare_s", time.time() - t0)
         net, objective = prep.model, prep.objective
         step_fn = wrap_step(objective, robust, seed=cfg.seed)
