@@ -49,6 +49,10 @@ def file_lock(path: Path, blocking: bool = True):
 
 
 def cpu_count() -> int:
+    """The cores this sweep may use: ``OBLIVIATE_CORES`` if set (a share of a machine), else those the process
+    may run on."""
+    if os.environ.get("OBLIVIATE_CORES", "").isdigit() and int(os.environ["OBLIVIATE_CORES"]) > 0:
+        return int(os.environ["OBLIVIATE_CORES"])
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
