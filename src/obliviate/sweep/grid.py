@@ -19,8 +19,9 @@ Format::
 A key is a training setting (``TrainConfig``: epochs, lr, batch_size, lora, lora_r, ...), a robustness
 setting (``RobustConfig``: sam_rho, smooth_n, grad_penalty, weight_avg, ...), a run setting (style,
 system_prompt, max_length, idk_file, select, reference), ``method``, an evaluation setting (eval_limit,
-eval_data, eval_split, eval_generation, eval_gradnorm: fixed only, since every point is compared on the
-same evaluation) or else one of the method's options (beta=, alpha=, retain_loss=, ...), checked against
+eval_data, eval_split, eval_generation (true, false, or last: greedy answers, hence ROUGE and model utility,
+only before unlearning and after the last epoch), eval_gradnorm: fixed only, since every point is compared
+on the same evaluation) or else one of the method's options (beta=, alpha=, retain_loss=, ...), checked against
 the method before anything runs.
 
 The hash is the sha256 of the canonical JSON (sorted keys, no spaces) of the top-level settings and the
@@ -253,6 +254,12 @@ def parse_grid(doc, source: str = "") -> Grid:
     if not points:
         raise ObliviateError(f"{where}: the grid has no points")
     top["eval"] = eval_settings or {}
+    gen = top["eval"].get("eval_generation", True)
+    if gen not in (True, False, "last"):
+        raise ObliviateError(f"{where}: eval_generation: {gen!r}; valid: true, false, last")
+    lim = top["eval"].get("eval_limit")
+    if lim is not None and (isinstance(lim, bool) or not isinstance(lim, int) or lim < 1):
+        raise ObliviateError(f"{where}: eval_limit: {lim!r} must be an integer >= 1")
     return Grid(top, points, sorted(k for k, v in values_seen.items() if len(v) > 1), source=source)
 
 

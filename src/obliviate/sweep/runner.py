@@ -129,6 +129,7 @@ def shared_retain_eval(grid: Grid, out: Path, progress: bool = True) -> str | No
     ev = top["eval"]
     data, split = eval_target(grid)
     run0 = grid.points[0].settings["run"]
+    gen = ev.get("eval_generation", True)
     if progress:
         print(f"[sweep] shared: evaluating the retain model {top['retain_model']} once", flush=True)
     if dest.exists():
@@ -136,8 +137,7 @@ def shared_retain_eval(grid: Grid, out: Path, progress: bool = True) -> str | No
     run_tofu_eval(top["retain_model"], dest, data=data, split=split, data_dir=top.get("data_dir"),
                   limit=ev.get("eval_limit"), utility_limit=ev.get("eval_limit"),
                   style=run0.get("style", "chat"), system_prompt=run0.get("system_prompt"),
-                  generation=ev.get("eval_generation", True), gradnorm=ev.get("eval_gradnorm", True),
-                  progress=progress)
+                  generation=bool(gen), gradnorm=ev.get("eval_gradnorm", True), progress=progress)
     return str(dest)
 
 
@@ -160,23 +160,31 @@ class SweepEvaluator:
     (same model, same evaluation; LoRA adapters start at zero): it is computed once, stored in
     ``shared/initial-eval/<key>/`` and read back by the other points."""
 
-    def __init__(self, shared_dir: Path, key: str, initial: bool, generation: bool = True, gradnorm: bool = True):
-        self.dir, self.key, self.pending_initial = shared_dir, key, initial
+    def __init__(self, shared_dir: Path, key: str, next_epoch: int, epochs: int, generation: bool | str = True,
+                 gradnorm: bool = True):
+        """``next_epoch``: the epoch of the first call (0 = before unlearning; a resumed run starts later);
+        ``generation``: True, False, or ``"last"`` (greedy answers, hence ROUGE and model utility, only before
+        unlearning and after the last epoch: most of an evaluation's time on CPU)."""
+        if generation not in (True, False, "last"):
+            raise ObliviateError(f"eval_generation: {generation!r}; valid: true, false, last")
+        self.dir, self.key, self.next_epoch, self.epochs = shared_dir, key, next_epoch, epochs
         self.generation, self.gradnorm = generation, gradnorm
         self.initial_reused: bool | None = None
 
-    def _evaluate(self, model, tok, *, data, split, data_dir, limit, retain_records, formatter, progress):
+    def _evaluate(self, model, tok, epoch, *, data, split, data_dir, limit, retain_records, formatter, progress):
         from ..evaluate import evaluate_tofu
 
+        gen = self.generation if self.generation != "last" else epoch in (0, self.epochs)
         return evaluate_tofu(model, tok, data=data, split=split, data_dir=data_dir, limit=limit,
                              utility_limit=limit, retain_records=retain_records, formatter=formatter,
-                             progress=progress, generation=self.generation, gradnorm=self.gradnorm,
+                             progress=progress, generation=gen, gradnorm=self.gradnorm,
                              sets=_tofu_sets(data, split, data_dir, limit))
 
     def __call__(self, model, tok, **kw):
-        if not self.pending_initial:
-            return self._evaluate(model, tok, **kw)
-        self.pending_initial = False
+        epoch = self.next_epoch
+        self.next_epoch += 1
+        if epoch != 0:
+            return self._evaluate(model, tok, epoch, **kw)
         d = self.dir / self.key
         with file_lock(self.dir / f"{self.key}.lock"):
             if (d / "summary.json").is_file() and (d / "items.jsonl").is_file():
@@ -185,7 +193,7 @@ class SweepEvaluator:
                 self.initial_reused = True
                 records, _, _ = read_records(str(d))
                 return read_json(d / "summary.json"), records
-            summary, records = self._evaluate(model, tok, **kw)
+            summary, records = self._evaluate(model, tok, 0, **kw)
             atomic_write_jsonl(d / "items.jsonl", records)
             atomic_write_json(d / "summary.json", summary)  # last: its presence means both are complete
             self.initial_reused = False
@@ -247,9 +255,10 @@ def run_point(out: Path, grid: Grid, p: Point, threads: int | None = None, progr
                             "data_dir": top.get("data_dir"), "eval": ev, "retain_eval": retain_eval,
                             "style": run.get("style", "chat"), "system_prompt": run.get("system_prompt"),
                             "max_length": run.get("max_length", 512)})[:16]
-        evaluator = SweepEvaluator(out / "shared" / "initial-eval", ikey, initial=not resume,
-                                   generation=ev.get("eval_generation", True), gradnorm=ev.get("eval_gradnorm", True))
         cfg = default_train_config(s["method"], **s["train"], progress=progress)
+        start = int(latest_checkpoint(rdir).name.split("-")[1]) + 2 if resume else 0  # 1-based epoch after it
+        evaluator = SweepEvaluator(out / "shared" / "initial-eval", ikey, next_epoch=start, epochs=cfg.epochs,
+                                   generation=ev.get("eval_generation", True), gradnorm=ev.get("eval_gradnorm", True))
         retain = top.get("retain")
         from ..methods.base import get_method, make_config
 
