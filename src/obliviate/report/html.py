@@ -32,8 +32,8 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 class _Axes:
     """A linear or log10 axis pair mapping data to SVG pixels."""
 
-    def __init__(self, xs, ys, logx=False):
-        self.logx = logx
+    def __init__(self, xs, ys, logx=False, int_x=False):
+        self.logx, self.int_x = logx, int_x
         tx = [self.fx(x) for x in xs]
         self.x0, self.x1 = (min(tx), max(tx)) if tx else (0.0, 1.0)
         self.y0, self.y1 = (min(ys), max(ys)) if ys else (0.0, 1.0)
@@ -54,7 +54,8 @@ class _Axes:
 
     def frame(self, xlabel: str, ylabel: str) -> list[str]:
         out = [f'<rect x="{PAD}" y="8" width="{W - PAD - 16}" height="{H - PAD - 8}" fill="none" stroke="#999"/>']
-        for t in _ticks(self.x0, self.x1):
+        xt = (list(range(math.ceil(self.x0), math.floor(self.x1) + 1)) if self.int_x else _ticks(self.x0, self.x1))
+        for t in xt:
             x = PAD + (t - self.x0) / (self.x1 - self.x0) * (W - PAD - 16)
             lab = f"1e{t:.1f}" if self.logx else fmt(t, 3)
             out.append(f'<line x1="{x:.1f}" y1="{H - PAD + 8}" x2="{x:.1f}" y2="{H - PAD + 13}" stroke="#999"/>'
@@ -114,7 +115,7 @@ def curves_svg(data: ReportData, key: str) -> str:
         return f'<p class="empty">No per-epoch {esc(key)}.</p>'
     logy = key == FQ and all(v > 0 for _, s in series for _, v in s)
     tr = (lambda v: math.log10(v)) if logy else (lambda v: v)
-    ax = _Axes([e for _, s in series for e, _ in s], [tr(v) for _, s in series for _, v in s])
+    ax = _Axes([e for _, s in series for e, _ in s], [tr(v) for _, s in series for _, v in s], int_x=True)
     out = [f'<svg class="curves" data-key="{esc(key)}" xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
            f'viewBox="0 0 {W} {H}" role="img" aria-label="{esc(key)} per epoch">']
     out += ax.frame("epoch (0 = before unlearning)", ("log10 " if logy else "") + key)
