@@ -16,7 +16,7 @@ import pytest
 from obliviate.errors import ObliviateError
 from obliviate.sweep import load_grid, open_index, parse_grid, run_sweep
 from obliviate.sweep.grid import canonical_json, sha256_json
-from obliviate.sweep.runner import load_recorded_grid, threads_per_worker
+from obliviate.sweep.runner import threads_per_worker
 from obliviate.sweep.select import pareto_front, select
 
 SRC = Path(__file__).resolve().parents[1] / "src"

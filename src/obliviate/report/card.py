@@ -10,13 +10,12 @@ citation.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from ..errors import ObliviateError
 from ..io import atomic_write_text, read_json
-from .collect import FQ, MU, audit_rows, finite
+from .collect import audit_rows, finite
 
 # built-in models -> (hub id, license)
 BUILTIN_BASES = {"smollm2-135m": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0")}
