@@ -161,6 +161,12 @@ def test_sigkill_anywhere_then_resume_matches_uninterrupted(uninterrupted, tmp_p
     idx.close()
     assert st[0] == "done" and st[1] == "running" and st[2] == "pending"
     p0_started = json.loads((out / "runs" / "p000" / "run.json").read_text())["started_at"]
+    # and point 2 as if a kill had come before its first checkpoint: a run.json saying running, no checkpoint
+    p2 = out / "runs" / "p002"
+    p2.mkdir(parents=True)
+    (p2 / "run.json").write_text(json.dumps({"command": "unlearn", "status": "running", "config": {}}))
+    (p2 / "eval" / "initial").mkdir(parents=True)
+    (p2 / "eval" / "initial" / "stale.json").write_text("{}")
 
     res = run_sweep(grid, out, progress=False)  # the same command again
     assert res["counts"] == {"pending": 0, "running": 0, "done": 3, "failed": 0}
@@ -173,6 +179,8 @@ def test_sigkill_anywhere_then_resume_matches_uninterrupted(uninterrupted, tmp_p
     assert json.loads((out / "runs" / "p000" / "run.json").read_text())["started_at"] == p0_started
     r1 = json.loads((out / "runs" / "p001" / "run.json").read_text())
     assert r1["resumes"][0]["from_checkpoint"] == "epoch-0"  # resumed from its checkpoint, not restarted
+    assert not (p2 / "eval" / "initial" / "stale.json").exists()  # started again in an emptied folder
+    assert "resumes" not in json.loads((p2 / "run.json").read_text())
     done = [e[3] for e in events if e[1] == "done"]
     assert sorted(done) == ["resumed", "started", "started"]
 
