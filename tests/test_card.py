@@ -85,3 +85,22 @@ def test_card_errors(tmp_path):
     with pytest.raises(ObliviateError, match="no run.json"):
         write_card(tmp_path, tmp_path / "x.md")
     assert trace_base("meta-llama/Llama-3.2-1B") == ("meta-llama/Llama-3.2-1B", None, ["meta-llama/Llama-3.2-1B"])
+
+
+def test_unlearn_card_flag_writes_a_card_next_to_the_model(tmp_path, one_torch_thread):
+    import argparse
+
+    from huggingface_hub import ModelCard
+
+    from obliviate.unlearn import add_unlearn_parser
+
+    ap = argparse.ArgumentParser()
+    add_unlearn_parser(ap.add_subparsers())
+    out = tmp_path / "npo"
+    args = ap.parse_args(["unlearn", "--model", "tiny-llama", "--method", "npo", "--forget", "synthetic:forget01",
+                          "--retain", "synthetic:retain99", "--out", str(out), "--epochs", "1", "--batch-size", "8",
+                          "--quiet", "--card"])
+    assert args.func(args) == 0
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "transformers" and "npo" in card.data.tags
+    assert card.data.license == "other" and card.data.base_model is None  # tiny-llama: no hub base, no license

@@ -565,6 +565,10 @@ def _cmd_unlearn(args) -> int:
     print(msg)
     if s and s.get("best_epoch") is None:
         print(f"note: --select {s['spec']}: {s['note']}", file=sys.stderr)
+    if args.card:  # a Hugging Face model card next to the model
+        from .report.card import write_card
+
+        print(f"wrote {write_card(args.out, Path(args.out) / 'README.md')}")
     return 0
 
 
@@ -620,6 +624,7 @@ def add_unlearn_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--system-prompt", default=None)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--resume", action="store_true", help="continue from the last per-epoch checkpoint in --out")
+    p.add_argument("--card", action="store_true", help="write a Hugging Face model card (README.md) next to the model")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_unlearn)
     return p
