@@ -181,7 +181,7 @@ def test_sigkill_anywhere_then_resume_matches_uninterrupted(uninterrupted, tmp_p
     assert r1["resumes"][0]["from_checkpoint"] == "epoch-0"  # resumed from its checkpoint, not restarted
     assert not (p2 / "eval" / "initial" / "stale.json").exists()  # started again in an emptied folder
     assert "resumes" not in json.loads((p2 / "run.json").read_text())
-    done = [e[3] for e in events if e[1] == "done"]
+    done = [e[3].split(";")[0] for e in events if e[1] == "done"]
     assert sorted(done) == ["resumed", "started", "started"]
 
     # same results as the uninterrupted sweep, the same rank-1, and rank-1 = an independent ranking
@@ -296,3 +296,16 @@ def test_ray_backend_gives_the_same_index_as_local(uninterrupted, tmp_path):
         for k, v in b[pid].items():
             assert math.isclose(a[pid][k], v, rel_tol=1e-4, abs_tol=1e-12), (pid, k)
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["p000", "p001"]
+
+
+def test_local_workers_share_the_cores(tmp_path, monkeypatch):
+    grid = _write(tmp_path, GRID.replace("[1e-3, 3e-4, 1e-4]", "[1e-3, 3e-4]").replace("epochs: 2", "epochs: 1"))
+    monkeypatch.setenv("OBLIVIATE_CORES", "2")
+    res = run_sweep(grid, tmp_path / "out", workers=2, progress=False)
+    assert res["counts"]["done"] == 2
+    idx = open_index(tmp_path / "out")
+    pts, events = idx.points(), idx.events()
+    idx.close()
+    assert all(p["worker"].startswith("local-") and p["completions"] == 1 for p in pts)
+    # 2 workers on 2 cores: one torch thread each
+    assert [e[3] for e in events if e[1] == "done"] == ["started; 1 torch threads"] * 2

@@ -272,9 +272,11 @@ def run_point(out: Path, grid: Grid, p: Point, threads: int | None = None, progr
                     eval_limit=ev.get("eval_limit"), evaluator=evaluator, reference=run.get("reference", "cached"),
                     reference_cache=out / "shared" / "reference-cache" / _model_key(top["model"]), resume=resume)
     metrics, final = harvest(rdir)
+    import torch
+
     idx = open_index(out)
     try:
-        idx.finish(p.id, metrics, final, how)
+        idx.finish(p.id, metrics, final, f"{how}; {torch.get_num_threads()} torch threads")
     finally:
         idx.close()
     return how
