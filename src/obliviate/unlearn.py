@@ -37,6 +37,7 @@ from .methods.base import (
     References,
     TokenReference,
     compute_sequence_cache,
+    load_or_compute_sequence_cache,
     frozen_copy,
     get_method,
     make_config,
@@ -130,7 +131,7 @@ class Prepared:
 def prepare_unlearning(model, tokenizer, method: str, mcfg, forget_items, retain_items=None, *,
                        formatter: Formatter | None = None, tcfg: TrainConfig | None = None,
                        refusals: list[str] | None = None, reference: str = "cached",
-                       cache_batch_size: int = 16) -> Prepared:
+                       cache_batch_size: int = 16, reference_cache=None) -> Prepared:
     """Encode the data, build the references, apply LoRA, and instantiate the method's step.
 
     ``reference``: ``cached`` (sequence log-likelihoods computed once, no copy) or ``live`` (a frozen copy
@@ -170,7 +171,12 @@ def prepare_unlearning(model, tokenizer, method: str, mcfg, forget_items, retain
             seqs["idk"] = idk
         if reference == "cached":
             t0 = time.time()
-            refs.sequence = compute_sequence_cache(model, seqs, pad, batch_size=cache_batch_size)
+            if reference_cache is None:
+                refs.sequence = compute_sequence_cache(model, seqs, pad, batch_size=cache_batch_size)
+            else:  # shared across runs (a sweep's points): computed once per (model, sequences)
+                refs.sequence, hit = load_or_compute_sequence_cache(model, seqs, pad, reference_cache,
+                                                                    batch_size=cache_batch_size)
+                info["reference_cache_reused"] = hit
             info["reference_cache_s"] = round(time.time() - t0, 3)
             info["reference"] = "cached sequence log-likelihoods"
         elif reference == "live":
@@ -417,6 +423,7 @@ def run_unlearn(
     eval_limit: int | None = None,
     evaluator: Callable | None = None,
     reference: str = "cached",
+    reference_cache: str | Path | None = None,
     overwrite: bool = False,
     resume: bool = False,
 ) -> dict:
@@ -426,7 +433,8 @@ def run_unlearn(
     (default: :func:`default_train_config`); ``robust``: SAM / smoothing / gradient penalty / weight
     averaging. ``eval_every_epoch`` runs ``evaluator`` (default ``obliviate.evaluate.evaluate_tofu``) at the
     start and after every epoch; ``select`` (e.g. ``forget_quality``) keeps the best epoch's weights.
-    Returns the run record.
+    ``reference_cache``: a folder to store / reuse the cached reference log-likelihoods in (a sweep's points
+    share it). Returns the run record.
     """
     plan = plan_unlearning(
         model, method, forget, retain=retain, options=options, cfg=cfg, robust=robust, data_dir=data_dir,
@@ -445,13 +453,13 @@ def run_unlearn(
               "--retain": spec_path(retain), "--idk-file": idk_file, "--data-dir": data_dir}
     with Run("unlearn", out, plan.config, seed=cfg.seed, inputs=inputs, overwrite=overwrite, resume=resume,
              resumable=True, checkpoint=ck) as run:
-        net, tok, fmt, prep = _load_and_prepare(run, plan)
+        net, tok, fmt, prep = _load_and_prepare(run, plan, reference_cache=reference_cache)
         run.start()  # the checks that need the model passed (an RMU layer it lacks): now --out is prepared
         _train_select_save(run, plan, net, tok, fmt, prep, resume=ck is not None)
     return run.data
 
 
-def _load_and_prepare(run: Run, plan: UnlearnPlan, net=None, tok=None):
+def _load_and_prepare(run: Run, plan: UnlearnPlan, net=None, tok=None, reference_cache=None):
     """Load the model (unless given) and build the method's step and references (what may still refuse the run)."""
     from .models import check_max_length, load_model
 
@@ -465,7 +473,8 @@ def _load_and_prepare(run: Run, plan: UnlearnPlan, net=None, tok=None):
     t0 = time.time()
     prep = prepare_unlearning(net, tok, c["method"], plan.mcfg, plan.forget_items, plan.retain_items, formatter=fmt,
                               tcfg=plan.cfg, refusals=plan.refusals,
-                              reference=c["reference"])  # e.g. an RMU layer the model lacks
+                              reference=c["reference"],
+                              reference_cache=reference_cache)  # e.g. an RMU layer the model lacks
     run.timing("prepare_s", time.time() - t0)
     run.update(setup=prep.info, robust_active=plan.robust.active())
     return prep.model, tok, fmt, prep

@@ -23,6 +23,7 @@ def add_parser(subparsers):
     p.add_argument("--retain", default=None, help="retain set spec, e.g. synthetic:retain90 (methods with a retain term)")
     p.add_argument("--out", required=True, type=out_arg)
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--card", action="store_true", help="write a Hugging Face model card (README.md) next to the model")
     p.add_argument("options", nargs="*", metavar="KEY=VALUE", help="method options (e.g. beta=0.2)")
     g = p.add_argument_group("training (defaults: the method's paper settings; TOFU: batch 32, 1 warm-up epoch)")
     g.add_argument("--epochs", type=int, default=None)
@@ -120,6 +121,12 @@ def run(args) -> int:
     print(msg)
     if s and s.get("best_epoch") is None:
         print(f"note: --select {s['spec']}: {s['note']}", file=sys.stderr)
+    if args.card:  # a Hugging Face model card next to the model
+        from pathlib import Path
+
+        from ..report.card import write_card
+
+        print(f"wrote {write_card(args.out, Path(args.out) / 'README.md')}")
     return 0
 
 

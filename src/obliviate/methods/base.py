@@ -178,6 +178,44 @@ def compute_sequence_cache(model, sequences: dict[str, list[Encoded]], pad_id: i
     return SequenceCache(values)
 
 
+def sequence_cache_key(sequences: dict[str, list[Encoded]]) -> str:
+    """sha256 of the token ids and labels of each list: what the cached log-likelihoods depend on besides the
+    model (the forget set, the prompt format, the refusals drawn for IdkDPO)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for key in sorted(sequences):
+        h.update(json.dumps([key, [[e.input_ids, e.labels, e.prompt_len] for e in sequences[key]]]).encode())
+    return h.hexdigest()
+
+
+def load_or_compute_sequence_cache(model, sequences: dict[str, list[Encoded]], pad_id: int, cache_dir,
+                                   batch_size: int = 16) -> tuple[SequenceCache, bool]:
+    """:func:`compute_sequence_cache`, stored in ``cache_dir`` (one folder per reference model: the caller's
+    choice, e.g. a sweep's ``shared/reference-cache/<model>``) under the sequences' key and reused by every run
+    that scores the same sequences with that model. A file lock lets concurrent workers compute it once.
+    Returns (cache, whether it was read from the file)."""
+    import fcntl
+    from pathlib import Path
+
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = sequence_cache_key(sequences)
+    path = cache_dir / f"{key[:24]}.pt"
+    with open(cache_dir / f"{key[:24]}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.is_file():
+            saved = torch.load(path, weights_only=True)
+            if saved.get("key") == key:
+                return SequenceCache(saved["values"]), True
+        cache = compute_sequence_cache(model, sequences, pad_id, batch_size=batch_size)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save({"key": key, "values": cache.values}, tmp)
+        tmp.replace(path)  # atomic: a killed writer leaves no half file
+    return cache, False
+
+
 class LiveSequenceReference:
     """The same values as :class:`SequenceCache`, from a frozen model at every step (tests, benchmark)."""
 
