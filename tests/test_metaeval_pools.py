@@ -204,3 +204,18 @@ def test_the_perturbed_control_is_not_seen_by_metrics_of_the_true_answers(meta, 
     answers that share the author's name and wording), see docs/results.md."""
     pert, full, ret = (model_m(meta, n, key) for n in ("pert", "full", "retain"))
     assert abs(pert - ret) <= abs(pert - full), (pert, ret, full)
+
+
+def test_add_aggregates_on_real_records_reads_the_retain_models_aucs(meta):
+    from obliviate.interop import read_records
+    from obliviate.metaeval.aggregates import PRIVACY_ATTACKS, add_aggregates, mia_similarity
+    from obliviate.metaeval.scores import hmean
+    from obliviate.metrics.tofu import tofu_summary
+
+    ret, _, _ = read_records(str(meta["out"] / "evals" / "retain_lr0.003_ep10" / "items.jsonl"))
+    full, _, _ = read_records(str(meta["out"] / "evals" / "full_lr0.003_ep10" / "items.jsonl"))
+    s = add_aggregates(tofu_summary(full, ret), ret)
+    rs = tofu_summary(ret)
+    assert s["privacy_score"] == pytest.approx(hmean([mia_similarity(s[k], rs[k]) for k in PRIVACY_ATTACKS]))
+    assert s["privacy_score"] < 1  # the full model's AUCs are not the retain model's
+    assert s["memorisation_score"] is not None and s["utility_score"] is None  # no generation: no ROUGE, no MU

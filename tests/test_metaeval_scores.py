@@ -165,3 +165,18 @@ def test_aggregate_keys_have_a_direction():
     from obliviate.metrics.keys import direction
 
     assert [direction(k) for k in AGGREGATE_KEYS] == ["higher"] * 4
+
+
+def test_add_aggregates_keeps_the_summary_layout():
+    from obliviate.metaeval.aggregates import add_aggregates
+
+    s = {**SUMMARY, "n_items": {"forget": 3}, "missing": {"privleak": "why"}}
+    out = add_aggregates(s)  # no retain records: privacy missing, with its reason next to privleak's
+    keys = list(out)
+    assert keys[:len(SUMMARY)] == list(SUMMARY)
+    assert keys[len(SUMMARY):len(SUMMARY) + 4] == ["memorisation_score", "privacy_score", "utility_score",
+                                                    "openunlearning_aggregate"]
+    assert keys[-3:] == ["n_items", "missing", "aggregate_notes"]
+    assert out["memorisation_score"] == pytest.approx(48 / 89)
+    assert set(out["missing"]) == {"privleak", "privacy_score", "openunlearning_aggregate"}
+    assert "missing" in s and "memorisation_score" not in s  # the input is left as it was

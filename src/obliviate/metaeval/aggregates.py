@@ -88,3 +88,25 @@ def aggregates(summary: dict, retain_summary: dict | None = None, target_summary
     out["notes"] = {"utility_score": "model_utility / the target model's model_utility" if normalised
                     else "model_utility, not normalised (no target model summary given)"}
     return out
+
+
+def add_aggregates(summary: dict, retain_records: list[dict] | None = None,
+                   target_summary: dict | None = None) -> dict:
+    """``summary`` (a ``tofu_summary`` / ``evaluate_tofu`` result) with the four aggregate keys inserted
+    before its closing non-metric keys (``n_items``, ``missing``, ``timings``) and their reasons merged into
+    ``missing``: the one call ``obliviate eval`` needs. ``retain_records``: the retain model's records
+    (``--retain-eval``), from which its MIA AUCs are recomputed. Returns a new dict."""
+    retain_summary = None
+    if retain_records is not None:
+        from ..metrics.tofu import tofu_summary
+
+        retain_summary = tofu_summary(retain_records)
+    agg = aggregates(summary, retain_summary, target_summary)
+    tail_keys = [k for k in ("n_items", "missing", "timings") if k in summary]
+    out = {k: v for k, v in summary.items() if k not in tail_keys}
+    out.update({k: agg[k] for k in AGGREGATE_KEYS})
+    for k in tail_keys:
+        out[k] = summary[k]
+    out["missing"] = {**(summary.get("missing") or {}), **agg["missing"]}
+    out["aggregate_notes"] = agg["notes"]
+    return out
