@@ -219,3 +219,13 @@ def test_add_aggregates_on_real_records_reads_the_retain_models_aucs(meta):
     assert s["privacy_score"] == pytest.approx(hmean([mia_similarity(s[k], rs[k]) for k in PRIVACY_ATTACKS]))
     assert s["privacy_score"] < 1  # the full model's AUCs are not the retain model's
     assert s["memorisation_score"] is not None and s["utility_score"] is None  # no generation: no ROUGE, no MU
+
+
+def test_the_shipped_smollm2_pools_file_loads():
+    from pathlib import Path
+
+    import obliviate.metaeval as me
+
+    cfg = load_pools(Path(me.__file__).parent / "pools" / "smollm2_synthetic.yaml")
+    assert [m["name"] for m in cfg["models"]] == ["full_lr0.0001_ep5", "para_lr0.0001_ep5", "retain_lr0.0001_ep5",
+                                                  "pert_lr0.0001_ep5"]
