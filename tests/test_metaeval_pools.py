@@ -229,3 +229,27 @@ def test_the_shipped_smollm2_pools_file_loads():
     cfg = load_pools(Path(me.__file__).parent / "pools" / "smollm2_synthetic.yaml")
     assert [m["name"] for m in cfg["models"]] == ["full_lr0.0001_ep5", "para_lr0.0001_ep5", "retain_lr0.0001_ep5",
                                                   "pert_lr0.0001_ep5"]
+
+
+def test_unlearned_models_are_attacked_not_trained(tmp_path):
+    folder = tmp_path / "npo"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    cfg = load_pools(write(tmp_path, POOLS + f"unlearned: {{npo: '{folder}'}}\n"))
+    m = cfg["models"][-1]
+    assert (m["name"], m["role"], m["model_dir"]) == ("npo", "unlearned", str(folder))
+    runner = pools_mod.PoolRunner(cfg, tmp_path / "out")
+    assert runner.stages(m) == ["eval", "relearn", "quantize"]
+    assert runner.stages(cfg["models"][0]) == ["finetune", "eval"]  # a positive: no attack
+    with pytest.raises(ObliviateError, match="no config.json"):
+        load_pools(write(tmp_path, POOLS + f"unlearned: {{x: '{tmp_path}'}}\n"))
+
+
+def test_resume_with_other_pools_or_bad_keys_is_refused(meta, tmp_path):
+    other = write(tmp_path, POOLS.replace("epochs: [10]", "epochs: [9]"))
+    with pytest.raises(ObliviateError, match="--resume: .* was started with other settings"):
+        cli([str(other), "--out", str(meta["out"]), "--quiet", "--resume"])
+    with pytest.raises(ObliviateError, match="--keys: 'model_utility' has no knowledge orientation"):
+        cli([str(other), "--out", str(tmp_path / "o"), "--keys", "model_utility"])
+    with pytest.raises(ObliviateError, match="exists and is not empty"):
+        cli([str(other), "--out", str(meta["out"]), "--quiet"])
