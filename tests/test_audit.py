@@ -187,7 +187,7 @@ def test_every_number_in_audit_md_is_recomputed_from_the_items(trained, tmp_path
 
 
 def test_the_command_writes_audit_json_and_md(tmp_path, capsys):
-    from obliviate.audit._cli import add_parser, run
+    from obliviate.cli.audit import add_parser, run
 
     ap = argparse.ArgumentParser()
     add_parser(ap.add_subparsers())

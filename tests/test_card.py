@@ -69,7 +69,7 @@ def test_card_quotes_the_sweep_and_selection(run, tmp_path):
                  "epoch": "last"}, "ranking_uses": ["forget_quality", "model_utility"],
         "rank1": {"idx": 2, "epoch": 2}}))
     ap = argparse.ArgumentParser()
-    from obliviate.report import _card_cli
+    from obliviate.cli import card as _card_cli
 
     _card_cli.add_parser(ap.add_subparsers())
     args = ap.parse_args(["card", str(run), "--out", str(tmp_path / "c.md"), "--sweep", str(sweep),

@@ -13,7 +13,7 @@ import torch
 
 from obliviate.errors import ObliviateError
 from obliviate.metaeval import pools as pools_mod
-from obliviate.metaeval._cli import add_parser, run
+from obliviate.cli.meta_eval import add_parser, run
 from obliviate.metaeval.pools import load_pools
 from obliviate.metaeval.quantize import nf4_round_trip, quantize_4bit
 from obliviate.metaeval.scores import knowledge

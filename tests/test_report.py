@@ -87,7 +87,7 @@ def test_report_of_a_run_folder(tmp_path):
     (run / "eval" / "epoch-1" / "summary.json").write_text(json.dumps({"forget_quality": 0.3, "model_utility": 0.5}))
     (run / "run.json").write_text(json.dumps({"command": "unlearn", "status": "done",
                                               "config": {"method": "npo", "train": {"lr": 1e-5, "epochs": 1}}}))
-    from obliviate.report import _cli
+    from obliviate.cli import report as _cli
 
     ap = argparse.ArgumentParser()
     _cli.add_parser(ap.add_subparsers())

@@ -259,7 +259,7 @@ def test_pareto_front_by_hand():
 
 
 def test_select_cli(tmp_path, capsys):
-    from obliviate.sweep import _select_cli
+    from obliviate.cli import select as _select_cli
 
     full = {"forget_quality": 1e-5, "model_utility": 0.6}
     out, _ = _fake_sweep(tmp_path, [[full, {"forget_quality": 0.1, "model_utility": 0.5}],

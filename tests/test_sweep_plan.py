@@ -90,7 +90,7 @@ def test_plan_of_the_seeds_grids(tmp_path, capsys):
     assert plan_grid(str(grid), "192GB")["points"][0]["gpus"] == 1
     for name in ("llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b"):
         print(format_plan(plan_grid(str(grid), "80GB", model=name)))
-    from obliviate.sweep import _cli
+    from obliviate.cli import sweep as _cli
 
     ap = argparse.ArgumentParser()
     _cli.add_parser(ap.add_subparsers())

@@ -15,7 +15,8 @@ from ..runtime.process import Terminated
 # One module per subcommand, in the order `obliviate --help` lists them. Each ``cli/<name>.py`` exposes
 # ``add_parser(subparsers)`` (which sets ``func=run`` on its parser) and ``run(args) -> int``; a new command is
 # one new file plus its name here.
-COMMANDS = ("ls", "data", "generate", "finetune", "eval", "unlearn", "demo")
+COMMANDS = ("ls", "data", "generate", "finetune", "eval", "unlearn", "audit", "sweep", "select", "report", "card",
+            "meta_eval", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if getattr(args, "config", None):  # --config FILE: its settings become the defaults, the flags override
-            defaults = importlib.import_module(f"{__name__}.{args.command}").config_defaults(args.config)
+            defaults = importlib.import_module(f"{__name__}.{args.command.replace('-', '_')}").config_defaults(args.config)
             _subparser(ap, args.command).set_defaults(**defaults)
             args = ap.parse_args(argv)
         from ..runtime.dist import stdout_on_main

@@ -22,7 +22,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from .html import write_report
+    from ..report.html import write_report
 
     html_path, md_path = write_report(args.inputs, args.out, audits=args.audit, title=args.title)
     print(f"wrote {html_path} and {md_path}")

@@ -41,8 +41,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from ..errors import ObliviateError, check_int
     from ..io import RunRecord, atomic_write_json, atomic_write_text, check_resume, prepare_out_dir
-    from .pools import PoolRunner, load_pools
-    from .scores import KNOWLEDGE, meta_table
+    from ..metaeval.pools import PoolRunner, load_pools
+    from ..metaeval.scores import KNOWLEDGE, meta_table
 
     check_int("--n-boot", args.n_boot)
     keys = None

@@ -30,13 +30,13 @@ def run(args) -> int:
     from ..errors import ObliviateError
 
     if args.dry_run:
-        from .plan import format_plan, plan_grid
+        from ..sweep.plan import format_plan, plan_grid
 
         print(format_plan(plan_grid(args.grid, args.gpu_mem)))
         return 0
     if args.out is None:
         raise ObliviateError("obliviate sweep: --out DIR is required (or --dry-run)")
-    from .runner import run_sweep
+    from ..sweep.runner import run_sweep
 
     res = run_sweep(args.grid, args.out, workers=args.workers, backend=args.backend,
                     retry_failed=args.retry_failed, progress=not args.quiet)

@@ -27,7 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     import json
 
-    from .select import format_table, select
+    from ..sweep.select import format_table, select
 
     rec = select(args.sweep, by=args.by, tie_break=args.tie_break, mins=args.min, maxs=args.max, epoch=args.epoch)
     if args.json:

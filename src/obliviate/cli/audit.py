@@ -34,7 +34,7 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     from ..errors import check_int
-    from .run import run_audit
+    from ..audit.run import run_audit
 
     for flag in ("n_samples", "max_new_tokens", "batch_size", "folds", "relearn_epochs"):
         check_int("--" + flag.replace("_", "-"), getattr(args, flag))

@@ -24,7 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from .card import write_card
+    from ..report.card import write_card
 
     out = write_card(args.run, args.out, audit=args.audit, sweep=args.sweep, license=args.license,
                      model_name=args.name)
