@@ -28,6 +28,10 @@ def add_parser(subparsers):
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     add_format_args(p)
+    p.add_argument("--protocol", default=None,
+                   help="evaluation protocol (obliviate ls protocols): obliviate (default), open-unlearning, tofu, muse")
+    p.add_argument("--date-string", default=None,
+                   help="the chat template's date_string (overrides the protocol's; never today's date)")
     p.set_defaults(func=run, style=None)  # None: not given (TOFU's default is chat; MUSE refuses it)
     return p
 
@@ -37,9 +41,11 @@ def run(args) -> int:
 
     tofu_only = [("--data", args.data), ("--split", args.split), ("--utility-limit", args.utility_limit),
                  ("--variants", args.variants), ("--no-generation", args.no_generation),
-                 ("--no-gradnorm", args.no_gradnorm), ("--style", args.style), ("--system-prompt", args.system_prompt)]
+                 ("--no-gradnorm", args.no_gradnorm), ("--style", args.style), ("--system-prompt", args.system_prompt),
+                 ("--date-string", args.date_string)]
     if args.from_logs:
         refuse_unused([("--model", args.model), ("--limit", args.limit), ("--retain-eval", args.retain_eval),
+                       ("--protocol", args.protocol),
                        ("--data-dir", args.data_dir), *tofu_only,
                        ("--benchmark", None if args.benchmark == "tofu" else args.benchmark)],
                       "to a model's evaluation; --from-logs recomputes the metrics of existing logs (the retain "
@@ -57,7 +63,8 @@ def run(args) -> int:
             summary = run_tofu_eval(
                 args.model, args.out, data=args.data or "tofu", split=args.split or "forget10", data_dir=args.data_dir,
                 limit=args.limit, utility_limit=args.utility_limit, retain_eval=args.retain_eval,
-                style=args.style or "chat", system_prompt=args.system_prompt,
+                style=args.style, system_prompt=args.system_prompt, protocol=args.protocol,
+                date_string=args.date_string,
                 generation=not args.no_generation, gradnorm=not args.no_gradnorm, variants=variants,
                 batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.quiet)
         else:
@@ -65,7 +72,7 @@ def run(args) -> int:
                           "--retain-eval, --batch-size); they would be ignored")
             summary = run_muse_eval(args.model, args.out, corpus=args.benchmark, data_dir=args.data_dir,
                                     limit=args.limit, retain_eval=args.retain_eval, batch_size=args.batch_size,
-                                    overwrite=args.overwrite, progress=not args.quiet)
+                                    overwrite=args.overwrite, progress=not args.quiet, protocol=args.protocol)
     print(f"wrote {args.out}/summary.json")
     if args.benchmark == "tofu" or args.from_logs:
         print(format_summary(summary))
