@@ -124,3 +124,18 @@ def test_key_span_without_target_words_is_the_longest_unit_outside_the_question(
     tw = QAItem(question="q?", answer="It is Vel Arrow.", target_words=[{"word": "Vel", "start": 6, "end": 9}])
     assert key_span(tw) == (6, 9)
     assert key_span(QAItem(question="Is Vel Arrow big?", answer="Vel Arrow")) is None
+
+
+def test_protocol_sets_every_models_prompt(tiny):
+    from obliviate.audit.run import formatter_factory
+    from obliviate.data.formatting import Formatter
+    from obliviate.errors import ObliviateError
+    from obliviate.protocols import get_protocol
+
+    _, tok = tiny
+    ou = formatter_factory("open-unlearning")(tok)
+    assert ou.system_prompt == get_protocol("open-unlearning").system_prompt and not ou.joint
+    default = Formatter.from_protocol(tok, get_protocol("obliviate"))
+    assert formatter_factory(None)(tok).prompt_text("Q?") == default.prompt_text("Q?")
+    with pytest.raises(ObliviateError, match="unknown protocol"):
+        formatter_factory("nope")

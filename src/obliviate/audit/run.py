@@ -34,15 +34,13 @@ def view_names(views) -> list[str]:
 
 
 def formatter_factory(protocol: str | None):
-    """The prompt format of every model of the audit. ``--protocol`` needs obliviate.protocols (issue 22)."""
-    if protocol is None:
-        return lambda tok: Formatter(tok)
-    try:
-        from .. import protocols  # type: ignore[attr-defined]
-    except ModuleNotFoundError:
-        raise ObliviateError(f"--protocol {protocol}: this installation has no obliviate.protocols; "
-                             "leave --protocol out for the default chat prompt") from None
-    return lambda tok: protocols.formatter(tok, protocol)  # pragma: no cover - wired at merge
+    """The prompt format of every model of the audit: ``--protocol``'s (obliviate.protocols: style, system
+    prompt, date string, max length); default: the ``obliviate`` preset. Prompt and answer are tokenized
+    separately whatever the protocol says (the scorer shares one prompt encoding across answer variants)."""
+    from ..protocols import get_protocol
+
+    proto = get_protocol(protocol or "obliviate")  # an unknown name fails here, before any model loads
+    return lambda tok: Formatter.from_protocol(tok, proto, joint=False)
 
 
 def default_retain(forget: str) -> str | None:

@@ -266,7 +266,8 @@ def conversation_text(formatter: Formatter, turns: list[tuple[str, str]], questi
         for user, assistant in turns:
             msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
         msgs.append({"role": "user", "content": question})
-        return formatter.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        return formatter.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True,
+                                                       **getattr(formatter, "_template_vars", {}))  # the same date
     text = ""
     for user, assistant in turns:
         text += formatter.prompt_text(user) + formatter.answer_text(assistant) + "\n\n"
