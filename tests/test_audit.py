@@ -217,7 +217,14 @@ def test_bad_inputs_fail_before_any_model_loads(tmp_path, monkeypatch):
         run_audit("tiny-llama", "tiny-llama", "tiny-llama", "synthetic:nope", tmp_path / "b")
     with pytest.raises(ObliviateError, match="--limit 0"):
         run_audit("tiny-llama", "tiny-llama", "tiny-llama", FORGET, tmp_path / "c", limit=0)
-    assert not any((tmp_path / x).exists() for x in "abc")
+    with pytest.raises(ObliviateError, match="unknown protocol"):
+        run_audit("tiny-llama", "tiny-llama", "tiny-llama", FORGET, tmp_path / "d", protocol="nope")
+    assert not any((tmp_path / x).exists() for x in "abcd")
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "keep.txt").write_text("x")
+    with pytest.raises(ObliviateError, match="exists and is not empty"):
+        run_audit("tiny-llama", "tiny-llama", "tiny-llama", FORGET, tmp_path / "e")
+    assert (tmp_path / "e" / "keep.txt").read_text() == "x"
 
 
 def test_audits_are_listed_in_the_registry():

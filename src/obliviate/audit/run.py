@@ -128,8 +128,8 @@ def run_audit(model: str, full_model: str, retain_model: str, forget: str, out, 
               limit: int | None = None, reuse_eval: str | None = None, overwrite: bool = False,
               **settings_kw) -> dict:
     """``obliviate audit``: every view on the audited model and its controls; writes audit.json and audit.md."""
-    from ..io import RunRecord, atomic_write_json, atomic_write_text, prepare_out_dir
     from ..models import check_model_spec
+    from ..runtime.run import Run
 
     valid = {f.name for f in fields(Settings)}
     bad = set(settings_kw) - valid
@@ -149,17 +149,15 @@ def run_audit(model: str, full_model: str, retain_model: str, forget: str, out, 
         retain = default_retain(forget)  # the probes' training items: the retain split of the same data set
     retain_items = load_items(retain) if retain else None
     reuse = {"audited": reuse_answers(reuse_eval, forget_items, model)} if reuse_eval else {}
-    out = prepare_out_dir(out, overwrite=overwrite, inputs={"--model": model, "--full-model": full_model,
-                                                            "--retain-model": retain_model, "--base-model": base_model,
-                                                            "--reuse-eval": reuse_eval})
     config = {"model": model, "full_model": full_model, "retain_model": retain_model, "base_model": base_model,
               "forget": forget, "retain": retain, "views": names, "protocol": protocol, "limit": limit,
               "reuse_eval": reuse_eval, "settings": asdict(settings)}
-    record = RunRecord(out, "audit", config, seed=seed)
-    record.save()
-    with record.guard():
+    inputs = {"--model": model, "--full-model": full_model, "--retain-model": retain_model,
+              "--base-model": base_model, "--reuse-eval": reuse_eval}
+    with Run("audit", out, config, seed=seed, overwrite=overwrite, inputs=inputs) as run:
+        run.start()  # the models load one at a time inside the views (their specs were checked above)
         t0 = time.time()
-        timings = {}
+        timings: dict[str, float] = {}
 
         def on_view(view, role):
             timings[f"{view}/{role}_s"] = round(time.time() - t0 - sum(timings.values()), 3)
@@ -171,8 +169,7 @@ def run_audit(model: str, full_model: str, retain_model: str, forget: str, out, 
         if reuse_eval:
             audit["notes"].append(f"greedy answers of the audited model reused from {reuse_eval}")
         for k, v in timings.items():
-            record.timing(k, v)
-        atomic_write_json(out / "audit.json", audit)
-        atomic_write_text(out / "audit.md", render_md(audit))
-        record.save(status="done")
+            run.timing(k, v)
+        run.write_json("audit.json", audit)
+        run.write_text("audit.md", render_md(audit))
     return audit
