@@ -108,8 +108,9 @@ class Protocol:
     def __post_init__(self):
         from .data.formatting import STYLES
 
+        if self.style not in STYLES:  # the same words as the formatter's own check (the --style flag)
+            raise ObliviateError(f"--style {self.style!r}: unknown prompt style; valid styles: {', '.join(STYLES)}")
         checks = [
-            ("style", self.style, STYLES),
             ("pad_mask", self.pad_mask, ("correct", "eos")),
             ("min_k_count", self.min_k_count, ("floor", "ceil")),
             ("gradnorm", self.gradnorm, ("mean_tensor", "global")),
