@@ -6,16 +6,21 @@ tokens (EOS included), the token count, per-token log-probs, per-token Min-K%++ 
 argmax hits and the argmax tokens themselves (the greedy draft used by the generation engine).
 
 How it stays fast and small:
-* **The prompt is encoded once per question.** Prompts of a batch are run right-padded through the
-  decoder with the KV cache on; the cache rows are then repeated for the answer variants
-  (``reorder_cache``), and only the answer tokens go through the model a second time. The answer rows
-  attend to their prompt's real tokens (mask from lengths), with positions continuing the prompt's.
-  Right-padding the prompts means no query row is ever fully masked (no NaN from SDPA).
+* **The prompt is encoded once per question, in one row with its answers** (:func:`_score_packed`): a row
+  is the prompt followed by all its answer variants, and a block mask lets each answer attend to the
+  prompt and to its own earlier tokens only, with positions continuing the prompt's, so each answer is
+  scored exactly as after its prompt alone. One forward pass per batch, no KV-cache copies, and rows are
+  padded to the longest row of their batch rather than every answer to the longest answer (46 % of the
+  answer tokens on TOFU were padding that way). Models where a 4D mask would be wrong (sliding windows,
+  flash attention) or whose probe disagrees use the padded path (:func:`_score_padded`): prompts
+  right-padded with the KV cache on, the cache rows repeated for the answer variants, the answers run
+  after it.
+* Grouped-query heads read their K/V without copies (:mod:`.attention`; bitwise the same numbers).
 * **Logits only where they are scored.** The LM head is applied to the hidden states that predict an
   answer token, in chunks of ``chunk_tokens`` rows, so no batch x length x vocab tensor is ever built;
   Min-K%++'s mean and variance of log p under the model's own distribution are reduced chunk by chunk.
 * The prefix shared by every prompt (the chat template's system turn) is encoded once per call.
-* Requests are sorted by prompt length and batched by a token budget.
+* Rows are sorted by length (the padded path: requests by prompt length) and batched by a token budget.
 """
 
 from __future__ import annotations
