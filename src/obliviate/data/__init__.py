@@ -20,6 +20,7 @@ from .schema import QAItem, item_from_row
 from . import tofu  # noqa: E402,F401
 from . import synthetic  # noqa: E402,F401
 from . import muse  # noqa: E402,F401
+from . import synthetic_news  # noqa: E402,F401
 
 __all__ = ["QAItem", "item_from_row", "load_items", "parse_spec", "read_qa_file"]
 
