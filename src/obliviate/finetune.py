@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .data import check_data_dir, load_items, spec_path
 from .data.formatting import Formatter, check_format
+from .data.text import encode_items
 from .io import RunRecord, check_resume, prepare_out_dir
 from .models import check_max_length, check_model_spec, load_model, save_model
 from .train import (TRAIN_DTYPE, EncodedBatches, TrainConfig, apply_lora, check_resume_epochs,
@@ -48,7 +49,7 @@ def run_finetune(
         record.timing("load_model_s", time.time() - t0)
         check_max_length(net, max_length)
         fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
-        encoded = [fmt.encode(it.question, it.answer) for it in items]
+        encoded = encode_items(fmt, items)  # QA pairs through the prompt format; plain texts as MUSE chunks
         batches = EncodedBatches(encoded, cfg.batch_size, tok.pad_token_id, cfg.seed)
         pad = padding_fraction(batches.lengths, batches.plan(0))
         if cfg.lora:

@@ -44,6 +44,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
     """``family:config`` -> (family, config); a file path -> ("file", path).
 
     Options for the family's loader may follow a ``?``: ``synthetic:full?n_authors=10&seed=3``.
+    :func:`load_items` also reads ``A+B`` (A's items, then B's), e.g. MUSE's target training data
+    ``synthetic-news:raw/forget+synthetic-news:raw/retain1``.
     """
     if spec.lower().endswith(_FILE_SUFFIXES) or Path(spec).is_file():
         return "file", spec
@@ -82,6 +84,8 @@ def check_data_dir(data_dir: str | None, specs) -> None:
 
 
 def load_items(spec: str, data_dir: str | None = None, **options) -> list[QAItem]:
+    if "+" in spec and not Path(spec).is_file():  # "A+B": A's items, then B's (a MUSE target: forget + retain)
+        return [it for part in spec.split("+") for it in load_items(part, data_dir, **options)]
     family, config = parse_spec(spec)
     if family != "file" and "?" in config:
         config, _, query = config.partition("?")
