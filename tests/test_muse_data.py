@@ -152,9 +152,12 @@ def test_bad_values_are_clear_errors(muse_dir):
     _write_jsonl(muse_dir / "privleak" / "retain.jsonl", [{"text": "   "}])
     with pytest.raises(ObliviateError, match=r"row 1: field 'text' is empty"):
         load_items("muse-news:privleak/retain", data_dir=str(muse_dir))
+    # a bare string is a text row only where rows are texts (muse_bench's raw/privleak .json files)
+    _write_jsonl(muse_dir / "knowmem" / "retain_qa.jsonl", ["just a string"])
+    with pytest.raises(ObliviateError, match=r"retain_qa\.jsonl: row 1: expected an object"):
+        load_items("muse-news:knowmem/retain_qa", data_dir=str(muse_dir))
     _write_jsonl(muse_dir / "raw" / "retain1.jsonl", ["just a string"])
-    with pytest.raises(ObliviateError, match=r"retain1\.jsonl: row 1: expected an object"):
-        load_items("muse-news:raw/retain1", data_dir=str(muse_dir))
+    assert [it.answer for it in load_items("muse-news:raw/retain1", data_dir=str(muse_dir))] == ["just a string"]
 
 
 def test_unknown_config_and_missing_files(muse_dir, tmp_path):

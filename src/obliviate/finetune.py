@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .data import check_data_dir, load_items, spec_path
 from .data.formatting import Formatter, check_format
+from .data.text import encode_items
 from .models import check_max_length, check_model_spec, load_model, save_model
 from .runtime.run import Run
 from .runtime.files import read_json
@@ -71,7 +72,7 @@ def resume_point(out, cfg: TrainConfig, resume: bool) -> tuple[str | None, Train
 def train_on_items(run: Run, net, tok, items, cfg: TrainConfig, fmt: Formatter, resume: bool = False):
     """Fine-tune ``net`` on the QA ``items`` inside ``run`` (which it starts): the loss on each answer, the
     model saved into the run's folder when it has one. Returns the model (LoRA adapters merged)."""
-    encoded = [fmt.encode(it.question, it.answer) for it in items]
+    encoded = encode_items(fmt, items)  # QA pairs through the prompt format; plain texts as MUSE chunks
     batches = EncodedBatches(encoded, cfg.batch_size, tok.pad_token_id, cfg.seed)
     pad = padding_fraction(batches.lengths, batches.plan(0))
     if cfg.lora:

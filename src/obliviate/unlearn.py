@@ -30,6 +30,7 @@ import torch
 
 from .data import check_data_dir, load_items, parse_spec, spec_path
 from .data.formatting import Encoded, Formatter, check_format, collate
+from .data.text import encode_items
 from .errors import ObliviateError, check_int
 from .metrics.keys import EPOCH_HEADLINE, metric_direction
 from .methods.base import (
@@ -141,12 +142,12 @@ def prepare_unlearning(model, tokenizer, method: str, mcfg, forget_items, retain
     tcfg = tcfg or TrainConfig()
     fmt = formatter or Formatter(tokenizer)
     pad = tokenizer.pad_token_id
-    forget = [fmt.encode(it.question, it.answer) for it in forget_items]
+    forget = encode_items(fmt, forget_items)  # plain texts (MUSE raw) become chunked LM rows
     retain = None
     if cls.needs_retain(mcfg):
         if not retain_items:
             raise ObliviateError(f"method {method} needs a retain set (--retain SPEC)")
-        retain = [fmt.encode(it.question, it.answer) for it in retain_items]
+        retain = encode_items(fmt, retain_items)
     idk = None
     if cls.uses_idk:
         answers = assign_refusals(len(forget_items), refusals or load_refusals(), tcfg.seed)

@@ -20,6 +20,7 @@ from .schema import QAItem, item_from_row
 from . import tofu  # noqa: E402,F401
 from . import synthetic  # noqa: E402,F401
 from . import muse  # noqa: E402,F401
+from . import synthetic_news  # noqa: E402,F401
 
 __all__ = ["QAItem", "item_from_row", "load_items", "parse_spec", "read_qa_file"]
 
@@ -43,6 +44,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
     """``family:config`` -> (family, config); a file path -> ("file", path).
 
     Options for the family's loader may follow a ``?``: ``synthetic:full?n_authors=10&seed=3``.
+    :func:`load_items` also reads ``A+B`` (A's items, then B's), e.g. MUSE's target training data
+    ``synthetic-news:raw/forget+synthetic-news:raw/retain1``.
     """
     if spec.lower().endswith(_FILE_SUFFIXES) or Path(spec).is_file():
         return "file", spec

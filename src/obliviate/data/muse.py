@@ -18,7 +18,8 @@ e.g. ``muse-news:knowmem/forget_qa``, ``muse-news:verbmem/forget``, ``muse-books
 
 Local folder (``--data-dir`` or ``OBLIVIATE_MUSE_DIR``)::
 
-    <dir>/<config>/<split>.jsonl      (or .json: JSON Lines or a JSON array of objects)
+    <dir>/<config>/<split>.jsonl      (or .json: JSON Lines or a JSON array of objects; for raw and
+                                       privleak also a JSON array of strings, as muse_bench writes them)
     <dir>/raw/<split>.txt             (raw only: the whole file is one text, as in the muse_bench repo)
 
 Because one environment variable serves both corpora, ``<dir>/news/<config>/...`` (for ``muse-news``)
@@ -134,6 +135,8 @@ def items_from_rows(rows: list[Any], hub_config: str, source: str) -> list[QAIte
     items: list[QAItem] = []
     for i, row in enumerate(rows):
         where = f"{source}: row {i + 1}"
+        if isinstance(row, str) and q_field is None:  # muse_bench's raw/privleak .json: an array of strings
+            row = {a_field: row}
         if not isinstance(row, Mapping):
             wanted = " and ".join(repr(f) for f in (q_field, a_field) if f)
             raise ObliviateError(f"{where}: expected an object with {wanted}, got {type(row).__name__}")

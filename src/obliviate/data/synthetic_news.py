@@ -1,0 +1,284 @@
+"""obliviate's own MUSE-format news corpus of fictitious events: the embedded ``synthetic-news`` data set.
+
+Why it exists
+-------------
+MUSE (Shi et al. 2024, arXiv 2407.06460) needs its BBC-news corpus from the hub or a local copy, and a
+7B target model. This module builds a small corpus with MUSE's configs and fields entirely in Python
+(standard library only), so the MUSE pipeline (fine-tune a target on forget + retain articles, a
+retrain model on retain only, unlearn, evaluate VerbMem / KnowMem / PrivLeak, relearn) runs offline on
+tiny models. Spec it as ``synthetic-news:<config>`` with MUSE's config names (``raw/forget``,
+``knowmem/forget_qa``, ``verbmem/forget``, ``privleak/holdout``, ...); options follow a ``?``:
+``synthetic-news:raw/forget?n_forget=4&seed=3``.
+
+Design
+------
+* Every article reports one invented event: a person (invented first name + surname), their role at an
+  invented organisation, an invented town, an invented facility or project, a date, an amount and a
+  head count. Names, organisations, towns, facilities and numbers are drawn WITHOUT replacement from one
+  ``random.Random(seed)`` stream over the whole corpus, so no two articles (in any split) share a fact
+  value, and the corpus is a pure function of ``(seed, n_forget, n_retain, n_holdout)``.
+* Sentences come from a few templates per slot, chosen by the same stream; all text was written for
+  obliviate (no real names, nothing taken from MUSE).
+
+Splits (MUSE's layout, :data:`obliviate.data.muse.MUSE_SPLITS`)
+-------------------------------------------------------------
+* ``raw/forget`` (``n_forget`` articles, default 8), ``raw/retain1`` and ``raw/retain2`` (``n_retain``
+  each, default 8), ``raw/holdout`` (``n_holdout``, default 8): one text per article.
+* ``knowmem/forget_qa`` / ``knowmem/retain_qa``: :data:`QA_PER_ARTICLE` questions about each forget /
+  retain1 article (MUSE's retain QA is about retain articles too), short answers.
+* ``knowmem/forget_qa_icl`` / ``knowmem/retain_qa_icl``: :data:`N_ICL` in-context QA pairs, one about each
+  of :data:`N_ICL` extra articles that are in no raw split.
+* ``verbmem/forget``: per forget article, ``prompt`` = its first two sentences, ``gt`` = the rest.
+* ``privleak/forget`` = the forget articles, ``privleak/retain`` = the retain1 articles,
+  ``privleak/holdout`` = the holdout articles (members / non-members for the Min-K% AUC).
+
+:func:`write_muse_dir` writes the corpus as files that the MUSE loaders read with ``--data-dir``
+(``muse-news:<config>``), in the muse_bench repository's layout or as JSON Lines.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ObliviateError
+from ..io import atomic_write_text
+from ..registry import DATASETS
+from .muse import MUSE_CONFIGS, MUSE_SPLITS
+from .schema import QAItem
+
+__all__ = ["Article", "generate_articles", "corpus", "load_synthetic_news", "write_muse_dir",
+           "QA_PER_ARTICLE", "N_ICL"]
+
+DEFAULT_N_FORGET = 8
+DEFAULT_N_RETAIN = 8
+DEFAULT_N_HOLDOUT = 8
+QA_PER_ARTICLE = 3
+N_ICL = 3
+
+# --------------------------------------------------------------------------------------------------
+# Pools (invented). Names are syllable compounds so there are enough distinct values for a few hundred
+# articles; common words (roles, facility kinds, months) are real English.
+# --------------------------------------------------------------------------------------------------
+_FIRST = ["Aveline", "Brannoc", "Corisse", "Dravin", "Elsebet", "Faolan", "Gwendra", "Hallam", "Isveta",
+          "Jorunn", "Kestrin", "Liraelle", "Maddoc", "Neveth", "Orlaith", "Pellam", "Quenrith", "Rosmar",
+          "Sabeline", "Tovin", "Ulwen", "Varesse", "Wendric", "Ysolde"]
+_SUR_A = ["Ash", "Brack", "Corr", "Dun", "Ell", "Fenn", "Grell", "Hask", "Ivel", "Jorr", "Kell", "Lom",
+          "Marr", "Norr", "Oss", "Pell", "Quar", "Rath", "Stell", "Tamb", "Umb", "Varn", "Wex", "Yarr"]
+_SUR_B = ["enby", "ovane", "ridge", "marsh", "holtz", "avere", "wynne", "ancourt", "ellow", "imore"]
+_TOWN_A = ["Vel", "Dran", "Quor", "Istr", "Ombr", "Kel", "Saph", "Thal", "Zor", "Brev", "Ulm", "Cald",
+           "Fesk", "Gorv", "Hirr", "Lun"]
+_TOWN_B = ["avik", "enmouth", "isca", "orholm", "wick", "aven", "ebury", "ostrand"]
+_ORG_A = ["Amberline", "Bluefell", "Cinderwell", "Dovecrest", "Emberlay", "Frostgate", "Greyhallow",
+          "Harrowlight", "Ironmere", "Juniperstone", "Kestrelmoor", "Lanternfield"]
+_ORG_B = ["Cooperative", "Trust", "Guild", "Council", "Foundation", "Works", "Institute", "Society"]
+_FACILITY_A = ["Meridian", "Harbourlight", "Saltgrass", "Windrose", "Copperleaf", "Northbell", "Stonewake",
+               "Larkfall", "Tidemark", "Glasswater", "Oakhollow", "Brightmoor"]
+_FACILITY_B = ["footbridge", "library", "tram line", "seed bank", "observatory", "flood barrier",
+               "market hall", "ferry terminal", "water mill", "concert hall"]
+_ROLES = ["director", "treasurer", "chief engineer", "spokesperson", "chair", "project lead",
+          "head of planning", "senior architect"]
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
+           "October", "November", "December"]
+
+_OPENINGS = [
+    "{town} has a new {facility_kind}. The {facility} was opened on {date} by {org}, after years of local debate.",
+    "On {date}, {org} opened the {facility} in {town}, the first {facility_kind} the town has had in decades.",
+    "Residents of {town} gathered on {date} for a long-promised opening. {org} had finished the {facility}, the town's first {facility_kind}.",
+]
+_PERSON = [
+    "{person}, the {role} of {org}, said the project had cost {amount} thousand crowns.",
+    "According to {person}, who serves as {role} of {org}, the work cost {amount} thousand crowns.",
+    "The {role} of {org}, {person}, put the final cost at {amount} thousand crowns.",
+]
+_WORKERS = [
+    "A crew of {workers} workers built the {facility_kind} over two winters.",
+    "{workers} workers were employed on the site, most of them from {town} itself.",
+    "The building work employed {workers} people at its peak.",
+]
+_CLOSINGS = [
+    "Critics had argued that the money should have gone to roads, but {person} said the town would judge the result.",
+    "Local traders expect more visitors, and {org} plans a second project if funding allows.",
+    "The opening was marked with music in the square, and {person} thanked the people of {town} for their patience.",
+]
+
+
+@dataclass(frozen=True)
+class Article:
+    """One invented news event and its text. ``index`` is 0-based in generation order."""
+    index: int
+    person: str
+    role: str
+    org: str
+    town: str
+    facility: str
+    facility_kind: str
+    date: str
+    amount: int
+    workers: int
+    sentences: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.sentences)
+
+    def facts(self) -> dict[str, str]:
+        """The article's fact values by slot (what KnowMem asks about; unique across the corpus)."""
+        return {"person": self.person, "org": self.org, "town": self.town, "facility": self.facility,
+                "amount": str(self.amount), "workers": str(self.workers)}
+
+    def qa(self) -> list[QAItem]:
+        """:data:`QA_PER_ARTICLE` KnowMem questions (short answers), each naming another fact of the article."""
+        return [
+            QAItem(question=f"Who is the {self.role} of {self.org}?", answer=self.person),
+            QAItem(question=f"In which town did {self.org} open the {self.facility}?", answer=self.town),
+            QAItem(question=f"How many thousand crowns did the {self.facility} in {self.town} cost?",
+                   answer=str(self.amount)),
+        ][:QA_PER_ARTICLE]
+
+
+def _pools() -> dict[str, list[str]]:
+    return {
+        "person": [f"{f} {a}{b}" for f in _FIRST for a in _SUR_A for b in _SUR_B],
+        "town": [f"{a}{b}" for a in _TOWN_A for b in _TOWN_B],
+        "org": [f"{a} {b}" for a in _ORG_A for b in _ORG_B],
+        "facility_name": [f"{a} {b}" for a in _FACILITY_A for b in _FACILITY_B],
+    }
+
+
+def max_articles() -> int:
+    """How many articles the pools allow (every article takes one distinct value from each pool)."""
+    return min(len(v) for v in _pools().values())
+
+
+def generate_articles(seed: int, n_articles: int) -> list[Article]:
+    """``n_articles`` articles from one seeded stream; no fact value repeats across articles."""
+    if n_articles > max_articles():
+        raise ObliviateError(f"synthetic-news: at most {max_articles()} articles in all, asked for {n_articles}")
+    rng = random.Random(seed)
+    pools = _pools()
+    drawn = {k: rng.sample(v, n_articles) for k, v in pools.items()}
+    # four-digit amounts, never a year of the dates (2031..): an amount never occurs inside another number
+    amounts = rng.sample([x for x in range(1000, 10000) if not 2000 <= x < 2100], n_articles)
+    workers = rng.sample(range(12, 990), n_articles)
+    days = rng.sample(range(12 * 28 * 6), n_articles)  # (year, month, day) triples, distinct
+    out = []
+    for i in range(n_articles):
+        facility = drawn["facility_name"][i]
+        kind = next(k for k in _FACILITY_B if facility.endswith(k))
+        d = days[i]
+        date = f"{d % 28 + 1} {_MONTHS[d // 28 % 12]} {2031 + d // (28 * 12)}"
+        slots = {"person": drawn["person"][i], "role": rng.choice(_ROLES), "org": drawn["org"][i],
+                 "town": drawn["town"][i], "facility": f"{facility}", "facility_kind": kind,
+                 "date": date, "amount": amounts[i], "workers": workers[i]}
+        sentences = tuple(rng.choice(group).format(**slots) for group in (_OPENINGS, _PERSON, _WORKERS, _CLOSINGS))
+        # _OPENINGS templates are two sentences each: split them so verbmem's prompt is the opening
+        first, _, second = sentences[0].partition(". ")
+        sentences = (first + ".", second) + sentences[1:]
+        out.append(Article(index=i, sentences=sentences, **slots))
+    return out
+
+
+def _as_int(name: str, value, minimum: int) -> int:
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        raise ObliviateError(f"synthetic-news: {name} must be an integer, got {value!r}") from None
+    if isinstance(value, float) and value != v:
+        raise ObliviateError(f"synthetic-news: {name} must be an integer, got {value!r}")
+    if v < minimum:
+        raise ObliviateError(f"synthetic-news: {name} must be >= {minimum}, got {v}")
+    return v
+
+
+def corpus(seed: int = 0, n_forget: int = DEFAULT_N_FORGET, n_retain: int = DEFAULT_N_RETAIN,
+           n_holdout: int = DEFAULT_N_HOLDOUT) -> dict[str, list[Article]]:
+    """Articles by group: ``forget``, ``retain1``, ``retain2``, ``holdout``, ``icl_forget``, ``icl_retain``
+    (generated in that order from one stream)."""
+    seed = _as_int("seed", seed, minimum=-(2**63))
+    sizes = {"forget": _as_int("n_forget", n_forget, 1), "retain1": _as_int("n_retain", n_retain, 1),
+             "retain2": _as_int("n_retain", n_retain, 1), "holdout": _as_int("n_holdout", n_holdout, 1),
+             "icl_forget": N_ICL, "icl_retain": N_ICL}
+    arts = generate_articles(seed, sum(sizes.values()))
+    groups, start = {}, 0
+    for name, n in sizes.items():
+        groups[name] = arts[start:start + n]
+        start += n
+    return groups
+
+
+def _texts(arts: list[Article]) -> list[QAItem]:
+    return [QAItem(question="", answer=a.text) for a in arts]
+
+
+def _split_items(groups: dict[str, list[Article]], config: str) -> list[QAItem]:
+    hub_config, split = config.split("/", 1)
+    if hub_config == "raw":
+        return _texts(groups[split])
+    if hub_config == "privleak":
+        return _texts(groups["retain1" if split == "retain" else split])
+    if hub_config == "verbmem":
+        return [QAItem(question=" ".join(a.sentences[:2]), answer=" ".join(a.sentences[2:])) for a in groups["forget"]]
+    # knowmem
+    which = "forget" if split.startswith("forget") else "retain1"
+    if split.endswith("_icl"):  # one question per in-context article, the slots in turn
+        return [a.qa()[i % QA_PER_ARTICLE] for i, a in enumerate(groups[f"icl_{which.rstrip('1')}"])]
+    return [qa for a in groups[which] for qa in a.qa()]
+
+
+@DATASETS.register(
+    "synthetic-news",
+    configs=MUSE_CONFIGS,
+    source="embedded (generated by obliviate, no download)",
+    default_forget=DEFAULT_N_FORGET,
+)
+def load_synthetic_news(config: str, seed: int = 0, n_forget: int = DEFAULT_N_FORGET,
+                        n_retain: int = DEFAULT_N_RETAIN, n_holdout: int = DEFAULT_N_HOLDOUT, **_) -> list[QAItem]:
+    """Fictitious news events in MUSE's format, generated from a seed (the embedded MUSE-style corpus)."""
+    if config not in MUSE_CONFIGS:
+        raise ObliviateError(f"unknown synthetic-news config {config!r}; valid configs: {', '.join(MUSE_CONFIGS)}")
+    return _split_items(corpus(seed, n_forget, n_retain, n_holdout), config)
+
+
+# Hub field names per config (what the hub rows and the JSON Lines layout carry).
+_FIELDS = {"raw": (None, "text"), "privleak": (None, "text"), "verbmem": ("prompt", "gt"),
+           "knowmem": ("question", "answer")}
+
+
+def write_muse_dir(out_dir: str | Path, layout: str = "muse_bench", seed: int = 0,
+                   n_forget: int = DEFAULT_N_FORGET, n_retain: int = DEFAULT_N_RETAIN,
+                   n_holdout: int = DEFAULT_N_HOLDOUT) -> Path:
+    """Write the corpus where ``--data-dir`` reads MUSE files, so ``muse-news:<config> --data-dir DIR`` loads
+    it through the same code as the real data.
+
+    ``layout="muse_bench"``: the muse_bench repository's ``data/`` folder (its ``load_data.py``):
+    ``DIR/news/knowmem/<split>.json`` and ``verbmem/forget.json`` (JSON arrays of objects),
+    ``privleak/<split>.json`` and ``raw/<split>.json`` (JSON arrays of strings), and
+    ``raw/<split>.txt`` (the split's texts joined with a blank line). ``layout="jsonl"``:
+    ``DIR/<config>/<split>.jsonl``, one hub row per line (``text`` / ``prompt, gt`` / ``question, answer``).
+    Returns the folder to pass as ``--data-dir`` (``DIR``).
+    """
+    if layout not in ("muse_bench", "jsonl"):
+        raise ObliviateError(f"synthetic-news: layout must be 'muse_bench' or 'jsonl', got {layout!r}")
+    out_dir = Path(out_dir)
+    groups = corpus(seed, n_forget, n_retain, n_holdout)
+    for hub_config, splits in MUSE_SPLITS.items():
+        q_field, a_field = _FIELDS[hub_config]
+        for split in splits:
+            items = _split_items(groups, f"{hub_config}/{split}")
+            if q_field is None:
+                rows = [it.answer for it in items]
+            else:
+                rows = [{q_field: it.question, a_field: it.answer} for it in items]
+            if layout == "jsonl":
+                objs = [{a_field: r} if q_field is None else r for r in rows]
+                atomic_write_text(out_dir / hub_config / f"{split}.jsonl",
+                                  "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objs))
+                continue
+            base = out_dir / "news" / hub_config
+            atomic_write_text(base / f"{split}.json", json.dumps(rows, ensure_ascii=False, indent=4))
+            if hub_config == "raw":
+                atomic_write_text(base / f"{split}.txt", "\n\n".join(rows))
+    return out_dir

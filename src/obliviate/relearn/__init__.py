@@ -1,0 +1,161 @@
+"""The relearning attack (Hu et al. 2024, "Unlearning or Obfuscating? Jogging the Memory of Unlearned LLMs
+via Benign Relearning", arXiv 2406.13356; used against NPO+SAM by Fan et al. 2025, arXiv 2502.05374):
+fine-tune an unlearned model for a few optimiser steps on a little forget data, then evaluate it again.
+Knowledge that was hidden rather than removed comes back fast; the retrain model (which never saw the
+forget data) relearned the same way is the control: what it gains is what a few steps teach from scratch.
+
+* :func:`run_relearn` — ``obliviate relearn``: ``steps`` AdamW steps (constant ``lr``, no warm-up, no
+  weight decay) of the mean token NLL on ``data`` (QA pairs through the prompt format, plain texts as
+  MUSE's chunked LM rows: :func:`obliviate.data.text.encode_items`), cycling over the items in seeded
+  length-grouped batches; saves the model and a run.json with the loss of each step.
+* :func:`recovery_report` — ``obliviate relearn-report``: from the summary.json of four evaluations
+  (unlearned model before / after relearning, retrain model before / after), per metric
+  ``recovery = after - before`` for each model and ``excess = recovery_unlearned - recovery_retrain``;
+  writes ``recovery.json`` and ``recovery.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from ..errors import ObliviateError, check_int
+from ..io import RunRecord, atomic_write_json, atomic_write_text, prepare_out_dir
+
+__all__ = ["run_relearn", "recovery_report", "relearn_model"]
+
+
+def relearn_model(model, batches, steps: int, lr: float, max_grad_norm: float = 1.0, seed: int = 0) -> list[float]:
+    """``steps`` AdamW steps of ``nll_loss`` over ``batches.epoch(0), epoch(1), ...``; the loss of each step."""
+    import torch
+
+    from ..train import nll_loss
+
+    torch.manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    device = next(model.parameters()).device
+    model.train()
+    losses: list[float] = []
+    epoch = 0
+    while len(losses) < steps:
+        for batch in batches.epoch(epoch):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            loss, _ = nll_loss(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            opt.step()
+            losses.append(float(loss.detach()))
+            if not math.isfinite(losses[-1]):
+                raise ObliviateError(f"relearn: the loss is {losses[-1]} at step {len(losses)}; lower --lr")
+            if len(losses) == steps:
+                break
+        epoch += 1
+    model.eval()
+    return losses
+
+
+def run_relearn(model: str, data: str, out: str | Path, steps: int, *, lr: float = 1e-5, batch_size: int = 4,
+                n_items: int | None = None, seed: int = 0, data_dir: str | None = None, style: str = "chat",
+                system_prompt: str | None = None, max_length: int = 512, overwrite: bool = False) -> dict:
+    """Fine-tune ``model`` for ``steps`` optimiser steps on the first ``n_items`` items of ``data``; save it in ``out``."""
+    from ..data import check_data_dir, load_items, spec_path
+    from ..data.formatting import Formatter, check_format
+    from ..data.text import encode_items
+    from ..models import check_max_length, check_model_spec, load_model, save_model
+    from ..train import TRAIN_DTYPE, EncodedBatches
+
+    check_int("--steps", steps)
+    check_int("--batch-size", batch_size)
+    if n_items is not None:
+        check_int("--n-items", n_items)
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ObliviateError(f"--lr {lr}: must be a finite number > 0")
+    check_format(style, max_length, system_prompt)
+    check_data_dir(data_dir, [data])
+    items = load_items(data, data_dir=data_dir)
+    items = items[:n_items] if n_items else items
+    check_model_spec(model)
+    out = prepare_out_dir(Path(out), overwrite=overwrite,
+                          inputs={"--model": model, "--data": spec_path(data), "--data-dir": data_dir})
+    config = {"model": model, "data": data, "data_dir": data_dir, "steps": steps, "lr": lr, "batch_size": batch_size,
+              "n_items": len(items), "style": style, "system_prompt": system_prompt, "max_length": max_length}
+    record = RunRecord(out, "relearn", config, seed=seed)
+    record.save()
+    with record.guard():
+        t0 = time.time()
+        net, tok = load_model(model, dtype=TRAIN_DTYPE)
+        record.timing("load_model_s", time.time() - t0)
+        check_max_length(net, max_length)
+        fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
+        encoded = encode_items(fmt, items)
+        batches = EncodedBatches(encoded, batch_size, tok.pad_token_id, seed)
+        t0 = time.time()
+        losses = relearn_model(net, batches, steps, lr, seed=seed)
+        record.timing("train_s", time.time() - t0)
+        save_model(net, tok, out)
+        record.update(n_rows=len(encoded), losses=[round(x, 6) for x in losses], final_loss=losses[-1])
+        record.save(status="done")
+    return record.data
+
+
+def _summary(path: str | Path, flag: str) -> dict:
+    p = Path(path)
+    p = p / "summary.json" if p.is_dir() else p
+    if not p.is_file():
+        raise ObliviateError(f"{flag} {path}: no summary.json (pass an eval folder)")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ObliviateError(f"{flag} {p}: not JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(data, dict):
+        raise ObliviateError(f"{flag} {p}: expected a JSON object")
+    return {k: float(v) for k, v in data.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def recovery_report(unlearned_before: str | Path, unlearned_after: str | Path, out: str | Path,
+                    retrain_before: str | Path | None = None, retrain_after: str | Path | None = None) -> dict:
+    """Per metric common to the summaries: before, after, ``recovery = after - before`` of the unlearned model
+    and of the retrain control, and ``excess = recovery - control recovery``. Writes recovery.json / .md."""
+    from ..metrics.keys import MUSE_HEADLINE, TOFU_HEADLINE, direction
+
+    if (retrain_before is None) != (retrain_after is None):
+        raise ObliviateError("--retrain-before and --retrain-after go together (the control needs both)")
+    ub, ua = _summary(unlearned_before, "--before"), _summary(unlearned_after, "--after")
+    rb = _summary(retrain_before, "--retrain-before") if retrain_before is not None else None
+    ra = _summary(retrain_after, "--retrain-after") if retrain_after is not None else None
+    keys = [k for k in ub if k in ua and (rb is None or (k in rb and k in ra))]
+    if not keys:
+        raise ObliviateError(f"{unlearned_before} and {unlearned_after} share no numeric metric")
+    head = [k for k in (*MUSE_HEADLINE, *TOFU_HEADLINE) if k in keys]
+    keys = list(dict.fromkeys(head + sorted(keys)))
+    rows = {}
+    for k in keys:
+        row = {"before": ub[k], "after": ua[k], "recovery": ua[k] - ub[k]}
+        if rb is not None:
+            row.update(control_before=rb[k], control_after=ra[k], control_recovery=ra[k] - rb[k])
+            row["excess"] = row["recovery"] - row["control_recovery"]
+        row["direction"] = direction(k)
+        rows[k] = row
+    report = {"unlearned_before": str(unlearned_before), "unlearned_after": str(unlearned_after),
+              "retrain_before": None if retrain_before is None else str(retrain_before),
+              "retrain_after": None if retrain_after is None else str(retrain_after),
+              "headline": head, "metrics": rows}
+    out = Path(out)
+    atomic_write_json(out / "recovery.json", report)
+    cols = ["metric", "before", "after", "recovery"] + (["control recovery", "excess"] if rb is not None else [])
+    lines = ["# Relearning attack: recovery of each metric", "",
+             "recovery = after - before (unlearned model); control = the retrain model relearned the same way; "
+             "excess = recovery - control recovery.", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for k in keys:
+        r = rows[k]
+        vals = [r["before"], r["after"], r["recovery"]] + ([r["control_recovery"], r["excess"]] if rb is not None else [])
+        lines.append(f"| {k} | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
+    atomic_write_text(out / "recovery.md", "\n".join(lines) + "\n")
+    return report

@@ -1,0 +1,65 @@
+"""The relearning attack (obliviate.relearn): the step loop, the command and the recovery report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from obliviate.errors import ObliviateError
+from obliviate.relearn import recovery_report
+from obliviate.relearn._cli import add_parser, run
+
+
+def _parse(argv):
+    ap = argparse.ArgumentParser()
+    add_parser(ap.add_subparsers())
+    return ap.parse_args(argv)
+
+
+def _eval(path, **summary):
+    path.mkdir(parents=True)
+    (path / "summary.json").write_text(json.dumps(summary))
+    return path
+
+
+def test_recovery_is_after_minus_before_and_excess_subtracts_the_control(tmp_path):
+    ub = _eval(tmp_path / "ub", verbmem_f=0.10, knowmem_f=0.05, privleak=-20.0, note="text")
+    ua = _eval(tmp_path / "ua", verbmem_f=0.60, knowmem_f=0.25, privleak=-5.0)
+    rb = _eval(tmp_path / "rb", verbmem_f=0.12, knowmem_f=0.04, privleak=0.0)
+    ra = _eval(tmp_path / "ra", verbmem_f=0.22, knowmem_f=0.09, privleak=1.0)
+    argv = ["relearn-report", "--before", str(ub), "--after", str(ua), "--retrain-before", str(rb),
+            "--retrain-after", str(ra), "--out", str(tmp_path / "rep")]
+    assert run(_parse(argv)) == 0
+    rep = json.loads((tmp_path / "rep" / "recovery.json").read_text())
+    m = rep["metrics"]
+    assert list(m)[:3] == ["verbmem_f", "knowmem_f", "privleak"]  # MUSE's headline order
+    assert m["verbmem_f"]["recovery"] == pytest.approx(0.50)
+    assert m["verbmem_f"]["control_recovery"] == pytest.approx(0.10)
+    assert m["verbmem_f"]["excess"] == pytest.approx(0.40)
+    assert m["knowmem_f"]["excess"] == pytest.approx(0.20 - 0.05)
+    assert m["privleak"]["recovery"] == pytest.approx(15.0) and m["privleak"]["direction"] == "target"
+    assert "note" not in m
+    assert "| verbmem_f | 0.1000 | 0.6000 | 0.5000 | 0.1000 | 0.4000 |" in (tmp_path / "rep" / "recovery.md").read_text()
+
+
+def test_report_errors_are_one_line(tmp_path):
+    ub = _eval(tmp_path / "ub", verbmem_f=0.1)
+    with pytest.raises(ObliviateError, match="no summary.json"):
+        recovery_report(ub, tmp_path / "missing", tmp_path / "rep")
+    with pytest.raises(ObliviateError, match="go together"):
+        recovery_report(ub, ub, tmp_path / "rep", retrain_before=ub)
+
+
+def test_relearn_command_takes_exactly_n_steps_and_saves_a_model(tmp_path):
+    out = tmp_path / "relearned"
+    argv = ["relearn", "--model", "tiny-llama", "--data", "synthetic-news:raw/forget?n_forget=2",
+            "--steps", "3", "--lr", "1e-3", "--batch-size", "1", "--max-length", "32", "--out", str(out)]
+    assert run(_parse(argv)) == 0
+    rec = json.loads((out / "run.json").read_text())
+    assert rec["status"] == "done" and len(rec["losses"]) == 3
+    assert rec["n_rows"] > 3  # 3 steps of batch 1 cycle within an epoch of the chunked corpus
+    assert (out / "config.json").is_file()
+    with pytest.raises(ObliviateError, match="--steps"):
+        run(_parse(argv[:-2] + ["--steps", "0", "--out", str(tmp_path / "x")]))

@@ -1,0 +1,92 @@
+"""The embedded MUSE-format news corpus (obliviate.data.synthetic_news)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from obliviate.data import load_items
+from obliviate.data.muse import MUSE_CONFIGS, MUSE_SPLITS
+from obliviate.data.synthetic_news import corpus, write_muse_dir
+from obliviate.errors import ObliviateError
+from obliviate.registry import DATASETS
+
+
+def _dump(seed, **kw):
+    return json.dumps({c: [it.to_dict() for it in load_items(f"synthetic-news:{c}", seed=seed, **kw)]
+                       for c in MUSE_CONFIGS}, sort_keys=True).encode()
+
+
+def test_registered_with_muse_configs_and_every_split_loads():
+    assert DATASETS.get("synthetic-news").meta["configs"] == MUSE_CONFIGS
+    for config in MUSE_CONFIGS:
+        assert load_items(f"synthetic-news:{config}"), config
+
+
+def test_same_seed_same_bytes_other_seed_other_corpus():
+    a, b = hashlib.sha256(_dump(0)).hexdigest(), hashlib.sha256(_dump(0)).hexdigest()
+    assert a == b
+    assert _dump(0) != _dump(1)
+
+
+def test_sizes_and_layout():
+    n = {"n_forget": 3, "n_retain": 4, "n_holdout": 5}
+    q = "n_forget=3&n_retain=4&n_holdout=5"
+    assert len(load_items(f"synthetic-news:raw/forget?{q}")) == 3
+    assert len(load_items(f"synthetic-news:raw/retain2?{q}")) == 4
+    assert len(load_items(f"synthetic-news:raw/holdout?{q}")) == 5
+    assert len(load_items(f"synthetic-news:knowmem/forget_qa?{q}")) == 3 * 3
+    assert len(load_items(f"synthetic-news:knowmem/retain_qa_icl?{q}")) == 3
+    verb = load_items(f"synthetic-news:verbmem/forget?{q}")
+    raw = load_items(f"synthetic-news:raw/forget?{q}")
+    # VerbMem: prompt + " " + gt is the forget article, in order
+    assert [v.question + " " + v.answer for v in verb] == [r.answer for r in raw]
+    assert all(it.question == "" for it in raw)
+    g = corpus(0, **n)
+    assert [it.answer for it in load_items(f"synthetic-news:privleak/retain?{q}")] == [a.text for a in g["retain1"]]
+    assert [it.answer for it in load_items(f"synthetic-news:privleak/holdout?{q}")] == [a.text for a in g["holdout"]]
+
+
+def test_splits_share_no_facts_and_knowmem_asks_the_forget_articles():
+    g = corpus(0)
+    facts = {name: {kv for a in arts for kv in a.facts().items()} for name, arts in g.items()}
+    names = list(facts)
+    for i, x in enumerate(names):
+        for y in names[i + 1:]:
+            assert not facts[x] & facts[y], (x, y)
+    forget_text = " ".join(it.answer for it in load_items("synthetic-news:raw/forget"))
+    other_text = " ".join(it.answer for s in ("retain1", "retain2", "holdout")
+                          for it in load_items(f"synthetic-news:raw/{s}"))
+    for qa in load_items("synthetic-news:knowmem/forget_qa"):
+        assert qa.answer in forget_text and qa.answer not in other_text, qa
+    retain1 = " ".join(it.answer for it in load_items("synthetic-news:raw/retain1"))
+    for qa in load_items("synthetic-news:knowmem/retain_qa"):
+        assert qa.answer in retain1 and qa.answer not in forget_text, qa
+    # the in-context examples are about articles in no raw split
+    for qa in load_items("synthetic-news:knowmem/forget_qa_icl"):
+        assert qa.answer not in forget_text + other_text
+
+
+@pytest.mark.parametrize("layout", ["muse_bench", "jsonl"])
+def test_written_layouts_load_through_the_muse_loaders(tmp_path, layout):
+    d = write_muse_dir(tmp_path / layout, layout=layout, seed=2, n_forget=3)
+    for config in MUSE_CONFIGS:
+        got = [it.to_dict() for it in load_items(f"muse-news:{config}", data_dir=str(d))]
+        want = [it.to_dict() for it in load_items(f"synthetic-news:{config}?seed=2&n_forget=3")]
+        assert got == want, config
+    if layout == "muse_bench":  # muse_bench's files: arrays of strings for text configs, the .txt joined by a blank line
+        raw = json.loads((d / "news" / "raw" / "forget.json").read_text())
+        assert all(isinstance(t, str) for t in raw)
+        assert (d / "news" / "raw" / "forget.txt").read_text() == "\n\n".join(raw)
+        assert set(p.name for p in (d / "news").iterdir()) == set(MUSE_SPLITS)
+
+
+def test_bad_options_fail_in_one_line():
+    with pytest.raises(ObliviateError, match="n_forget must be >= 1"):
+        load_items("synthetic-news:raw/forget?n_forget=0")
+    with pytest.raises(ObliviateError, match="at most"):
+        load_items("synthetic-news:raw/forget?n_forget=100000")
+    with pytest.raises(ObliviateError, match="unknown option"):
+        load_items("synthetic-news:raw/forget?n_authors=3")
