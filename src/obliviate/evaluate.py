@@ -320,6 +320,9 @@ def run_tofu_eval(
         summary, records = evaluate_tofu(
             net, tok, formatter=fmt, retain_records=retain_records, progress=progress, generation=generation,
             gradnorm=gradnorm, variants=variants, batch_size=batch_size, sets=sets, protocol=proto)
+        from .metaeval.aggregates import add_aggregates
+
+        summary = add_aggregates(summary, retain_records)  # OpenUnlearning's memorisation / privacy / utility
         for k, v in summary.pop("timings").items():
             run.timing(k, v)
         if "processes" in summary:  # who scored what in a multi-process run (run.json, not summary.json)
