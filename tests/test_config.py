@@ -48,3 +48,13 @@ def test_toml_and_yaml_configs_and_their_errors(tmp_path, capsys):
     assert main(["unlearn", "--method", "npo", "--forget", "synthetic:forget01", "--out", str(tmp_path / "m")]) == 2
     assert "unlearn needs --model (or a --config that sets it)" in capsys.readouterr().err
     assert not (tmp_path / "y").exists() and not (tmp_path / "m").exists()
+
+
+def test_finetune_repeats_from_its_run_json(tmp_path, capsys):
+    assert main(["finetune", "--model", "tiny-llama", "--data", "synthetic:forget01", "--epochs", "1", "--lr", "1e-3",
+                 "--batch-size", "4", "--seed", "2", "--quiet", "--out", str(tmp_path / "a")]) == 0
+    assert main(["finetune", "--config", str(tmp_path / "a" / "run.json"), "--out", str(tmp_path / "b")]) == 0
+    a, b = _run(tmp_path / "a"), _run(tmp_path / "b")
+    assert b["final_loss"] == a["final_loss"] and b["config"] == a["config"]
+    assert main(["finetune", "--out", str(tmp_path / "d")]) == 2
+    assert "finetune needs --model (or a --config that sets it)" in capsys.readouterr().err
