@@ -15,7 +15,7 @@ def add_parser(subparsers):
     p.add_argument("--data", help="data spec, e.g. tofu:full, synthetic:retain90, file.jsonl; required")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", required=True, type=out_arg)
-    add_train_args(p, epochs=5, lr=1e-5, batch_size=8)
+    add_train_args(p)
     add_format_args(p)
     p.set_defaults(func=run)
     return p
