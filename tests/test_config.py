@@ -48,3 +48,33 @@ def test_toml_and_yaml_configs_and_their_errors(tmp_path, capsys):
     assert main(["unlearn", "--method", "npo", "--forget", "synthetic:forget01", "--out", str(tmp_path / "m")]) == 2
     assert "unlearn needs --model (or a --config that sets it)" in capsys.readouterr().err
     assert not (tmp_path / "y").exists() and not (tmp_path / "m").exists()
+
+
+def test_finetune_repeats_from_its_run_json(tmp_path, capsys):
+    assert main(["finetune", "--model", "tiny-llama", "--data", "synthetic:forget01", "--epochs", "1", "--lr", "1e-3",
+                 "--batch-size", "4", "--seed", "2", "--quiet", "--out", str(tmp_path / "a")]) == 0
+    assert main(["finetune", "--config", str(tmp_path / "a" / "run.json"), "--out", str(tmp_path / "b")]) == 0
+    a, b = _run(tmp_path / "a"), _run(tmp_path / "b")
+    assert b["final_loss"] == a["final_loss"] and b["config"] == a["config"]
+    assert main(["finetune", "--out", str(tmp_path / "d")]) == 2
+    assert "finetune needs --model (or a --config that sets it)" in capsys.readouterr().err
+
+
+def test_training_flags_are_derived_from_train_config():
+    from dataclasses import fields
+
+    from obliviate.cli import build_parser
+    from obliviate.config import TrainConfig
+
+    ap = build_parser()
+    ft = ap.parse_args(["finetune", "--model", "m", "--data", "d", "--out", "o"])
+    un = ap.parse_args(["unlearn", "--out", "o"])
+    flagged = [f for f in fields(TrainConfig) if f.metadata.get("help")]
+    assert {f.name for f in flagged} >= {"epochs", "lr", "batch_size", "seed", "lora", "grad_checkpointing"}
+    for f in flagged:
+        want = None if f.name == "lora_r" else f.default  # --lora-r: None, refused without --lora
+        assert getattr(ft, f.name) == want, f.name
+        assert getattr(un, f.name) == (False if isinstance(f.default, bool) else None), f.name  # the method's
+    sub = next(a for a in ap._actions if a.choices and "finetune" in a.choices).choices["finetune"]
+    helps = {a.dest: a.help for a in sub._actions}
+    assert all(helps[f.name] == f.metadata["help"] for f in flagged)

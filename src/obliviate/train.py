@@ -35,7 +35,7 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -43,7 +43,8 @@ import torch
 
 from .data.formatting import Encoded, collate
 from .engine.forward import answer_token_logprobs
-from .errors import ObliviateError, check_int
+from .config import TrainConfig  # noqa: F401  (defined with its flags in config.py; imported from here too)
+from .errors import ObliviateError
 from .io import atomic_write_json, read_json
 from .runtime import dist
 from .runtime.progress import progress_bar
@@ -59,44 +60,6 @@ def train_autocast(device):
     if torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 5
-    lr: float = 1e-5
-    batch_size: int = 8
-    grad_accum: int = 1
-    warmup_ratio: float = 0.1  # fraction of optimiser steps (TOFU warms up for one epoch of five: 0.2)
-    weight_decay: float = 0.01
-    seed: int = 0
-    max_grad_norm: float = 1.0
-    lora: bool = False
-    lora_r: int = 8
-    lora_alpha: int = 16
-    grad_checkpointing: bool = False  # recompute each decoder layer in backward: less memory, ~1/3 more compute
-    checkpoint_every_epoch: bool = True
-    progress: bool = True
-    extra: dict = field(default_factory=dict)
-
-    def validate(self) -> None:
-        """Refuse settings that would fail deep inside torch (or silently do something else), naming the flag."""
-        def bad(flag, value, need):
-            raise ObliviateError(f"{flag} {value}: must be {need}")
-
-        for flag, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size), ("--grad-accum", self.grad_accum),
-                        ("--lora-r", self.lora_r)):
-            check_int(flag, v)
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            bad("--lr", self.lr, "a finite number > 0")
-        if not (isinstance(self.warmup_ratio, (int, float)) and 0 <= self.warmup_ratio <= 1):
-            bad("--warmup-ratio", self.warmup_ratio, "between 0 and 1 (a fraction of the optimiser steps)")
-        if not (isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay)
-                and self.weight_decay >= 0):
-            bad("--weight-decay", self.weight_decay, "a finite number >= 0")
-        if self.max_grad_norm is not None and not (isinstance(self.max_grad_norm, (int, float))
-                                                   and math.isfinite(self.max_grad_norm) and self.max_grad_norm >= 0):
-            bad("max_grad_norm", self.max_grad_norm, "a finite number >= 0 (0 or None: no clipping)")
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random, mega: int = 50) -> list[list[int]]:

@@ -49,7 +49,7 @@ from .registry import METHODS
 from .robust import RobustConfig, WeightAveraging, wrap_step
 from .runtime.dist import split_rows
 from .runtime.run import Run
-from .train import (TRAIN_DTYPE, NonFiniteLoss, TrainConfig, apply_lora, check_resume_epochs, latest_checkpoint,
+from .train import (TRAIN_DTYPE, NonFiniteLoss, TrainConfig, apply_lora, latest_checkpoint,
                     length_grouped_batches, train)
 
 __all__ = ["run_unlearn", "add_unlearn_parser", "prepare_unlearning", "UnlearnBatches", "default_train_config",

@@ -17,18 +17,17 @@ def add_format_args(p):
     p.add_argument("--system-prompt", default=None, help="system prompt for the chat template (default: the template's)")
 
 
-def add_train_args(p, epochs, lr, batch_size):
-    p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
-    p.add_argument("--warmup-ratio", type=float, default=0.1, help="warm-up as a fraction of optimiser steps")
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the saved model)")
-    p.add_argument("--lora-r", type=int, default=None, help="LoRA rank (default 8; with --lora)")
-    p.add_argument("--grad-checkpointing", action="store_true",
-                   help="recompute decoder layers in backward: far less activation memory, ~1/3 more compute")
+# The training flags, in the order --help lists them; type, default and help come from TrainConfig's fields.
+TRAIN_FLAGS = ("epochs", "lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay", "seed", "lora", "lora_r",
+               "grad_checkpointing")
+
+
+def add_train_args(p, defaults: dict | None = None):
+    """TrainConfig's flags (``defaults``: overrides; ``--lora-r`` defaults to None, so that it can be refused
+    without ``--lora``), then the run flags of every training command."""
+    from ..config import TrainConfig, add_config_args
+
+    add_config_args(p, TrainConfig, TRAIN_FLAGS, {"lora_r": None, **(defaults or {})})
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--resume", action="store_true", help="continue from the last per-epoch checkpoint in --out")

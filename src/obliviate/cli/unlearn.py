@@ -26,17 +26,11 @@ def add_parser(subparsers):
     p.add_argument("--card", action="store_true", help="write a Hugging Face model card (README.md) next to the model")
     p.add_argument("options", nargs="*", metavar="KEY=VALUE", help="method options (e.g. beta=0.2)")
     g = p.add_argument_group("training (defaults: the method's paper settings; TOFU: batch 32, 1 warm-up epoch)")
-    g.add_argument("--epochs", type=int, default=None)
-    g.add_argument("--lr", type=float, default=None)
-    g.add_argument("--batch-size", type=int, default=None)
-    g.add_argument("--grad-accum", type=int, default=None)
-    g.add_argument("--warmup-ratio", type=float, default=None, help="default: one epoch (1 / epochs)")
-    g.add_argument("--weight-decay", type=float, default=None)
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--lora", action="store_true", help="train LoRA adapters; token references use the adapter-free base")
-    g.add_argument("--lora-r", type=int, default=None)
-    g.add_argument("--grad-checkpointing", action="store_true",
-                   help="recompute decoder layers in backward: far less activation memory, ~1/3 more compute")
+    from ..config import TrainConfig, add_config_args
+    from ._common import TRAIN_FLAGS
+
+    # None: not given, so the method's paper setting applies (unlearn.default_train_config)
+    add_config_args(g, TrainConfig, TRAIN_FLAGS, {name: None for name in TRAIN_FLAGS})
     g.add_argument("--alpha", type=float, default=None, help="retain-term weight (the method's alpha option)")
     g.add_argument("--beta", type=float, default=None, help="the method's beta option")
     g.add_argument("--gamma", type=float, default=None, help="forget-term weight (the method's gamma option)")

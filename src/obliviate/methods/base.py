@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from ..data.formatting import Encoded, collate
 from ..engine.forward import answer_logits, answer_token_logprobs, sequence_logprobs
+from ..engine.hidden import decoder_layers, layer_output, unwrap  # noqa: F401  (re-exported for methods)
 from ..errors import ObliviateError
 from ..registry import METHODS
 from ..runtime import dist
@@ -238,9 +239,7 @@ def frozen_copy(model):
     return ref
 
 
-def _unwrap(model):
-    return getattr(model, "module", model)  # DDP
-
+_unwrap = unwrap  # the name methods used before engine/hidden.py
 
 class TokenReference:
     """Reference logits / hidden states at every answer position.
@@ -331,39 +330,6 @@ def reusing_references(call):
 
 
 # ------------------------------------------------------------------------------------------- forward helpers
-class _StopForward(Exception):
-    pass
-
-
-def decoder_layers(model):
-    m = _unwrap(model)
-    body = m.get_decoder() if hasattr(m, "get_decoder") else None
-    layers = getattr(body, "layers", None)
-    if layers is None:
-        raise ObliviateError(f"{type(m).__name__}: cannot find the decoder layers (model.get_decoder().layers)")
-    return layers
-
-
-def layer_output(model, batch: dict, layer: int) -> torch.Tensor:
-    """Hidden states [B, T, d] output by decoder layer ``layer`` (0-based); the layers above it are not run."""
-    layers = decoder_layers(model)
-    captured = {}
-
-    def hook(_mod, _args, out):
-        captured["h"] = out[0] if isinstance(out, tuple) else out
-        raise _StopForward
-
-    handle = layers[layer].register_forward_hook(hook)
-    body = _unwrap(model).get_decoder()
-    try:
-        body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-    except _StopForward:
-        pass
-    finally:
-        handle.remove()
-    return captured["h"]
-
-
 def token_logprobs(model, batch: dict):
     """(log p of each answer token [N], rows [N]): answer positions only, chunked over the vocabulary
     (:func:`..engine.forward.answer_token_logprobs`)."""

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 
 from ..errors import ObliviateError
 from .files import _json_default, atomic_write_json, atomic_write_jsonl, atomic_write_text, read_json
-from .process import Terminated, process_identity, sigterm_raises, still_running
+from .process import process_identity, sigterm_raises, still_running
 
 RUN_SCHEMA_VERSION = 1
 
