@@ -90,3 +90,12 @@ def test_bad_options_fail_in_one_line():
         load_items("synthetic-news:raw/forget?n_forget=100000")
     with pytest.raises(ObliviateError, match="unknown option"):
         load_items("synthetic-news:raw/forget?n_authors=3")
+
+
+def test_module_command_writes_the_folder(tmp_path, capsys):
+    from obliviate.data.synthetic_news import main
+
+    assert main([str(tmp_path / "d"), "--n-forget", "2", "--seed", "4"]) == 0
+    got = load_items("muse-news:raw/forget", data_dir=str(tmp_path / "d"))
+    assert got == load_items("synthetic-news:raw/forget?n_forget=2&seed=4")
+    assert main([str(tmp_path / "e"), "--n-forget", "0"]) == 2

@@ -282,3 +282,28 @@ def write_muse_dir(out_dir: str | Path, layout: str = "muse_bench", seed: int = 
             if hub_config == "raw":
                 atomic_write_text(base / f"{split}.txt", "\n\n".join(rows))
     return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m obliviate.data.synthetic_news DIR [--layout L] [--seed S] [--n-forget N] ...``: write the
+    corpus for ``obliviate eval --benchmark muse-news --data-dir DIR``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m obliviate.data.synthetic_news", description=main.__doc__)
+    ap.add_argument("out_dir")
+    ap.add_argument("--layout", default="muse_bench", choices=["muse_bench", "jsonl"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-forget", type=int, default=DEFAULT_N_FORGET)
+    ap.add_argument("--n-retain", type=int, default=DEFAULT_N_RETAIN)
+    ap.add_argument("--n-holdout", type=int, default=DEFAULT_N_HOLDOUT)
+    a = ap.parse_args(argv)
+    try:
+        print(write_muse_dir(a.out_dir, a.layout, a.seed, a.n_forget, a.n_retain, a.n_holdout))
+    except ObliviateError as e:
+        print(f"error: {e}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
