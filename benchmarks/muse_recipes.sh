@@ -29,8 +29,8 @@ done_() { [ -f "$1" ]; }
 
 # the corpus as MUSE files: eval reads it with --benchmark muse-news --data-dir, through the real-MUSE code path
 DATA="$OUT/data"
-done_ "$DATA/news/raw/forget.txt" || $NICE python -m obliviate.data.synthetic_news "$DATA" --seed "$SEED" \
-    --n-forget "$N_FORGET" --n-retain "$N_RETAIN" --n-holdout "$N_HOLDOUT"
+done_ "$DATA/news/raw/forget.txt" || $NICE python -c 'import sys; from obliviate.data.synthetic_news import main; sys.exit(main(sys.argv[1:]))' \
+    "$DATA" --seed "$SEED" --n-forget "$N_FORGET" --n-retain "$N_RETAIN" --n-holdout "$N_HOLDOUT"
 
 ev() {  # ev NAME MODEL_DIR [--retain-eval DIR]
   done_ "$OUT/eval-$1/summary.json" || t "eval-$1" $OBL eval --model "$2" --benchmark muse-news --data-dir "$DATA" \

@@ -297,11 +297,12 @@ def write_muse_dir(out_dir: str | Path, layout: str = "muse_bench", seed: int = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m obliviate.data.synthetic_news DIR [--layout L] [--seed S] [--n-forget N] ...``: write the
-    corpus for ``obliviate eval --benchmark muse-news --data-dir DIR``."""
+    """``main([DIR, "--layout", L, "--seed", S, "--n-forget", N, ...])``: write the corpus for ``obliviate eval
+    --benchmark muse-news --data-dir DIR`` (not ``python -m``: running a registering module as __main__
+    would register ``synthetic-news`` twice; the lead may wire it as a CLI subcommand)."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m obliviate.data.synthetic_news", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="synthetic-news writer", description="write synthetic-news as MUSE files")
     ap.add_argument("out_dir")
     ap.add_argument("--layout", default="muse_bench", choices=["muse_bench", "jsonl"])
     ap.add_argument("--seed", type=int, default=0)
@@ -315,7 +316,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}")
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
