@@ -44,6 +44,17 @@ def test_recovery_is_after_minus_before_and_excess_subtracts_the_control(tmp_pat
     assert "| verbmem_f | 0.1000 | 0.6000 | 0.5000 | 0.1000 | 0.4000 |" in (tmp_path / "rep" / "recovery.md").read_text()
 
 
+def test_fraction_of_the_gap_to_the_target(tmp_path):
+    tg = _eval(tmp_path / "tg", verbmem_f=0.9)
+    ub, ua = _eval(tmp_path / "ub", verbmem_f=0.1), _eval(tmp_path / "ua", verbmem_f=0.5)
+    rb, ra = _eval(tmp_path / "rb", verbmem_f=0.1), _eval(tmp_path / "ra", verbmem_f=0.3)
+    m = recovery_report(ub, ua, tmp_path / "rep", rb, ra, target=tg)["metrics"]["verbmem_f"]
+    assert m["fraction"] == pytest.approx(0.4 / 0.8) and m["control_fraction"] == pytest.approx(0.2 / 0.8)
+    same = recovery_report(tg, ua, tmp_path / "rep2", target=tg)["metrics"]["verbmem_f"]
+    assert same["fraction"] is None  # no gap to close
+    assert "n/a" in (tmp_path / "rep2" / "recovery.md").read_text()
+
+
 def test_report_errors_are_one_line(tmp_path):
     ub = _eval(tmp_path / "ub", verbmem_f=0.1)
     with pytest.raises(ObliviateError, match="no summary.json"):

@@ -9,7 +9,7 @@ import pytest
 
 from obliviate.data import load_items
 from obliviate.data.muse import MUSE_CONFIGS, MUSE_SPLITS
-from obliviate.data.synthetic_news import corpus, write_muse_dir
+from obliviate.data.synthetic_news import FOLD_CONFIGS, corpus, write_muse_dir
 from obliviate.errors import ObliviateError
 from obliviate.registry import DATASETS
 
@@ -20,8 +20,8 @@ def _dump(seed, **kw):
 
 
 def test_registered_with_muse_configs_and_every_split_loads():
-    assert DATASETS.get("synthetic-news").meta["configs"] == MUSE_CONFIGS
-    for config in MUSE_CONFIGS:
+    assert DATASETS.get("synthetic-news").meta["configs"] == MUSE_CONFIGS + FOLD_CONFIGS
+    for config in MUSE_CONFIGS + FOLD_CONFIGS:
         assert load_items(f"synthetic-news:{config}"), config
 
 
@@ -90,3 +90,22 @@ def test_bad_options_fail_in_one_line():
         load_items("synthetic-news:raw/forget?n_forget=100000")
     with pytest.raises(ObliviateError, match="unknown option"):
         load_items("synthetic-news:raw/forget?n_authors=3")
+
+
+def test_module_command_writes_the_folder(tmp_path, capsys):
+    from obliviate.data.synthetic_news import main
+
+    assert main([str(tmp_path / "d"), "--n-forget", "2", "--seed", "4"]) == 0
+    got = load_items("muse-news:raw/forget", data_dir=str(tmp_path / "d"))
+    assert got == load_items("synthetic-news:raw/forget?n_forget=2&seed=4")
+    assert main([str(tmp_path / "e"), "--n-forget", "0"]) == 2
+
+
+def test_scal_and_sust_folds_cut_the_forget_articles():
+    forget = load_items("synthetic-news:raw/forget?n_forget=8")
+    sust = [load_items(f"synthetic-news:sust/forget_{k}?n_forget=8") for k in range(1, 5)]
+    assert [len(f) for f in sust] == [2, 2, 2, 2] and sum(sust, []) == forget
+    assert [len(load_items(f"synthetic-news:scal/forget_{k}?n_forget=8")) for k in range(1, 5)] == [2, 4, 6, 8]
+    assert load_items("synthetic-news:scal/forget_4?n_forget=8") == forget
+    with pytest.raises(ObliviateError, match="empty split"):
+        load_items("synthetic-news:sust/forget_1?n_forget=3")

@@ -118,10 +118,18 @@ def _summary(path: str | Path, flag: str) -> dict:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
+def _fraction(num: float, den: float) -> float | None:
+    return num / den if den else None  # None: the model already scores the target's value
+
+
 def recovery_report(unlearned_before: str | Path, unlearned_after: str | Path, out: str | Path,
-                    retrain_before: str | Path | None = None, retrain_after: str | Path | None = None) -> dict:
+                    retrain_before: str | Path | None = None, retrain_after: str | Path | None = None,
+                    target: str | Path | None = None) -> dict:
     """Per metric common to the summaries: before, after, ``recovery = after - before`` of the unlearned model
-    and of the retrain control, and ``excess = recovery - control recovery``. Writes recovery.json / .md."""
+    and of the retrain control, and ``excess = recovery - control recovery``. With the target model's eval
+    (``target``), also ``fraction = (after - before) / (target - before)`` for each model: the share of the
+    gap to the target that relearning closes (the retrain model usually starts further from the target, so
+    absolute recovery alone favours it). Writes recovery.json / .md."""
     from ..metrics.keys import MUSE_HEADLINE, TOFU_HEADLINE, direction
 
     if (retrain_before is None) != (retrain_after is None):
@@ -129,7 +137,8 @@ def recovery_report(unlearned_before: str | Path, unlearned_after: str | Path, o
     ub, ua = _summary(unlearned_before, "--before"), _summary(unlearned_after, "--after")
     rb = _summary(retrain_before, "--retrain-before") if retrain_before is not None else None
     ra = _summary(retrain_after, "--retrain-after") if retrain_after is not None else None
-    keys = [k for k in ub if k in ua and (rb is None or (k in rb and k in ra))]
+    tg = _summary(target, "--target") if target is not None else None
+    keys = [k for k in ub if k in ua and (rb is None or (k in rb and k in ra)) and (tg is None or k in tg)]
     if not keys:
         raise ObliviateError(f"{unlearned_before} and {unlearned_after} share no numeric metric")
     head = [k for k in (*MUSE_HEADLINE, *TOFU_HEADLINE) if k in keys]
@@ -140,22 +149,31 @@ def recovery_report(unlearned_before: str | Path, unlearned_after: str | Path, o
         if rb is not None:
             row.update(control_before=rb[k], control_after=ra[k], control_recovery=ra[k] - rb[k])
             row["excess"] = row["recovery"] - row["control_recovery"]
+        if tg is not None:
+            row["target"] = tg[k]
+            row["fraction"] = _fraction(row["recovery"], tg[k] - ub[k])
+            if rb is not None:
+                row["control_fraction"] = _fraction(row["control_recovery"], tg[k] - rb[k])
         row["direction"] = direction(k)
         rows[k] = row
     report = {"unlearned_before": str(unlearned_before), "unlearned_after": str(unlearned_after),
               "retrain_before": None if retrain_before is None else str(retrain_before),
               "retrain_after": None if retrain_after is None else str(retrain_after),
-              "headline": head, "metrics": rows}
+              "target": None if target is None else str(target), "headline": head, "metrics": rows}
     out = Path(out)
     atomic_write_json(out / "recovery.json", report)
     cols = ["metric", "before", "after", "recovery"] + (["control recovery", "excess"] if rb is not None else [])
+    if tg is not None:
+        cols += ["fraction"] + (["control fraction"] if rb is not None else [])
     lines = ["# Relearning attack: recovery of each metric", "",
              "recovery = after - before (unlearned model); control = the retrain model relearned the same way; "
-             "excess = recovery - control recovery.", "",
+             "excess = recovery - control recovery; fraction = recovery / (target - before).", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for k in keys:
         r = rows[k]
         vals = [r["before"], r["after"], r["recovery"]] + ([r["control_recovery"], r["excess"]] if rb is not None else [])
-        lines.append(f"| {k} | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
+        if tg is not None:
+            vals += [r["fraction"]] + ([r["control_fraction"]] if rb is not None else [])
+        lines.append(f"| {k} | " + " | ".join("n/a" if v is None else f"{v:.4f}" for v in vals) + " |")
     atomic_write_text(out / "recovery.md", "\n".join(lines) + "\n")
     return report

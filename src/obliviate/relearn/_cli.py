@@ -29,6 +29,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--after", required=True, help="eval folder of the unlearned model after relearning")
     p.add_argument("--retrain-before", default=None, help="eval folder of the retrain model (control)")
     p.add_argument("--retrain-after", default=None, help="eval folder of the retrain model after the same relearning")
+    p.add_argument("--target", default=None, help="eval folder of the target model: adds the fraction of the gap recovered")
     p.add_argument("--out", required=True, help="folder for recovery.json and recovery.md")
     p.set_defaults(func=run, relearn_command="report")
 
@@ -50,6 +51,7 @@ def run_report(args) -> int:
 
     from . import recovery_report
 
-    report = recovery_report(args.before, args.after, args.out, args.retrain_before, args.retrain_after)
+    report = recovery_report(args.before, args.after, args.out, args.retrain_before, args.retrain_after,
+                             target=args.target)
     print((Path(args.out) / "recovery.md").read_text(encoding="utf-8"), end="")
     return 0 if report else 1
