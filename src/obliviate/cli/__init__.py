@@ -16,7 +16,7 @@ from ..runtime.process import Terminated
 # ``add_parser(subparsers)`` (which sets ``func=run`` on its parser) and ``run(args) -> int``; a new command is
 # one new file plus its name here.
 COMMANDS = ("ls", "data", "generate", "finetune", "eval", "unlearn", "audit", "sweep", "select", "report", "card",
-            "meta_eval", "demo")
+            "meta_eval", "relearn", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
