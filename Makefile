@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.obliviate-setup
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml
 	       && { apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1 \
 	            || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1; }; }; } \
 	  || echo "note: tcmalloc is not installed (Debian/Ubuntu: apt-get install libtcmalloc-minimal4); obliviate uses the system allocator"
+	@# Debian's chromium renders the HTML report in its test (headless); the test skips with a reason without it.
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { apt-get install -y -qq chromium >/dev/null 2>&1 \
+	       || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } \
+	  || echo "note: chromium is not installed (Debian: apt-get install chromium); the report's browser test is skipped"
 	touch $(STAMP)
 
 demo: setup
@@ -28,6 +33,10 @@ demo: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+
+# The edit loop: everything but the tests marked slow (> ~15 s each; `make test` runs them too).
+test-fast: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" tests
 
 bench: setup
 	$(BIN)/python benchmarks/bench_train.py

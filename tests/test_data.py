@@ -140,3 +140,37 @@ def test_an_unreachable_hub_fails_at_once_with_the_reason(monkeypatch, tmp_path)
         load_items("tofu:forget01")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     assert hub_unreachable() == "HF_HUB_OFFLINE is set"
+
+
+def test_a_repeated_row_is_refused_naming_both_rows(tmp_path):
+    f = tmp_path / "qa.jsonl"
+    f.write_text('{"question": "q1?", "answer": "a"}\n{"question": "q2?", "answer": "b"}\n'
+                 '{"question": "q1?", "answer": "a"}\n')
+    with pytest.raises(ObliviateError, match=r"row 3 repeats row 1"):
+        load_items(str(f))
+    f.write_text('{"question": "q1?", "answer": "a"}\n{"question": "q1?", "answer": "another"}\n')
+    assert len(load_items(str(f))) == 2  # one question with two answers is data, not a duplicate
+
+
+@pytest.mark.parametrize("text,where", [
+    ('{"question": "q?", "answer": "a", "answer": "b"}\n', "line 1"),
+    ('[{"question": "q?", "question": "r?", "answer": "b"}]', "an object"),
+])
+def test_a_key_given_twice_in_one_object_is_refused(tmp_path, text, where):
+    f = tmp_path / ("qa.jsonl" if text.startswith("{") else "qa.json")
+    f.write_text(text)
+    with pytest.raises(ObliviateError, match=rf"{where} gives the key '(answer|question)' twice"):
+        load_items(str(f))
+
+
+def test_a_misspelled_optional_column_is_refused_with_a_suggestion(tmp_path):
+    f = tmp_path / "qa.jsonl"
+    f.write_text('{"question": "q?", "answer": "a", "paraphrased_anwser": "b"}\n')
+    with pytest.raises(ObliviateError, match=r"row 1: unknown field 'paraphrased_anwser'; did you mean "
+                                             r"'paraphrased_answer'\?"):
+        load_items(str(f))
+    f.write_text('{"question": "q?", "answr": "a"}\n')
+    with pytest.raises(ObliviateError, match=r"missing field 'answer' .*; did you mean 'answer' for 'answr'\?"):
+        load_items(str(f))
+    f.write_text('{"question": "q?", "answer": "a", "id": 7, "source": "wiki"}\n')
+    assert load_items(str(f))[0].answer == "a"  # unrelated extra columns stay allowed

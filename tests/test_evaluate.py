@@ -74,6 +74,7 @@ def test_mismatched_retain_items_error(tiny):
         tofu_summary(records, retain_records=other)
 
 
+@pytest.mark.slow  # 26 s (pytest --durations, 2-core machine)
 def test_eval_cli_end_to_end_with_generation(tmp_path, capsys):
     out = tmp_path / "ev"
     code = main(["eval", "--model", "tiny-llama", "--data", "synthetic", "--limit", "3", "--out", str(out),
@@ -147,6 +148,7 @@ def test_muse_eval_on_fixture(tmp_path, capsys):
     assert "verbmem_f" in printed and "privleak_auc" in printed  # the MUSE table, printed as TOFU's is
 
 
+@pytest.mark.slow  # 62 s
 def test_full_model_scores_far_below_its_retain_model(tmp_path):
     """Fine-tune tiny-llama on synthetic 'full' and 'retain90' (4 authors; forget10 = 1 author, 10 QA):
     the full model's forget quality against the retain model is far below the retain model's own 1.0."""

@@ -44,7 +44,7 @@ def test_resume_continues_from_last_epoch(tmp_path):
     assert (out / "checkpoints" / "epoch-1").exists()
     cfg3 = TrainConfig(epochs=3, lr=1e-3, batch_size=4, progress=False)
     rec = run_finetune("tiny-llama", "synthetic:forget01", out, cfg3, resume=True)
-    assert [e["epoch"] for e in rec["history"]["epochs"]] == [0, 1, 2]
+    assert [e["epoch"] for e in rec["history"]["epochs"]] == [1, 2, 3]
 
 
 def test_resume_uses_the_new_lr_and_refuses_other_changed_settings(tmp_path):

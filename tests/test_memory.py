@@ -89,6 +89,7 @@ def _finetune_allocator(out, **env) -> str:
     return run["versions"]["allocator"]
 
 
+@pytest.mark.slow  # 34 s
 @needs_tcmalloc
 def test_training_commands_reexecute_under_tcmalloc_and_the_others_do_not(tmp_path):
     assert _finetune_allocator(tmp_path / "a") == "tcmalloc"
@@ -99,6 +100,7 @@ def test_training_commands_reexecute_under_tcmalloc_and_the_others_do_not(tmp_pa
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or allocator() != "glibc",
                     reason="needs Linux with glibc's malloc (LD_PRELOAD, and the allocator named glibc)")
+@pytest.mark.slow  # 16 s
 def test_malloc_system_keeps_glibc_and_a_bad_value_is_named(tmp_path):
     assert _finetune_allocator(tmp_path / "a", OBLIVIATE_MALLOC="system") == "glibc"
     r = _cli("unlearn", "--help", OBLIVIATE_MALLOC="jemalloc")

@@ -166,12 +166,12 @@ def test_palu_spans_and_prefix_mask():
     assert [a2[s:e] for s, e in auto_spans("Where does she live?", a2)] == ["lives", "New York City", "3 cats"]
     # tokens: [Est][moor][,][ a][ northern][ city][.] with character offsets
     offsets = [(19, 22), (22, 26), (26, 27), (27, 29), (29, 38), (38, 43), (43, 44)]
-    # spans' tokens: Estmoor -> [Est, moor], northern city -> [ northern, city]: the first n of each span
-    assert token_prefix_mask(offsets, spans, 1) == [True, False, False, False, True, False, False]
-    assert token_prefix_mask(offsets, spans, 2) == [True, True, False, False, True, True, False]
-    # spans given separately (two target_words entries side by side) keep a prefix each
-    assert token_prefix_mask(offsets, [(19, 26), (30, 38), (39, 43)], 1) == [True, False, False, False, True, True,
-                                                                              False]
+    # spans' tokens: Estmoor -> [Est, moor], northern city -> [ northern, city]; codes: 1 prefix, 2 rest of a span
+    assert token_prefix_mask(offsets, spans, 1) == [1, 2, 0, 0, 1, 2, 0]
+    assert token_prefix_mask(offsets, spans, 2) == [1, 1, 0, 0, 1, 1, 0]
+    assert token_prefix_mask(offsets, spans, -1) == [1, 1, 0, 0, 1, 1, 0]  # n = -1: every span token (PALU's default)
+    # two target_words entries side by side are one run of adjacent sensitive tokens: one prefix (PALU's grouping)
+    assert token_prefix_mask(offsets, [(19, 26), (30, 38), (39, 43)], 1) == [1, 2, 0, 0, 1, 2, 0]
 
 
 def test_kl_divergence():
@@ -269,3 +269,56 @@ def test_nll_token_mean_and_sequence_logprobs_by_hand():
     sums, counts = sequence_logprobs(Table(), batch)
     assert sums.tolist() == pytest.approx([-math.log(6), -math.log(5)], rel=1e-6)
     assert counts.tolist() == [2.0, 1.0]
+
+
+def test_palu_authors_annotations_load_from_json_strings(tmp_path):
+    """The authors' GPT-annotated sets (data/palu/forget*_with_common_words_gpt) keep target_words as a JSON
+    string; a hand-built folder in their format loads with its spans."""
+    import json
+
+    import datasets
+
+    from obliviate.errors import ObliviateError
+    from obliviate.methods.palu import load_palu_annotations, sensitive_mask
+
+    a = "Tamsin was born in Estmoor, a northern city."
+    tw = json.dumps([{"word": "Estmoor", "start": 19, "end": 26}, {"word": "northern city", "start": 30, "end": 43}])
+    datasets.Dataset.from_dict({"question": ["Where was Tamsin born?"], "answer": [a], "target_words": [tw],
+                                "common_words": [[json.dumps({"word": "born", "start": 11, "end": 15})]]}
+                               ).save_to_disk(str(tmp_path / "forget01_with_common_words_gpt"))
+    items = load_palu_annotations(tmp_path / "forget01_with_common_words_gpt")
+    assert items[0].target_words == [{"word": "Estmoor", "start": 19, "end": 26},
+                                     {"word": "northern city", "start": 30, "end": 43}]
+    (tmp_path / "x.jsonl").write_text(json.dumps({"question": "Q?", "answer": a, "target_words": tw}) + "\n")
+    assert load_palu_annotations(tmp_path / "x.jsonl")[0].target_words == items[0].target_words
+
+    class Tok:  # offsets of [Tamsin][ was][ born][ in][ Est][moor][,][ a][ northern][ city][.]
+        def __call__(self, text, add_special_tokens=False, return_offsets_mapping=True):
+            cuts = [0, 6, 10, 15, 18, 22, 26, 27, 29, 38, 43, 44]
+            return {"offset_mapping": list(zip(cuts[:-1], cuts[1:]))}
+    assert sensitive_mask(Tok(), a, a, "Q?", tw, -1) == [0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 0]
+    assert sensitive_mask(Tok(), a, a, "Q?", tw, 1) == [0, 0, 0, 0, 1, 2, 0, 0, 1, 2, 0]
+    with pytest.raises(ObliviateError, match="not JSON"):
+        sensitive_mask(Tok(), a, a, "Q?", "[{oops", 1)
+
+
+def test_pdu_dual_warmup_counts_epochs_from_forget_items():
+    """lambda stays at lambda_0 until dual_warmup_epochs epochs of forget items are done (open-unlearning's
+    DualOptimizationCallback enables the updates at the end of that epoch)."""
+    from obliviate.methods.pdu import PDU, PDUConfig
+
+    m = PDU(PDUConfig(alpha=1.0, dual_step_size=1.0, eps=0.0, dual_warmup_epochs=2))
+    m.check_forget([None] * 4)  # 4 forget items, batches of 2: 2 steps per epoch
+    lams = []
+    for step in range(1, 7):
+        m._step_items.update({2 * ((step - 1) % 2), 2 * ((step - 1) % 2) + 1})
+        m._step_items.update({2 * ((step - 1) % 2)})  # a second loss call on the same batch counts once
+        m._retain_seen.append(0.5)
+        m.on_step_end(step)
+        lams.append(m.lam)
+    assert lams == [1.0, 1.0, 1.0, 1.0, 1.5, 2.0]  # steps 1-4 are epochs 1-2; updates from step 5
+    state = m.state_dict()
+    m2 = PDU(PDUConfig(dual_warmup_epochs=2))
+    m2.load_state_dict(state)
+    assert m2._items_seen == 12 and m2.lam == 2.0
+    assert PDUConfig().dual_warmup_epochs == 5  # open-unlearning's TOFU setting

@@ -160,14 +160,15 @@ def test_palu(setup):
     prep, batch, original = _prepared(setup, "palu")
     f = batch["forget"]
     m, ref, r = Full(prep.model, f), Full(original, f), Full(prep.model, batch["retain"])
-    prefix = f["sensitive"][:, 1:] & m.mask  # positions predicting a span's first token
+    prefix = (f["sensitive"][:, 1:] == 1) & m.mask  # positions predicting a span's first token
     assert 0 < prefix.sum() < m.mask.sum()
     k = 1000
     top = ref.z.topk(k, -1).indices
     sq = ((m.z.gather(-1, top) - m.z.mean(-1, keepdim=True)) ** 2).mean(-1)
     _close(prep.objective.forget_loss(prep.model, batch)[0], (sq * prefix).sum() / prefix.sum())
-    other = m.mask & ~prefix
-    kl = (m.lp_all.exp() * (m.lp_all - ref.lp_all)).sum(-1)  # KL(pi_theta || pi_ref) on the other tokens
+    other = m.mask & (f["sensitive"][:, 1:] == 0)  # non-sensitive tokens only: the rest of a span gets no term
+    assert other.sum() < (m.mask & ~prefix).sum()  # the synthetic spans are longer than one token
+    kl = (m.lp_all.exp() * (m.lp_all - ref.lp_all)).sum(-1)  # KL(pi_theta || pi_ref) on the non-sensitive tokens
     _close(prep.objective.retain_loss(prep.model, batch)[0],
            r.token_mean(-r.lp) + (kl * other).sum() / other.sum())
 

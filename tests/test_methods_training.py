@@ -155,7 +155,7 @@ def test_token_reference_with_lora_is_the_base_model(target, data):
     assert modes == [False] and prep.model.training
 
 
-def test_retain_draws_depend_on_rank_and_seed(target, data):
+def test_retain_draws_split_over_ranks_like_the_forget_rows(target, data):
     model, tok = target
     forget, retain = data
     fmt = Formatter(tok)
@@ -163,14 +163,20 @@ def test_retain_draws_depend_on_rank_and_seed(target, data):
     r = [fmt.encode(it.question, it.answer) for it in retain]
     from obliviate.unlearn import UnlearnBatches
 
-    def draws(rank, seed=0, epoch=0):
-        ub = UnlearnBatches(f, 4, tok.pad_token_id, seed, retain=r, rank=rank)
-        return [b["retain"]["index"].tolist() for b in ub.epoch(epoch)]
+    def draws(seed=0, epoch=0, rank=0, world=1, key="retain"):
+        ub = UnlearnBatches(f, 4, tok.pad_token_id, seed, retain=r)
+        return [b[key]["index"].tolist() for b in ub.epoch(epoch, rank=rank, world=world)]
 
-    assert draws(0) == draws(0)  # reproducible (a resumed run redraws the same items)
-    assert draws(0) != draws(1)  # ranks draw different retain items
-    assert draws(0) != draws(0, epoch=1)
-    ub = UnlearnBatches(f, 4, tok.pad_token_id, 0, retain=r, rank=0)
+    assert draws() == draws()  # reproducible (a resumed run redraws the same items)
+    assert draws() != draws(epoch=1)
+    assert draws() != draws(seed=1)
+    # two processes: each takes its contiguous half of every global batch, forget rows and retain draws alike,
+    # so together they train on exactly what one process trains on (ranks get different retain items)
+    for key in ("retain", "forget"):
+        one, r0, r1 = draws(key=key), draws(rank=0, world=2, key=key), draws(rank=1, world=2, key=key)
+        assert [a + b for a, b in zip(r0, r1)] == one
+        assert all(len(a) == len(b) == len(o) // 2 for a, b, o in zip(r0, r1, one))
+    ub = UnlearnBatches(f, 4, tok.pad_token_id, 0, retain=r)
     b = next(iter(ub.epoch(0)))
     assert b["forget"]["index"].shape == b["retain"]["index"].shape
 
@@ -193,7 +199,7 @@ def test_palu_batches_mark_prefix_tokens(target, data):
     from obliviate.methods.palu import sensitive_mask
 
     m = sensitive_mask(tok, fmt.answer_text(it.answer), it.answer, it.question, it.target_words, 2)
-    marked = [e.input_ids[e.prompt_len + j] for j, flag in enumerate(m) if flag]
+    marked = [e.input_ids[e.prompt_len + j] for j, code in enumerate(m) if code == 1]  # palu.PREFIX
     assert it.target_words[0]["word"].startswith(tok.decode(marked).strip())
 
 
@@ -225,7 +231,7 @@ def test_pdu_dual_update_once_per_optimiser_step_with_the_mean_retain_nll(target
 
     model, tok = target
     forget, retain = data
-    cfg = make_config(get_method("pdu"), {"alpha": 2.0, "dual_step_size": 0.5, "eps": 0.1})
+    cfg = make_config(get_method("pdu"), {"alpha": 2.0, "dual_step_size": 0.5, "eps": 0.1, "dual_warmup_epochs": 0})
     pdu = PDU(cfg)
     fmt = Formatter(tok)
     micro = [collate([fmt.encode(it.question, it.answer) for it in retain[i : i + 4]], tok.pad_token_id)

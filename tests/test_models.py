@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -55,3 +57,13 @@ def test_smollm2_answers_paris(smollm2):
     out = generate(model, tok, [fmt.prompt_text("What is the capital of France?")], max_new_tokens=30)
     assert "Paris" in out[0]
     assert model.config.num_hidden_layers == 30 and not getattr(model, "is_quantized", False)
+
+
+@pytest.mark.parametrize("spec", ["nosuchfolder/", "./nosuch", "tests/nosuch_model"])
+def test_a_missing_local_folder_is_named_as_such_not_as_a_hub_id(spec):
+    from obliviate.errors import ObliviateError
+    from obliviate.models import check_model_spec
+
+    with pytest.raises(ObliviateError, match=rf"model folder {re.escape(spec)} does not exist"):
+        check_model_spec(spec)
+    check_model_spec("HuggingFaceTB/SmolLM2-135M-Instruct")  # a hub id keeps its shape check only

@@ -181,8 +181,9 @@ def test_raw_txt_file_is_one_text(tmp_path):
 
 def test_knowmem_prompt_exact_text():
     icl = [QAItem(question="Q1?", answer="A1"), QAItem(question="Q2?", answer="A2")]
-    assert knowmem_prompt(icl, "Q3?") == "Question: Q1?\nAnswer: A1\n\nQuestion: Q2?\nAnswer: A2\n\nQuestion: Q3?\nAnswer:"
-    assert knowmem_prompt([], "Q?") == "Question: Q?\nAnswer:"
+    # MUSE metrics/knowmem.py:29 ends the prompt "Answer: " (trailing space); obliviate's former rule on request
+    assert knowmem_prompt(icl, "Q3?") == "Question: Q1?\nAnswer: A1\n\nQuestion: Q2?\nAnswer: A2\n\nQuestion: Q3?\nAnswer: "
+    assert knowmem_prompt([], "Q?", trailing_space=False) == "Question: Q?\nAnswer:"
 
 
 class FakeTokenizer:

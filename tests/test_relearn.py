@@ -9,7 +9,7 @@ import pytest
 
 from obliviate.errors import ObliviateError
 from obliviate.relearn import recovery_report
-from obliviate.relearn._cli import add_parser, run
+from obliviate.cli.relearn import add_parser, run
 
 
 def _parse(argv):

@@ -128,7 +128,7 @@ def test_run_json_says_how_the_run_ended(tmp_path, monkeypatch, capsys, exc, sta
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == status
     # the epoch that finished is in run.json (the one stopped in its checkpoint is not)
-    assert [e["epoch"] for e in run["history"]["epochs"]] == [0] and run["history"]["epochs"][0]["mean_loss"] > 0
+    assert [e["epoch"] for e in run["history"]["epochs"]] == [1] and run["history"]["epochs"][0]["mean_loss"] > 0
     if exc is RuntimeError:
         assert run["error"] == "RuntimeError: stopped"  # an ObliviateError keeps its message alone
     else:

@@ -23,20 +23,25 @@ The retain model's saved evaluation (``--retain-eval``) provides forget quality 
 
 from __future__ import annotations
 
+from ._callable import make_callable as _make_callable
+
 import time
 from pathlib import Path
 
 from .metrics.keys import MUSE_HEADLINE, TOFU_HEADLINE  # noqa: F401  (re-exported)
 from .data import check_data_dir, load_items
 from .data.formatting import Formatter
-from .engine.generation import generate, greedy_draft
-from .engine.gradnorm import gradient_norms
+from .engine.generation import generate, greedy_draft, stop_token_ids
+from .engine.gradnorm import protocol_gradient_norms
 from .engine.memory import release_memory
+from .engine.protocol_scoring import generate_eos_masked, score_answers
 from .engine.scoring import ScoreRequest, score
 from .errors import ObliviateError, check_int, flag_error
-from .io import RunRecord, atomic_write_json, atomic_write_jsonl, prepare_out_dir
 from .metrics.tofu import annotate_records, tofu_summary
 from .registry import BENCHMARKS
+from .runtime.dist import world_size
+from .runtime.run import Run
+from .runtime.sharding import gather_records, shard_sets
 
 TOFU_MAX_NEW_TOKENS = 200
 JAILBREAK_PREFIX = (
@@ -88,21 +93,58 @@ def evaluate_tofu(
     generation: bool = True,
     gradnorm: bool = True,
     variants: tuple[str, ...] = (),
-    max_new_tokens: int = TOFU_MAX_NEW_TOKENS,
+    max_new_tokens: int | None = None,
     batch_size: int = 32,
     sets: dict | None = None,
+    protocol=None,
 ) -> tuple[dict, list[dict]]:
-    """Run the TOFU evaluation; returns (summary, per-item records)."""
+    """Run the TOFU evaluation; returns (summary, per-item records).
+
+    ``protocol``: a :class:`obliviate.protocols.Protocol` or preset name (default ``obliviate``, the
+    behaviour before protocols existed); it sets the formatter (unless ``formatter`` is given), the scored
+    tokens and mask, generation stops and lengths (``max_new_tokens`` overrides its length), the GradNorm
+    statistic and the Min-K / ES definitions. In a multi-process run each process scores its shard of the items
+    and every process gets all records and the summary (runtime/sharding.py)."""
+    from .protocols import get_protocol
+
     _check_variants(variants)
+    proto = get_protocol(protocol or "obliviate")
+    max_new_tokens = proto.max_new_tokens if max_new_tokens is None else max_new_tokens
     sets = sets if sets is not None else tofu_sets(data, split, data_dir, limit, utility_limit)
-    fmt = formatter or Formatter(tokenizer)
+    fmt = formatter or Formatter.from_protocol(tokenizer, proto)
+    kw = dict(formatter=fmt, proto=proto, progress=progress, generation=generation, gradnorm=gradnorm,
+              variants=variants, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    processes = None
+    if world_size() > 1:
+        local, where = shard_sets(sets)
+        records, timings = _tofu_records(model, tokenizer, local, **kw)
+        records, processes = gather_records(records, where, list(sets))
+    else:
+        records, timings = _tofu_records(model, tokenizer, sets, **kw)
+    summary = tofu_summary(records, retain_records, min_k_count=proto.min_k_count, es_floor=proto.es_floor)
+    tail = {k: summary.pop(k) for k in ("n_items", "missing")}  # the non-metric keys stay last
+    summary.update(_variant_summary(records, variants))
+    summary["protocol"] = proto.name
+    summary["truncated_answers"] = fmt.truncated_answers  # answers cut by the protocol's max_length (this process)
+    summary.update(tail)
+    summary["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    if processes is not None:
+        summary["processes"] = processes
+    return summary, records
+
+
+def _tofu_records(model, tokenizer, sets: dict, *, formatter: Formatter, proto, progress: bool, generation: bool,
+                  gradnorm: bool, variants, max_new_tokens: int, batch_size: int) -> tuple[list[dict], dict]:
+    """The per-item records of the TOFU evaluation of ``sets`` (annotated) and the phase timings."""
+    fmt = formatter
+    eos_masked = proto.pad_mask == "eos"
     was_training = model.training
     model.eval()
     timings: dict[str, float] = {}
 
     # 1. Teacher-forced scores: every answer variant of a question shares one encoded prompt.
     t0 = time.time()
-    requests, where = [], []  # where[k] = (set, index, kind)
+    jobs, where = [], []  # jobs[k] = (question, answers), where[k] = (set, index, kind)
     for name, items in sets.items():
         for i, it in enumerate(items):
             answers = [it.answer]
@@ -110,17 +152,18 @@ def evaluate_tofu(
                 if it.paraphrased_answer and name in ("forget", "retain"):
                     answers.append(it.paraphrased_answer)
                 answers += it.perturbed_answers
-            requests.append(ScoreRequest(fmt.prompt_ids(it.question), [fmt.answer_ids(a) for a in answers]))
+            jobs.append((it.question, answers))
             where.append((name, i, "question"))
             if name == "forget":
                 if "paraq" in variants and it.paraphrased_question:
-                    requests.append(ScoreRequest(fmt.prompt_ids(it.paraphrased_question), [fmt.answer_ids(it.answer)]))
+                    jobs.append((it.paraphrased_question, [it.answer]))
                     where.append((name, i, "paraq"))
                 if "jailbreak" in variants:
-                    requests.append(ScoreRequest(fmt.prompt_ids(JAILBREAK_PREFIX + it.question), [fmt.answer_ids(it.answer)]))
+                    jobs.append((JAILBREAK_PREFIX + it.question, [it.answer]))
                     where.append((name, i, "jailbreak"))
     release_memory()
-    scores = score(model, requests, progress=progress, desc="TOFU scoring")
+    # grouped by the prompt tokens the model sees (joint tokenization can vary them per answer)
+    scores = score_answers(model, fmt, jobs, pad_mask=proto.pad_mask, progress=progress, desc="TOFU scoring")
     release_memory()  # each phase starts from the memory it needs, not from the last one's high-water mark
     timings["scoring_s"] = time.time() - t0
 
@@ -155,23 +198,32 @@ def evaluate_tofu(
     # 2. Greedy answers (TOFU: 200 new tokens) for ROUGE.
     if generation:
         t0 = time.time()
-        prompts, keys, drafts = [], [], []
+        prompts, prompt_ids, keys, drafts = [], [], [], []
         for name in ("forget", "retain", "real_authors", "world_facts"):
             for i, it in enumerate(sets[name]):
-                jobs = [(it.question, "generation", "question")]
+                gen_jobs = [(it.question, "generation", "question")]
                 if name == "forget" and "paraq" in variants and it.paraphrased_question:
-                    jobs.append((it.paraphrased_question, "paraq_generation", "paraq"))
+                    gen_jobs.append((it.paraphrased_question, "paraq_generation", "paraq"))
                 if name == "forget" and "jailbreak" in variants:
-                    jobs.append((JAILBREAK_PREFIX + it.question, "jailbreak_generation", "jailbreak"))
-                for question, field, kind in jobs:
-                    prompts.append(fmt.prompt_text(question))
+                    gen_jobs.append((JAILBREAK_PREFIX + it.question, "jailbreak_generation", "jailbreak"))
+                for question, field, kind in gen_jobs:
+                    prompts.append(fmt.generation_prompt_text(question))
+                    prompt_ids.append(fmt.generation_prompt_ids(question))
                     keys.append((name, i, field))
                     # The answer was scored under this very prompt: its argmax tokens are the start of the
                     # greedy answer (exact while they match the reference answer), so decoding starts there.
+                    # (Not when the scored prompt differs: TOFU's scored "Answer: ", a joint-token boundary.)
                     sc = answer_scores[(name, i, kind)]
-                    drafts.append(greedy_draft(fmt.answer_ids(it.answer), sc.argmax_ids))
-        gens = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                        progress=progress, desc="TOFU generation", drafts=drafts)
+                    p_ids, a_ids = fmt.pair_ids(question, it.answer)
+                    drafts.append(greedy_draft(a_ids, sc.argmax_ids) if p_ids == prompt_ids[-1] else None)
+        if eos_masked:
+            gens = generate_eos_masked(model, tokenizer, prompt_ids, max_new_tokens,
+                                       stop_token_ids(model, tokenizer, proto.stop_at_all_eos),
+                                       proto.generation_max_total_length)
+        else:
+            gens = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                            progress=progress, desc="TOFU generation", drafts=drafts, all_eos=proto.stop_at_all_eos,
+                            prompt_ids=prompt_ids, max_total_length=proto.generation_max_total_length)
         for (name, i, field), g in zip(keys, gens):
             records[(name, i)][field] = g
         timings["generation_s"] = time.time() - t0
@@ -182,23 +234,18 @@ def evaluate_tofu(
         t0 = time.time()
         keys = [(name, i) for name in ("forget", "holdout") for i in range(len(sets[name]))]
         release_memory()
-        norms = gradient_norms(model, [(fmt.prompt_ids(sets[n][i].question), fmt.answer_ids(sets[n][i].answer))
-                                       for n, i in keys])
+        norms = protocol_gradient_norms(model, [fmt.pair_ids(sets[n][i].question, sets[n][i].answer) for n, i in keys],
+                                        proto.gradnorm, eos_mask_id=tokenizer.eos_token_id if eos_masked else None)
         for k, v in zip(keys, norms):
             records[k]["gradnorm"] = v
         model.zero_grad(set_to_none=True)
         timings["gradnorm_s"] = time.time() - t0
 
     out_records = list(records.values())
-    summary = tofu_summary(out_records, retain_records)
-    tail = {k: summary.pop(k) for k in ("n_items", "missing")}  # the non-metric keys stay last
-    summary.update(_variant_summary(out_records, variants))
-    summary.update(tail)
-    summary["timings"] = {k: round(v, 3) for k, v in timings.items()}
     if was_training:
         model.train()
     annotate_records(out_records)
-    return summary, out_records
+    return out_records, timings
 
 
 def _variant_summary(records: list[dict], variants) -> dict:
@@ -232,7 +279,7 @@ def run_tofu_eval(
     limit: int | None = None,
     utility_limit: int | None = None,
     retain_eval: str | None = None,
-    style: str = "chat",
+    style: str | None = None,
     system_prompt: str | None = None,
     generation: bool = True,
     gradnorm: bool = True,
@@ -240,39 +287,49 @@ def run_tofu_eval(
     batch_size: int = 32,
     overwrite: bool = False,
     progress: bool = True,
+    protocol=None,
+    date_string: str | None = None,
 ) -> dict:
-    """TOFU: forget/retain/real-authors/world-facts/holdout sets, truth ratio, forget quality, utility."""
-    from .models import load_model
+    """TOFU: forget/retain/real-authors/world-facts/holdout sets, truth ratio, forget quality, utility.
 
-    _check_eval_settings(model, batch_size, style, system_prompt)
+    ``protocol`` (a preset name or :class:`obliviate.protocols.Protocol`; default ``obliviate``); ``style``,
+    ``system_prompt`` and ``date_string`` override its fields when not None."""
+    from .models import load_model
+    from .protocols import get_protocol
+
+    proto = get_protocol(protocol or "obliviate", style=style, system_prompt=system_prompt, date_string=date_string)
+    _check_eval_settings(model, batch_size, proto.style, proto.system_prompt)
     _check_variants(variants)
     check_data_dir(data_dir, [f"{data}:{split}"])
     sets = tofu_sets(data, split, data_dir, limit, utility_limit)  # data errors before the model is loaded
     retain_records = None
     if retain_eval is not None:
         retain_records = load_retain_records(retain_eval, sets["forget"], "the same --data, --split and --limit")
-    out = prepare_out_dir(out, overwrite=overwrite, inputs={"--model": model, "--retain-eval": retain_eval,
-                                                            "--data-dir": data_dir})
     config = {"benchmark": "tofu", "model": model, "data": data, "split": split, "data_dir": data_dir,
-              "limit": limit, "utility_limit": utility_limit, "retain_eval": retain_eval, "style": style, "system_prompt": system_prompt,
-              "generation": generation, "gradnorm": gradnorm, "variants": list(variants),
-              "max_new_tokens": TOFU_MAX_NEW_TOKENS, "batch_size": batch_size}
-    record = RunRecord(out, "eval", config)
-    record.save()
-    with record.guard():  # an error or Ctrl-C leaves run.json saying so
+              "limit": limit, "utility_limit": utility_limit, "retain_eval": retain_eval, "style": proto.style,
+              "system_prompt": proto.system_prompt, "generation": generation, "gradnorm": gradnorm,
+              "variants": list(variants), "max_new_tokens": proto.max_new_tokens, "batch_size": batch_size,
+              "protocol": proto.as_dict()}
+    with Run("eval", out, config, overwrite=overwrite,
+             inputs={"--model": model, "--retain-eval": retain_eval, "--data-dir": data_dir}) as run:
         t0 = time.time()
         net, tok = load_model(model)
-        record.timing("load_model_s", time.time() - t0)
-        fmt = Formatter(tok, style=style, system_prompt=system_prompt)
+        run.timing("load_model_s", time.time() - t0)
+        fmt = Formatter.from_protocol(tok, proto)
+        run.start()
         summary, records = evaluate_tofu(
             net, tok, formatter=fmt, retain_records=retain_records, progress=progress, generation=generation,
-            gradnorm=gradnorm, variants=variants, batch_size=batch_size, sets=sets)
+            gradnorm=gradnorm, variants=variants, batch_size=batch_size, sets=sets, protocol=proto)
+        from .metaeval.aggregates import add_aggregates
+
+        summary = add_aggregates(summary, retain_records)  # OpenUnlearning's memorisation / privacy / utility
         for k, v in summary.pop("timings").items():
-            record.timing(k, v)
-        atomic_write_jsonl(out / "items.jsonl", records)
-        atomic_write_json(out / "summary.json", summary)
-        record.update(summary=summary)
-        record.save(status="done")
+            run.timing(k, v)
+        if "processes" in summary:  # who scored what in a multi-process run (run.json, not summary.json)
+            run.update(processes=summary.pop("processes"))
+        run.write_jsonl("items.jsonl", records)
+        run.write_json("summary.json", summary)
+        run.update(summary=summary)
     return summary
 
 
@@ -316,15 +373,12 @@ def run_from_logs(path: str, out: str | Path, retain_logs: str | None = None, ov
 
     records: list[dict] = []
     summary = summary_from_logs(path, retain_logs, records=records)
-    out = prepare_out_dir(out, overwrite=overwrite, inputs={"--from-logs": path, "--retain-logs": retain_logs})
-    record = RunRecord(out, "eval --from-logs", {"from_logs": path, "retain_logs": retain_logs})
-    atomic_write_jsonl(out / "items.jsonl", annotate_records([dict(r) for r in records]))
-    atomic_write_json(out / "summary.json", summary)
-    record.update(summary=summary)
-    record.save(status="done")
+    with Run("eval --from-logs", out, {"from_logs": path, "retain_logs": retain_logs}, overwrite=overwrite,
+             inputs={"--from-logs": path, "--retain-logs": retain_logs}) as run:
+        run.write_jsonl("items.jsonl", annotate_records([dict(r) for r in records]))
+        run.write_json("summary.json", summary)
+        run.update(summary=summary)
     return summary
-
-
 
 
 def format_summary(summary: dict, keys=TOFU_HEADLINE) -> str:
@@ -360,13 +414,21 @@ def run_muse_eval(
     batch_size: int = 32,
     overwrite: bool = False,
     progress: bool = True,
+    protocol=None,
 ) -> dict:
-    """MUSE (eval --benchmark muse-news | muse-books): VerbMem, KnowMem (forget, retain), PrivLeak (Min-K 40% AUC)."""
-    from .data.muse import knowmem_prompt
+    """MUSE (eval --benchmark muse-news | muse-books): VerbMem, KnowMem (forget, retain), PrivLeak (Min-K 40% AUC).
+
+    ``protocol`` (default ``obliviate``, the former encoding; ``muse`` is MUSE's own: BOS everywhere, every
+    PrivLeak text token scored, untruncated, ``Answer: `` with its trailing space, Min-K int(T k))."""
+    from .data.muse import knowmem_prompt, muse_ids, privleak_pair, verbmem_reference
     from .interop import read_records
     from .metrics.mia import mia_auc, record_score
     from .metrics.muse import muse_summary
     from .models import load_model
+    from .protocols import get_protocol
+
+    proto = get_protocol(protocol or "obliviate")
+    special = proto.muse_special_tokens
 
     _check_eval_settings(model, batch_size)
     if limit is not None:
@@ -388,53 +450,51 @@ def run_muse_eval(
         rh = [r for r in rrecs if r.get("set") == "privleak_holdout"]
         if not rf or not rh:
             raise ObliviateError(f"{retain_eval}: no privleak_forget / privleak_holdout records (not a MUSE eval)")
-        retrain_auc = mia_auc([record_score(r, "min_k") for r in rf], [record_score(r, "min_k") for r in rh])
-    out = prepare_out_dir(out, overwrite=overwrite, inputs={"--model": model, "--retain-eval": retain_eval,
-                                                            "--data-dir": data_dir})
-    record = RunRecord(out, "eval", {"benchmark": corpus, "model": model, "data_dir": data_dir, "limit": limit,
-                                     "retain_eval": retain_eval, "verbmem_tokens": MUSE_VERBMEM_TOKENS,
-                                     "knowmem_tokens": MUSE_KNOWMEM_TOKENS,
-                                     "privleak_max_tokens": MUSE_PRIVLEAK_MAX_TOKENS})
-    record.save()
-    with record.guard():  # an error or Ctrl-C leaves run.json saying so
+        retrain_auc = mia_auc([record_score(r, "min_k", count=proto.min_k_count) for r in rf],
+                              [record_score(r, "min_k", count=proto.min_k_count) for r in rh])
+    config = {"benchmark": corpus, "model": model, "data_dir": data_dir, "limit": limit, "retain_eval": retain_eval,
+              "verbmem_tokens": MUSE_VERBMEM_TOKENS, "knowmem_tokens": MUSE_KNOWMEM_TOKENS,
+              "privleak_max_tokens": proto.muse_privleak_max_tokens, "protocol": proto.as_dict()}
+    with Run("eval", out, config, overwrite=overwrite,
+             inputs={"--model": model, "--retain-eval": retain_eval, "--data-dir": data_dir}) as run:
         net, tok = load_model(model)
+        run.start()
         records: list[dict] = []
-
-        def ids(text):
-            return tok(text, add_special_tokens=False).input_ids
 
         # VerbMem: the greedy 128-token continuation of each prompt vs the true continuation (128 tokens).
         t0 = time.time()
         gens = generate(net, tok, [it.question for it in verb], max_new_tokens=MUSE_VERBMEM_TOKENS,
-                        batch_size=batch_size, progress=progress, desc="MUSE verbmem")
+                        batch_size=batch_size, progress=progress, desc="MUSE verbmem", all_eos=proto.stop_at_all_eos,
+                        prompt_ids=[muse_ids(tok, it.question, special) for it in verb])
         for i, (it, g) in enumerate(zip(verb, gens)):
-            gt = tok.decode(ids(it.answer)[:MUSE_VERBMEM_TOKENS])
+            gt = verbmem_reference(tok, it.answer, MUSE_VERBMEM_TOKENS, special)
             records.append({"set": "verbmem", "index": i, "prompt": it.question, "answer": gt, "generation": g})
         # KnowMem: 10 in-context QA pairs, greedy 32 tokens, cut at the next question.
         for name, items, icl in (("knowmem_forget", kf, kf_icl), ("knowmem_retain", kr, kr_icl)):
-            prompts = [knowmem_prompt(icl[:10], it.question) for it in items]
+            prompts = [knowmem_prompt(icl[:10], it.question, proto.muse_knowmem_trailing_space) for it in items]
             gens = generate(net, tok, prompts, max_new_tokens=MUSE_KNOWMEM_TOKENS, batch_size=batch_size,
-                            stop_strings=MUSE_KNOWMEM_STOPS, progress=progress, desc=f"MUSE {name}")
+                            stop_strings=MUSE_KNOWMEM_STOPS, progress=progress, desc=f"MUSE {name}",
+                            all_eos=proto.stop_at_all_eos, prompt_ids=[muse_ids(tok, p, special) for p in prompts])
             for i, (it, g, p) in enumerate(zip(items, gens, prompts)):
                 records.append({"set": name, "index": i, "question": it.question, "answer": it.answer,
                                 "prompt": p, "generation": g})
-        record.timing("generation_s", time.time() - t0)
-        # PrivLeak: per-token log-probs of each text (the first token is the prompt).
+        run.timing("generation_s", time.time() - t0)
+        # PrivLeak: per-token log-probs of each text after its first id (MUSE: the BOS; without special
+        # tokens the first text token is the prompt).
         t0 = time.time()
         reqs, names = [], []
         for name, items in (("privleak_forget", pf), ("privleak_holdout", ph)):
             for i, it in enumerate(items):
-                t = ids(it.answer)[:MUSE_PRIVLEAK_MAX_TOKENS]
-                if len(t) < 2:
-                    raise ObliviateError(f"{corpus}:privleak/{name.split('_')[1]} row {i + 1}: text has < 2 tokens")
+                p_ids, t_ids = privleak_pair(tok, it.answer, special, proto.muse_privleak_max_tokens,
+                                             where=f"{corpus}:privleak/{name.split('_')[1]} row {i + 1}")
                 # EOS appended so records share the TOFU layout (the metrics drop the final EOS entry).
-                reqs.append(ScoreRequest(t[:1], [t[1:] + [tok.eos_token_id]]))
+                reqs.append(ScoreRequest(p_ids, [t_ids + [tok.eos_token_id]]))
                 names.append((name, i))
         for (name, i), sc in zip(names, score(net, reqs, progress=progress, desc="MUSE privleak")):
             a = sc[0]
             records.append({"set": name, "index": i, "avg_nll": a.avg_nll, "num_tokens": a.num_tokens,
                             "token_logprobs": a.token_logprobs})
-        record.timing("scoring_s", time.time() - t0)
+        run.timing("scoring_s", time.time() - t0)
 
         by = {}
         for r in records:
@@ -443,9 +503,14 @@ def run_muse_eval(
             verbmem_records=by.get("verbmem"), knowmem_forget_records=by.get("knowmem_forget"),
             knowmem_retain_records=by.get("knowmem_retain"), privleak_forget_records=by.get("privleak_forget"),
             privleak_holdout_records=by.get("privleak_holdout"), retrain_auc=retrain_auc,
-            corpus=None if retrain_auc is not None else corpus.split("-")[1])
-        atomic_write_jsonl(out / "items.jsonl", records)
-        atomic_write_json(out / "summary.json", summary)
-        record.update(summary=summary)
-        record.save(status="done")
+            corpus=None if retrain_auc is not None else corpus.split("-")[1], min_k_count=proto.min_k_count)
+        summary = {**{k: v for k, v in summary.items() if k != "missing"}, "protocol": proto.name,
+                   "missing": summary.get("missing", {})}
+        run.write_jsonl("items.jsonl", records)
+        run.write_json("summary.json", summary)
+        run.update(summary=summary)
     return summary
+
+
+# `obliviate.evaluate(...)` runs obliviate.api.evaluate (see _callable.py)
+_make_callable(__name__)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -230,6 +231,10 @@ def check_model_spec(spec: str) -> None:
     _resolve(spec)
 
 
+# A hub id is "org/name" of letters, digits, '-', '_' and '.' (not starting with '.').
+_HUB_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
 def _resolve(spec: str) -> tuple[str, str, dict]:
     """``(kind, spec, options)`` with kind ``builtin``, ``folder`` or ``hub``; raises for anything else."""
     options: dict = {}
@@ -261,8 +266,11 @@ def _resolve(spec: str) -> tuple[str, str, dict]:
         if not (p / "config.json").exists():
             raise ObliviateError(f"model folder {p} has no config.json (not a saved Hugging Face model)")
         return "folder", spec, options
-    if "/" in spec and not spec.startswith((".", "/")) and spec.count("/") == 1:
+    org, _, name = spec.partition("/")
+    if spec.count("/") == 1 and _HUB_PART.fullmatch(org) and _HUB_PART.fullmatch(name) and not Path(org).is_dir():
         return "hub", spec, options
+    if "/" in spec or spec.startswith("."):  # a path: "runs/nosuch", "nosuchfolder/", "./x"
+        raise ObliviateError(f"model folder {spec} does not exist")
     raise ObliviateError(
         f"unknown model {spec!r}: not a built-in name, a local folder or a hub id (org/name); "
         f"built-in names: {', '.join(MODELS.names())}"
@@ -293,6 +301,10 @@ def check_max_length(model, max_length: int) -> None:
 
 def save_model(model, tokenizer, out_dir: str | Path) -> None:
     """Save model + tokenizer into ``out_dir`` atomically per file (temp folder, then rename)."""
+    from .runtime import dist
+
+    if not dist.is_main():  # one writer in a multi-process run
+        return
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "merge_and_unload"):  # a peft model: save plain merged weights

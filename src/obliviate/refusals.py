@@ -2,13 +2,22 @@
 
 :data:`REFUSALS` is obliviate's own list, written for this project (varied wording, first person, no facts).
 ``--idk-file PATH`` replaces it with a file: plain text with one refusal per line (TOFU's
-``idontknow.jsonl`` has this form despite its name), or JSON lines holding a string or an object with an
-``answer`` / ``text`` / ``refusal`` field.
+``idontknow.jsonl`` has this form despite its name), JSON lines holding a string or an object with an
+``answer`` / ``text`` / ``refusal`` field, or a ``.csv`` file with a header and a ``text``, ``answer`` or
+``refusal`` column.
+
+Which list a run uses without ``--idk-file`` depends on the protocol (:func:`default_refusals`): TOFU and
+open-unlearning train idk_nll / idk_dpo on TOFU's own ``idontknow.jsonl`` (TOFU data_module.py:49
+``data/idontknow.jsonl``; open-unlearning configs/data/datasets/TOFU_QA_forget_idk.yaml), found in the TOFU
+data folder (``--data-dir`` or ``OBLIVIATE_TOFU_DIR``); the ``obliviate`` protocol uses :data:`REFUSALS`.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
 import random
 from pathlib import Path
 
@@ -64,6 +73,8 @@ def load_refusals(path: str | Path | None = None) -> list[str]:
     if path is None:
         return list(REFUSALS)
     p = Path(path)
+    if p.suffix.lower() == ".csv":
+        return _read_csv(p)
     out = []
     for i, line in enumerate(read_text_file(p, "--idk-file ").splitlines()):
         line = line.strip()
@@ -88,6 +99,41 @@ def load_refusals(path: str | Path | None = None) -> list[str]:
     if not out:
         raise ObliviateError(f"--idk-file {p}: no refusal answers in the file")
     return out
+
+
+def _read_csv(p: Path) -> list[str]:
+    rows = list(csv.DictReader(io.StringIO(read_text_file(p, "--idk-file "))))
+    cols = [c for c in ("text", "answer", "refusal") if rows and c in rows[0]]
+    if not cols:
+        header = ", ".join(repr(c) for c in (rows[0] if rows else [])) or "(none)"
+        raise ObliviateError(f"--idk-file {p}: a CSV file needs a 'text', 'answer' or 'refusal' column "
+                             f"(header: {header})")
+    out = [r[cols[0]].strip() for r in rows if (r.get(cols[0]) or "").strip()]
+    if not out:
+        raise ObliviateError(f"--idk-file {p}: no refusal answers in column {cols[0]!r}")
+    return out
+
+
+#: protocols whose refusal-based methods train on TOFU's idontknow.jsonl
+TOFU_REFUSAL_PROTOCOLS = ("tofu", "open-unlearning")
+
+
+def default_refusals(protocol: str | None = None, data_dir: str | Path | None = None) -> list[str]:
+    """The refusal list a protocol uses when no ``--idk-file`` is given: TOFU's ``idontknow.jsonl`` from the
+    TOFU data folder (``data_dir``, else ``OBLIVIATE_TOFU_DIR``) under ``tofu`` / ``open-unlearning``,
+    obliviate's own :data:`REFUSALS` otherwise. A missing file is a one-line error saying where it looked."""
+    name = getattr(protocol, "name", protocol)
+    if name not in TOFU_REFUSAL_PROTOCOLS:
+        return list(REFUSALS)
+    folder = data_dir or os.environ.get("OBLIVIATE_TOFU_DIR")
+    if not folder:
+        raise ObliviateError(f"--protocol {name}: idk methods use TOFU's idontknow.jsonl; give the TOFU data "
+                             "folder (--data-dir or OBLIVIATE_TOFU_DIR), or --idk-file PATH, or --protocol obliviate")
+    path = Path(folder) / "idontknow.jsonl"
+    if not path.is_file():
+        raise ObliviateError(f"--protocol {name}: no idontknow.jsonl in {folder}; pass --idk-file PATH (TOFU's "
+                             "data/idontknow.jsonl) or use --protocol obliviate")
+    return load_refusals(path)
 
 
 def assign_refusals(n: int, refusals: list[str], seed: int) -> list[str]:

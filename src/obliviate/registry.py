@@ -61,6 +61,7 @@ DATASETS = Registry("dataset")
 METHODS = Registry("method")
 METRICS = Registry("metric")
 BENCHMARKS = Registry("benchmark")
+PROTOCOLS = Registry("protocol")
 
 REGISTRIES = {
     "models": MODELS,
@@ -68,6 +69,7 @@ REGISTRIES = {
     "methods": METHODS,
     "metrics": METRICS,
     "benchmarks": BENCHMARKS,
+    "protocols": PROTOCOLS,
 }
 
 _LOADED = False
@@ -87,9 +89,15 @@ def _load_builtins() -> None:
         "obliviate.metrics",
         "obliviate.methods",
         "obliviate.evaluate",  # the benchmarks (tofu, muse) register where their runners live
+        "obliviate.protocols",  # the named evaluation protocols (open-unlearning, tofu, muse, obliviate)
+        "obliviate.audit",
     ):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:  # a package not written yet must not break `ls`
             if e.name != mod:
                 raise
+
+
+AUDITS = Registry("audit")  # the views of `obliviate audit` (obliviate.audit)
+REGISTRIES["audits"] = AUDITS

@@ -6,6 +6,15 @@ that restart every epoch, so an epoch is always ``ceil(batches / grad_accum)`` o
 run steps like an uninterrupted one), progress bar, per-epoch checkpoints with ``resume``, and a guard
 against non-finite losses.
 
+Several processes (``accelerate launch --multi_gpu --num_processes N``, docs/distributed.md): ``cfg.batch_size``
+stays the *global* batch of an optimiser step; each process trains on its contiguous block of batch/N rows of
+every batch (``batches.epoch(e, rank=, world=)``), its losses are means over the global batch
+(:func:`obliviate.runtime.dist.mean`), and the gradients are averaged over the processes before clipping and
+the step (one flat all-reduce, :func:`~obliviate.runtime.dist.average_gradients`: the model is not wrapped,
+so the chunked LM head and RMU's layer hook, which call the decoder body directly, need nothing special).
+So N processes take the steps one process takes, to float rounding. Only the main process writes checkpoints
+and prints.
+
 A step function whose attribute ``does_backward`` is true runs its own backward passes (sharpness-aware
 unlearning takes the forget gradient at perturbed weights and the retain gradient at the clean ones):
 it is called as ``loss_fn(model, batch, backward=...)`` (accelerate's backward of ``loss / group size``) and
@@ -19,23 +28,26 @@ runs under bf16 autocast.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import random
 import shutil
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
-from tqdm.auto import tqdm
 
 from .data.formatting import Encoded, collate
 from .engine.forward import answer_token_logprobs
-from .errors import ObliviateError, check_int
+from .config import TrainConfig  # noqa: F401  (defined with its flags in config.py; imported from here too)
+from .errors import ObliviateError
 from .io import atomic_write_json, read_json
+from .runtime import dist
+from .runtime.progress import progress_bar
 
 # Training keeps float32 master weights on every device (on CUDA the loss runs in bf16 under autocast):
 # pure-bf16 weights would round away AdamW updates at the usual lr of 1e-5 and SAM / smoothing perturbations.
@@ -48,44 +60,6 @@ def train_autocast(device):
     if torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 5
-    lr: float = 1e-5
-    batch_size: int = 8
-    grad_accum: int = 1
-    warmup_ratio: float = 0.1  # fraction of optimiser steps (TOFU warms up for one epoch of five: 0.2)
-    weight_decay: float = 0.01
-    seed: int = 0
-    max_grad_norm: float = 1.0
-    lora: bool = False
-    lora_r: int = 8
-    lora_alpha: int = 16
-    grad_checkpointing: bool = False  # recompute each decoder layer in backward: less memory, ~1/3 more compute
-    checkpoint_every_epoch: bool = True
-    progress: bool = True
-    extra: dict = field(default_factory=dict)
-
-    def validate(self) -> None:
-        """Refuse settings that would fail deep inside torch (or silently do something else), naming the flag."""
-        def bad(flag, value, need):
-            raise ObliviateError(f"{flag} {value}: must be {need}")
-
-        for flag, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size), ("--grad-accum", self.grad_accum),
-                        ("--lora-r", self.lora_r)):
-            check_int(flag, v)
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            bad("--lr", self.lr, "a finite number > 0")
-        if not (isinstance(self.warmup_ratio, (int, float)) and 0 <= self.warmup_ratio <= 1):
-            bad("--warmup-ratio", self.warmup_ratio, "between 0 and 1 (a fraction of the optimiser steps)")
-        if not (isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay)
-                and self.weight_decay >= 0):
-            bad("--weight-decay", self.weight_decay, "a finite number >= 0")
-        if self.max_grad_norm is not None and not (isinstance(self.max_grad_norm, (int, float))
-                                                   and math.isfinite(self.max_grad_norm) and self.max_grad_norm >= 0):
-            bad("max_grad_norm", self.max_grad_norm, "a finite number >= 0 (0 or None: no clipping)")
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random, mega: int = 50) -> list[list[int]]:
@@ -111,7 +85,7 @@ def padding_fraction(lengths: list[int], batches: list[list[int]]) -> float:
 def nll_loss(model, batch) -> tuple[torch.Tensor, dict]:
     """Mean NLL over the answer tokens of the batch (labels != -100): the fine-tuning objective."""
     lp, _, _ = answer_token_logprobs(model, batch)
-    loss = -lp.mean()
+    loss = -dist.mean(lp)  # over the global batch's answer tokens (lp.mean() with one process)
     return loss, {"nll": loss.detach().item()}
 
 
@@ -128,8 +102,10 @@ class EncodedBatches:
     def plan(self, epoch: int) -> list[list[int]]:
         return length_grouped_batches(self.lengths, self.batch_size, random.Random(self.seed * 1000003 + epoch))
 
-    def epoch(self, epoch: int) -> Iterable[dict]:
+    def epoch(self, epoch: int, rank: int = 0, world: int = 1) -> Iterable[dict]:
+        """The batches of ``epoch``; with ``world`` processes, process ``rank``'s rows of each."""
         for b in self.plan(epoch):
+            b = b[dist.split_rows(len(b), rank, world)]
             yield collate([self.encoded[i] for i in b], self.pad_id)
 
 
@@ -148,8 +124,11 @@ def apply_lora(model, cfg: TrainConfig):
                              f"above a layer's smaller side adds parameters and nothing else; give at most {hidden}")
     lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear",
                       lora_dropout=0.0, task_type="CAUSAL_LM")
-    with warnings.catch_warnings():  # peft asks transformers 5 for a renamed attribute: noise for our users
+    # The adapters' A matrices start random: drawn from --seed, not from the process's unseeded generator (which
+    # differs between runs and between the processes of one run), and without moving the caller's generator.
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
         warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        torch.manual_seed(cfg.seed)
         return get_peft_model(model, lcfg)
 
 
@@ -252,6 +231,10 @@ def train(
 
     cfg = cfg or TrainConfig()
     cfg.validate()
+    world = dist.world_size()
+    if world > 1:
+        dist.init()
+        check_distributed(batches, loss_fn, cfg, world)
     torch.manual_seed(cfg.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -264,6 +247,7 @@ def train(
                       "(obliviate's finetune / unlearn do; on CUDA they compute in bf16 under autocast)",
                       stacklevel=2)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())  # accumulation is done here, per epoch
+    check_accelerate_mode(accelerator.distributed_type.value)
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -283,7 +267,13 @@ def train(
     if cfg.grad_checkpointing:
         enable_grad_checkpointing(model)
     try:
-        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+        if world > 1:
+            # No DDP wrapper (dist.average_gradients instead), and no accelerate scheduler wrapper, which
+            # would step N times per optimiser step (it assumes per-process batches).
+            model.to(accelerator.device)
+            dist.broadcast_parameters(params)  # every process starts from the main one's weights, as DDP does
+        else:
+            model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
         model.train()
 
         history = {"epochs": [], "config": asdict(cfg), "steps_per_epoch": steps_per_epoch}
@@ -330,11 +320,12 @@ def train(
         last_logs: dict = {}
         own_backward = bool(getattr(loss_fn, "does_backward", False))
         opt_step = start_epoch * steps_per_epoch
+        shard = {"rank": dist.rank(), "world": world} if world > 1 else {}
         for epoch in range(start_epoch, cfg.epochs):
             t_ep = time.time()
             total, count, tokens = 0.0, 0, 0
-            bar = tqdm(batches.epoch(epoch), total=len(batches), desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}",
-                       disable=not cfg.progress, leave=False, dynamic_ncols=True)
+            bar = progress_bar(batches.epoch(epoch, **shard), total=len(batches),
+                               desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress, line=False)
             n_batches = len(batches)
             for step, batch in enumerate(bar):
                 batch = _to(batch, accelerator.device)
@@ -347,16 +338,18 @@ def train(
                 def backward(t, _g=group):
                     accelerator.backward(t / _g)
 
-                with contextlib.nullcontext() if sync else accelerator.no_sync(model), train_autocast(accelerator.device):
+                with contextlib.nullcontext() if sync or world > 1 else accelerator.no_sync(model), \
+                        train_autocast(accelerator.device):
                     if own_backward:
                         loss, logs = loss_fn(model, batch, backward=backward)
                     else:
                         loss, logs = loss_fn(model, batch)
-                    if not torch.isfinite(loss):
+                    if not _finite_everywhere(loss, world):  # every process stops, not only the one that saw it
                         raise NonFiniteLoss(epoch, step, logs)
                     if not own_backward:
                         backward(loss)
                 if sync:
+                    dist.average_gradients(params)  # nothing with one process
                     if cfg.max_grad_norm:
                         accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
                     optimizer.step()
@@ -371,6 +364,10 @@ def train(
                 last_logs = logs
                 bar.set_postfix(loss=f"{total / count:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             bar.close()
+            if world > 1:  # each process's loss is its share of the global mean, times N (dist.mean)
+                summed = dist.all_reduce_sum(torch.tensor([total, float(tokens)], dtype=torch.float64,
+                                                          device=accelerator.device)).tolist()
+                total, tokens = summed[0] / world, int(summed[1])
             ep = {"epoch": epoch, "mean_loss": total / max(count, 1), "seconds": round(time.time() - t_ep, 3),
                   "tokens": tokens, "last_logs": last_logs}
             if on_epoch_end is not None:
@@ -381,9 +378,9 @@ def train(
                     ep["eval"] = r
             history["epochs"].append(ep)
             if cfg.progress:
-                print(f"{desc} epoch {epoch + 1}/{cfg.epochs}: mean loss {ep['mean_loss']:.4f} "
-                      f"({ep['seconds']:.1f}s)", flush=True)
-            if out_dir is not None and cfg.checkpoint_every_epoch:
+                dist.log_on_main(epoch_line(desc, epoch, cfg.epochs, ep, n_batches, time.time() - t_start,
+                                            start_epoch))
+            if out_dir is not None and cfg.checkpoint_every_epoch and dist.is_main():
                 _save_checkpoint(out_dir / "checkpoints", epoch, accelerator.unwrap_model(model), optimizer,
                                  scheduler, {"history": history},
                                  extra_state.state_dict() if extra_state is not None else None)
@@ -396,6 +393,71 @@ def train(
     history["final_loss"] = history["epochs"][-1]["mean_loss"] if history["epochs"] else None
     model.eval()
     return history
+
+
+def epoch_line(desc: str, epoch: int, epochs: int, ep: dict, n_batches: int, elapsed: float,
+               start_epoch: int = 0) -> str:
+    """The one line an epoch leaves in the log: its mean loss, time, rate (batches and tokens per second) and
+    the ETA of the remaining epochs (at the mean pace of this run's epochs so far)."""
+    secs = max(ep["seconds"], 1e-9)
+    done = epoch + 1 - start_epoch
+    eta = elapsed / max(done, 1) * (epochs - epoch - 1)
+    return (f"{desc} epoch {epoch + 1}/{epochs}: mean loss {ep['mean_loss']:.4f} ({ep['seconds']:.1f}s, "
+            f"{n_batches / secs:.2f} batches/s, {ep['tokens'] / secs:.0f} tokens/s, ETA {format_duration(eta)})")
+
+
+def format_duration(seconds: float) -> str:
+    """``42s``, ``3m 05s``, ``2h 07m``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def _finite_everywhere(loss: torch.Tensor, world: int) -> bool:
+    finite = bool(torch.isfinite(loss))
+    if world == 1:
+        return finite
+    return dist.all_reduce_sum(torch.tensor([0.0 if finite else 1.0], device=loss.device)).item() == 0
+
+
+SHARDED_MODES = ("FSDP", "DEEPSPEED", "MEGATRON_LM")
+
+
+def check_accelerate_mode(mode: str) -> None:
+    """Refuse accelerate's sharded modes (``mode``: its ``distributed_type``, from ``accelerate launch
+    --config_file``): the losses call the decoder body and the LM head directly (the chunked head, RMU's layer
+    hook), and a sharded model (FSDP, DeepSpeed ZeRO) holds whole weights only inside its own forward."""
+    if mode in SHARDED_MODES:
+        raise ObliviateError(f"accelerate's {mode} mode is not supported by obliviate's training loop: its losses "
+                             "call the decoder body and the LM head directly, and a sharded model holds whole "
+                             "weights only inside its own forward; launch with DDP (accelerate launch --multi_gpu, "
+                             "docs/distributed.md)")
+
+
+def check_distributed(batches, loss_fn, cfg: TrainConfig, world: int) -> None:
+    """Refuse, before anything is trained, what a run over ``world`` processes cannot do exactly."""
+    dist.check_global_batch(cfg.batch_size, world)
+    reason = getattr(loss_fn, "single_process_only", None)
+    if reason:
+        raise ObliviateError(f"{reason}; it runs in one process only (started here with {world}: "
+                             "launch without accelerate / torchrun, or drop the option)")
+    try:
+        params = inspect.signature(batches.epoch).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if not {"rank", "world"} <= set(params):
+        raise ObliviateError(f"{type(batches).__name__} cannot split its batches over {world} processes "
+                             "(its epoch() takes no rank / world); run one process")
+    if hasattr(batches, "plan"):
+        smallest = min((len(b) for b in batches.plan(0)), default=world)
+        if smallest < world:
+            raise ObliviateError(f"the last batch of each epoch has {smallest} rows (the data size modulo "
+                                 f"--batch-size {cfg.batch_size}), fewer than the {world} processes, so one would "
+                                 "have nothing to train on; choose a --batch-size that leaves at least "
+                                 f"{world} rows, or run fewer processes")
 
 
 def _count_tokens(batch) -> int:

@@ -8,16 +8,17 @@ save the model, the tokenizer and ``run.json``.
 
 Batches: ``{"forget": ..., "retain": ..., "idk": ...}``. Forget batches are length-grouped and shuffled per
 epoch; each forget batch is paired with as many retain items drawn at random (with replacement) by a
-``torch.Generator`` seeded from ``seed + rank`` and the epoch, so ranks draw different retain items and a
-resumed run redraws the same ones.
+``torch.Generator`` seeded from ``seed`` and the epoch, so a resumed run redraws the same ones. With N
+processes each takes its block of rows of the global forget batch and the same rows of the retain draw
+(``runtime/dist.split_rows``): ranks train on different retain items, and the run on the process count.
 """
 
 from __future__ import annotations
 
-import argparse
+from ._callable import make_callable as _make_callable
+
 import contextlib
 import math
-import os
 import random
 import sys
 import time
@@ -30,14 +31,14 @@ import torch
 from .data import check_data_dir, load_items, parse_spec, spec_path
 from .data.formatting import Encoded, Formatter, check_format, collate
 from .data.text import encode_items
-from .errors import ObliviateError, check_int, refuse_unused
-from .io import RunRecord, atomic_write_json, atomic_write_jsonl, check_resume, out_arg, prepare_out_dir
+from .errors import ObliviateError, check_int
 from .metrics.keys import EPOCH_HEADLINE, metric_direction
 from .methods.base import (
     LiveSequenceReference,
     References,
     TokenReference,
     compute_sequence_cache,
+    load_or_compute_sequence_cache,
     frozen_copy,
     get_method,
     make_config,
@@ -46,7 +47,9 @@ from .methods.base import (
 from .refusals import assign_refusals, load_refusals
 from .registry import METHODS
 from .robust import RobustConfig, WeightAveraging, wrap_step
-from .train import (TRAIN_DTYPE, NonFiniteLoss, TrainConfig, apply_lora, check_resume_epochs, latest_checkpoint,
+from .runtime.dist import split_rows
+from .runtime.run import Run
+from .train import (TRAIN_DTYPE, NonFiniteLoss, TrainConfig, apply_lora, latest_checkpoint,
                     length_grouped_batches, train)
 
 __all__ = ["run_unlearn", "add_unlearn_parser", "prepare_unlearning", "UnlearnBatches", "default_train_config",
@@ -58,13 +61,13 @@ def _collate(encs: list[Encoded], idx: list[int], pad_id: int, masks: list[list[
     b = collate([encs[i] for i in idx], pad_id)
     b["index"] = torch.tensor(idx, dtype=torch.long)
     if masks is not None:
-        sens = torch.zeros_like(b["labels"], dtype=torch.bool)
+        sens = torch.zeros_like(b["labels"], dtype=torch.long)  # per-token codes (PALU: 0, prefix 1, span 2)
         for r, i in enumerate(idx):
             e, m = encs[i], masks[i]
             n_ans = len(e) - e.prompt_len
             for j, flag in enumerate(m[:n_ans]):
                 if flag:
-                    sens[r, e.prompt_len + j] = True
+                    sens[r, e.prompt_len + j] = int(flag)
         b["sensitive"] = sens
     return b
 
@@ -74,12 +77,11 @@ class UnlearnBatches:
 
     def __init__(self, forget: list[Encoded], batch_size: int, pad_id: int, seed: int,
                  retain: list[Encoded] | None = None, idk: list[Encoded] | None = None,
-                 sensitive: list[list[bool]] | None = None, rank: int | None = None):
+                 sensitive: list[list[bool]] | None = None):
         if not forget:
             raise ObliviateError("the forget set is empty")
         self.forget, self.retain, self.idk, self.sensitive = forget, retain, idk, sensitive
         self.batch_size, self.pad_id, self.seed = batch_size, pad_id, seed
-        self.rank = int(os.environ.get("RANK", "0")) if rank is None else rank
         self.lengths = [len(e) for e in forget]
 
     def __len__(self) -> int:
@@ -89,17 +91,21 @@ class UnlearnBatches:
         return length_grouped_batches(self.lengths, self.batch_size, random.Random(self.seed * 1000003 + epoch))
 
     def retain_generator(self, epoch: int) -> torch.Generator:
-        return torch.Generator().manual_seed((self.seed + self.rank) * 1000003 + epoch)
+        return torch.Generator().manual_seed(self.seed * 1000003 + epoch)
 
-    def epoch(self, epoch: int):
+    def epoch(self, epoch: int, rank: int = 0, world: int = 1):
+        """The batches of ``epoch``; with ``world`` processes, process ``rank``'s rows of each (train.py)."""
         g = self.retain_generator(epoch) if self.retain else None
         for idx in self.plan(epoch):
+            # the whole global batch's retain draw, on every rank: the generator stays in step
+            r = torch.randint(len(self.retain), (len(idx),), generator=g).tolist() if self.retain else None
+            rows = split_rows(len(idx), rank, world)
+            idx = idx[rows]
             batch = {"forget": _collate(self.forget, idx, self.pad_id, self.sensitive)}
             if self.idk is not None:
                 batch["idk"] = _collate(self.idk, idx, self.pad_id)
-            if self.retain:
-                r = torch.randint(len(self.retain), (len(idx),), generator=g).tolist()
-                batch["retain"] = _collate(self.retain, r, self.pad_id)
+            if r is not None:
+                batch["retain"] = _collate(self.retain, r[rows], self.pad_id)
             yield batch
 
 
@@ -126,7 +132,7 @@ class Prepared:
 def prepare_unlearning(model, tokenizer, method: str, mcfg, forget_items, retain_items=None, *,
                        formatter: Formatter | None = None, tcfg: TrainConfig | None = None,
                        refusals: list[str] | None = None, reference: str = "cached",
-                       cache_batch_size: int = 16) -> Prepared:
+                       cache_batch_size: int = 16, reference_cache=None) -> Prepared:
     """Encode the data, build the references, apply LoRA, and instantiate the method's step.
 
     ``reference``: ``cached`` (sequence log-likelihoods computed once, no copy) or ``live`` (a frozen copy
@@ -155,7 +161,7 @@ def prepare_unlearning(model, tokenizer, method: str, mcfg, forget_items, retain
                                     it.target_words, mcfg.n) for it in forget_items]
         info["sensitive_source"] = {"target_words": sum(1 for it in forget_items if it.target_words),
                                     "auto_rule": sum(1 for it in forget_items if not it.target_words)}
-        info["prefix_tokens"] = sum(sum(m) for m in sensitive)
+        info["prefix_tokens"] = sum(x == 1 for m in sensitive for x in m)  # palu.PREFIX
 
     kinds = cls.reference_kinds(mcfg)
     refs = References()
@@ -166,7 +172,12 @@ def prepare_unlearning(model, tokenizer, method: str, mcfg, forget_items, retain
             seqs["idk"] = idk
         if reference == "cached":
             t0 = time.time()
-            refs.sequence = compute_sequence_cache(model, seqs, pad, batch_size=cache_batch_size)
+            if reference_cache is None:
+                refs.sequence = compute_sequence_cache(model, seqs, pad, batch_size=cache_batch_size)
+            else:  # shared across runs (a sweep's points): computed once per (model, sequences)
+                refs.sequence, hit = load_or_compute_sequence_cache(model, seqs, pad, reference_cache,
+                                                                    batch_size=cache_batch_size)
+                info["reference_cache_reused"] = hit
             info["reference_cache_s"] = round(time.time() - t0, 3)
             info["reference"] = "cached sequence log-likelihoods"
         elif reference == "live":
@@ -221,7 +232,7 @@ def _eval_target(forget: str, eval_data: str | None, eval_split: str | None) -> 
     ``forget10``)."""
     if eval_data and eval_split:
         return eval_data, eval_split
-    family, config = parse_spec(forget)
+    family, config = parse_spec(forget) if isinstance(forget, str) else ("", "")
     config, _, query = config.partition("?")
     if family in ("synthetic", "tofu") and config.startswith("forget"):
         data = family + (f"?{query}" if query else "")
@@ -241,11 +252,32 @@ def _default_evaluator():
 
 
 # ------------------------------------------------------------------------------------------- the run
-def run_unlearn(
+@dataclass
+class UnlearnPlan:
+    """Everything a run needs that can be read and checked before the model is loaded."""
+    cls: Any
+    mcfg: Any
+    cfg: TrainConfig
+    robust: RobustConfig
+    forget_items: list
+    retain_items: list | None
+    refusals: list[str] | None
+    select: str | None
+    sel_key: str | None
+    sel_score: Callable | None
+    eval_every_epoch: bool
+    ev_data: str | None
+    ev_split: str | None
+    ev_extra: dict
+    evaluator: Callable | None
+    retain_records: list | None
+    config: dict
+
+
+def plan_unlearning(
     model: str,
     method: str,
     forget: str,
-    out: str | Path,
     *,
     retain: str | None = None,
     options: dict | list[str] | None = None,
@@ -264,18 +296,9 @@ def run_unlearn(
     eval_limit: int | None = None,
     evaluator: Callable | None = None,
     reference: str = "cached",
-    overwrite: bool = False,
-    resume: bool = False,
-) -> dict:
-    """Unlearn ``forget`` from ``model`` with ``method``; write the model, tokenizer and ``run.json`` to ``out``.
-
-    ``options``: the method's ``key=value`` options (a dict or a list of strings); ``cfg``: training settings
-    (default: :func:`default_train_config`); ``robust``: SAM / smoothing / gradient penalty / weight
-    averaging. ``eval_every_epoch`` runs ``evaluator`` (default ``obliviate.evaluate.evaluate_tofu``) at the
-    start and after every epoch; ``select`` (e.g. ``forget_quality``) keeps the best epoch's weights.
-    Returns the run record.
-    """
-    # -- everything that can be wrong with the inputs, before the model is loaded ---------------------
+) -> UnlearnPlan:
+    """Every input check of an unlearning run, before any model is loaded or file written: the method and its
+    options, the training and robustness settings, the data (loaded), the per-epoch evaluation and selection."""
     cls = get_method(method)
     opts = parse_options(options) if isinstance(options, (list, tuple)) else dict(options or {})
     mcfg = make_config(cls, opts)
@@ -314,10 +337,17 @@ def run_unlearn(
                                              f"uses no retain set with alpha={getattr(mcfg, 'alpha', 0)}; set "
                                              "alpha (--alpha A) to add its retain term")
             + ", so the retain set would be ignored; drop --retain")
+    if retain_items:
+        shared = {it.question for it in forget_items} & {it.question for it in retain_items}
+        if shared:  # the retain term would pull back what the forget term removes
+            print(f"warning: {len(shared)} of the forget set's {len(forget_items)} questions are also in the retain "
+                  f"set ({next(iter(sorted(shared)))!r}{', ...' if len(shared) > 1 else ''}); the retain term "
+                  "trains them back", file=sys.stderr)
     if idk_file and not cls.uses_idk:
         idk_methods = ", ".join(sorted(m.name for m in METHODS.entries() if getattr(m.obj, "uses_idk", False)))
         raise ObliviateError(f"--idk-file is used by {idk_methods} only, not by {method}")
     refusals = load_refusals(idk_file) if cls.uses_idk else None
+    sel_key = sel_score = None
     if select:
         eval_every_epoch = True
         try:
@@ -333,12 +363,19 @@ def run_unlearn(
     ev_data = ev_split = None
     ev_extra: dict = {}  # what every per-epoch evaluation gets besides the common arguments
     if eval_every_epoch:
+        if eval_data and ":" in eval_data:
+            raise ObliviateError(f"--eval-data {eval_data}: takes a TOFU-format family (synthetic or tofu, loader "
+                                 "options after '?'), not a data spec; the split goes in --eval-split")
         ev_data, ev_split = _eval_target(forget, eval_data, eval_split)
         ev_sets = None
         if evaluator is None:  # the TOFU evaluation: its sets, loaded once (--eval-limit cuts all five)
             from .evaluate import tofu_sets
 
-            ev_sets = tofu_sets(ev_data, ev_split, data_dir, eval_limit, eval_limit)
+            try:
+                ev_sets = tofu_sets(ev_data, ev_split, data_dir, eval_limit, eval_limit)
+            except ObliviateError as e:
+                given = " ".join(f"{f} {v}" for f, v in (("--eval-data", eval_data), ("--eval-split", eval_split)) if v)
+                raise ObliviateError(f"{given or f'the per-epoch evaluation of --forget {forget}'}: {e}") from None
             ev_extra = {"sets": ev_sets}
             evaluator = _default_evaluator()
         if retain_eval:
@@ -348,19 +385,10 @@ def run_unlearn(
                 retain_eval, ev_sets["forget"] if ev_sets is not None else None,
                 f"the same data, split and limit as this run's evaluations: {ev_data}, {ev_split}, --eval-limit "
                 f"{eval_limit}")
-    check_data_dir(data_dir, [forget, retain, ev_data and f"{ev_data}:{ev_split}"])
-    out = Path(out)
-    ck = check_resume_epochs(out, cfg) if resume else None
-    from .models import check_model_spec
-
-    check_model_spec(model)  # a bad --model is refused before --overwrite empties anything
-    prepare_out_dir(out, overwrite=overwrite, resume=resume,
-                    inputs={"--model": model, "--retain-eval": retain_eval, "--forget": spec_path(forget),
-                            "--retain": spec_path(retain), "--idk-file": idk_file, "--data-dir": data_dir},
-                    resumable=True)
-
+    check_data_dir(data_dir, [x for x in (forget, retain) if isinstance(x, str)] + [ev_data and f"{ev_data}:{ev_split}"])
     config = {
-        "model": model, "method": method, "method_config": asdict(mcfg), "forget": forget, "retain": retain,
+        "model": model, "method": method, "method_config": asdict(mcfg), "forget": _spec_or_count(forget),
+        "retain": _spec_or_count(retain),
         "data_dir": data_dir, "style": style, "system_prompt": system_prompt, "max_length": max_length,
         "train": asdict(cfg), "robust": asdict(robust), "reference": reference,
         "idk_file": idk_file if cls.uses_idk else None,
@@ -368,100 +396,181 @@ def run_unlearn(
                  "retain_eval": retain_eval, "select": select},
         "n_forget": len(forget_items), "n_retain": len(retain_items) if retain_items else 0,
     }
-    resumed = check_resume(out, "unlearn", config) if resume else None  # before run.json is rewritten
-    record = RunRecord(out, "unlearn", config, seed=cfg.seed)
-    if resumed:
-        record.resumed(resumed, ck.name)
-    record.save()
+    return UnlearnPlan(cls, mcfg, cfg, robust, forget_items, retain_items, refusals, select,
+                       sel_key, sel_score, eval_every_epoch, ev_data, ev_split, ev_extra, evaluator,
+                       retain_records, config)
 
-    with record.guard(resume_hint=True):  # an error or Ctrl-C leaves run.json saying so
-        # -- model, references, step ------------------------------------------------------------------------
-        from .models import check_max_length, load_model, save_model
 
+def run_unlearn(
+    model: str,
+    method: str,
+    forget: str,
+    out: str | Path,
+    *,
+    retain: str | None = None,
+    options: dict | list[str] | None = None,
+    cfg: TrainConfig | None = None,
+    robust: RobustConfig | None = None,
+    data_dir: str | None = None,
+    style: str = "chat",
+    system_prompt: str | None = None,
+    max_length: int = 512,
+    idk_file: str | None = None,
+    eval_every_epoch: bool = False,
+    retain_eval: str | None = None,
+    select: str | None = None,
+    eval_data: str | None = None,
+    eval_split: str | None = None,
+    eval_limit: int | None = None,
+    evaluator: Callable | None = None,
+    reference: str = "cached",
+    reference_cache: str | Path | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+) -> dict:
+    """Unlearn ``forget`` from ``model`` with ``method``; write the model, tokenizer and ``run.json`` to ``out``.
+
+    ``options``: the method's ``key=value`` options (a dict or a list of strings); ``cfg``: training settings
+    (default: :func:`default_train_config`); ``robust``: SAM / smoothing / gradient penalty / weight
+    averaging. ``eval_every_epoch`` runs ``evaluator`` (default ``obliviate.evaluate.evaluate_tofu``) at the
+    start and after every epoch; ``select`` (e.g. ``forget_quality``) keeps the best epoch's weights.
+    ``reference_cache``: a folder to store / reuse the cached reference log-likelihoods in (a sweep's points
+    share it). Returns the run record.
+    """
+    plan = plan_unlearning(
+        model, method, forget, retain=retain, options=options, cfg=cfg, robust=robust, data_dir=data_dir,
+        style=style, system_prompt=system_prompt, max_length=max_length, idk_file=idk_file,
+        eval_every_epoch=eval_every_epoch, retain_eval=retain_eval, select=select, eval_data=eval_data,
+        eval_split=eval_split, eval_limit=eval_limit, evaluator=evaluator, reference=reference)
+    from .finetune import resume_point
+
+    ck, plan.cfg = resume_point(out, plan.cfg, resume)
+    plan.config["train"] = asdict(plan.cfg)
+    cfg = plan.cfg
+    from .models import check_model_spec
+
+    check_model_spec(model)  # a bad --model is refused before --overwrite empties anything
+    inputs = {"--model": model, "--retain-eval": retain_eval, "--forget": spec_path(forget),
+              "--retain": spec_path(retain), "--idk-file": idk_file, "--data-dir": data_dir}
+    with Run("unlearn", out, plan.config, seed=cfg.seed, inputs=inputs, overwrite=overwrite, resume=resume,
+             resumable=True, checkpoint=ck) as run:
+        net, tok, fmt, prep = _load_and_prepare(run, plan, reference_cache=reference_cache)
+        run.start()  # the checks that need the model passed (an RMU layer it lacks): now --out is prepared
+        _train_select_save(run, plan, net, tok, fmt, prep, resume=ck is not None)
+    return run.data
+
+
+def _load_and_prepare(run: Run, plan: UnlearnPlan, net=None, tok=None, reference_cache=None):
+    """Load the model (unless given) and build the method's step and references (what may still refuse the run)."""
+    from .models import check_max_length, load_model
+
+    c = plan.config
+    if net is None:
         t0 = time.time()
-        net, tok = load_model(model, dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
-        record.timing("load_model_s", time.time() - t0)
-        check_max_length(net, max_length)
-        fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
-        t0 = time.time()
-        prep = prepare_unlearning(net, tok, method, mcfg, forget_items, retain_items, formatter=fmt, tcfg=cfg,
-                                  refusals=refusals, reference=reference)  # e.g. an RMU layer the model lacks
-        record.timing("prepare_s", time.time() - t0)
-        net, objective = prep.model, prep.objective
-        step_fn = wrap_step(objective, robust, seed=cfg.seed)
-        averager = WeightAveraging(robust.avg_start, robust.avg_every) if robust.weight_avg else None
-        record.update(setup=prep.info, robust_active=robust.active())
-        record.save()
+        net, tok = load_model(c["model"], dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
+        run.timing("load_model_s", time.time() - t0)
+    check_max_length(net, c["max_length"])
+    fmt = Formatter(tok, style=c["style"], system_prompt=c["system_prompt"], max_length=c["max_length"])
+    t0 = time.time()
+    prep = prepare_unlearning(net, tok, c["method"], plan.mcfg, plan.forget_items, plan.retain_items, formatter=fmt,
+                              tcfg=plan.cfg, refusals=plan.refusals,
+                              reference=c["reference"],
+                              reference_cache=reference_cache)  # e.g. an RMU layer the model lacks
+    run.timing("prepare_s", time.time() - t0)
+    run.update(setup=prep.info, robust_active=plan.robust.active())
+    return prep.model, tok, fmt, prep
 
-        # -- per-epoch evaluation and selection -----------------------------------------------------------
-        best: dict = {}
-        evals: list[dict] = []
 
-        def on_epoch_end(epoch: int, m) -> dict:
-            tag = "initial" if epoch < 0 else f"epoch-{epoch + 1}"
-            ctx = averager.swapped_in(m) if averager is not None else contextlib.nullcontext()
-            with ctx:
-                summary, records = evaluator(m, tok, data=ev_data, split=ev_split, data_dir=data_dir, limit=eval_limit,
-                                             retain_records=retain_records, formatter=fmt, progress=cfg.progress,
-                                             **ev_extra)
-                atomic_write_json(out / "eval" / tag / "summary.json", summary)
-                atomic_write_jsonl(out / "eval" / tag / "items.jsonl", records)
-                evals.append({"epoch": epoch + 1, **{k: summary.get(k) for k in EPOCH_HEADLINE if k in summary}})
-                if select and epoch >= 0:
-                    v = summary.get(sel_key)
-                    if isinstance(v, (int, float)) and math.isfinite(v):
-                        score = sel_score(float(v))
-                        if not best or score > best["score"]:
-                            best.update(epoch=epoch + 1, value=float(v), score=score, params={
-                                n: p.detach().cpu().clone() for n, p in m.named_parameters() if p.requires_grad})
-            return summary
+def _epoch_evaluation(run: Run, plan: UnlearnPlan, tok, fmt, averager, best: dict, evals: list) -> Callable:
+    """``train``'s ``on_epoch_end``: the TOFU evaluation (written to ``eval/<tag>/``) and the best-epoch
+    bookkeeping of ``--select``."""
+    c = plan.config
 
-        # -- train ----------------------------------------------------------------------------------------
-        def step_end(step: int, model) -> None:
-            objective.on_step_end(step)
-            if averager is not None:
-                averager.on_step_end(step, model)
+    def on_epoch_end(epoch: int, m) -> dict:
+        tag = "initial" if epoch < 0 else f"epoch-{epoch + 1}"
+        ctx = averager.swapped_in(m) if averager is not None else contextlib.nullcontext()
+        with ctx:
+            summary, records = plan.evaluator(m, tok, data=plan.ev_data, split=plan.ev_split, data_dir=c["data_dir"],
+                                              limit=c["eval"]["limit"], retain_records=plan.retain_records,
+                                              formatter=fmt, progress=plan.cfg.progress, **plan.ev_extra)
+            run.write_json(f"eval/{tag}/summary.json", summary)
+            run.write_jsonl(f"eval/{tag}/items.jsonl", records)
+            evals.append({"epoch": epoch + 1, **{k: summary.get(k) for k in EPOCH_HEADLINE if k in summary}})
+            if plan.select and epoch >= 0:
+                v = summary.get(plan.sel_key)
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    score = plan.sel_score(float(v))
+                    if not best or score > best["score"]:
+                        best.update(epoch=epoch + 1, value=float(v), score=score, params={
+                            n: p.detach().cpu().clone() for n, p in m.named_parameters() if p.requires_grad})
+        return summary
 
-        run_state = _RunState(objective, step_fn, averager, best, evals)
-        try:
-            history = train(net, prep.batches, step_fn, cfg, out_dir=out, resume=resume,
-                            on_epoch_end=on_epoch_end if eval_every_epoch else None, desc=f"unlearn[{method}]",
-                            on_step_end=step_end, extra_state=run_state, on_history=record.history_so_far)
-        except NonFiniteLoss as e:
-            msg = _non_finite_message(e, out)
-            record.update(error=msg, failed_at={"epoch": e.epoch + 1, "step": e.step + 1, "logs": e.logs})
-            record.save(status="failed")
-            raise ObliviateError(msg) from None
+    return on_epoch_end
 
-        # -- final weights: the selected epoch, else the weight average, else the last epoch ---------------
-        selection = avg_note = None
-        if select and best:
-            named = dict(net.named_parameters())
-            with torch.no_grad():
-                for n, v in best["params"].items():
-                    named[n].copy_(v.to(named[n].device, named[n].dtype))
-            selection = {"key": sel_key, "spec": select, "best_epoch": best["epoch"], "value": best["value"]}
-        else:
-            if select:
-                selection = {"key": sel_key, "spec": select, "best_epoch": None,
-                             "note": f"no epoch had a finite {sel_key}; the final weights are kept"}
-            if averager is not None and not averager.apply(net):
-                avg_note = (f"the run ended before step {robust.avg_start} (--avg-start), so nothing was averaged; "
-                            "the final weights are saved (lower --avg-start)")
-                print(f"note: --weight-avg: {avg_note}", file=sys.stderr)
+
+def _train_select_save(run: Run, plan: UnlearnPlan, net, tok, fmt, prep, resume: bool):
+    """Train (with the per-epoch evaluation), keep the selected / averaged / final weights, save them (when the
+    run has a folder); returns the model."""
+    from .models import save_model
+
+    cfg, robust, objective = plan.cfg, plan.robust, prep.objective
+    step_fn = wrap_step(objective, robust, seed=cfg.seed)
+    averager = WeightAveraging(robust.avg_start, robust.avg_every) if robust.weight_avg else None
+    best: dict = {}
+    evals: list[dict] = []
+    on_epoch_end = _epoch_evaluation(run, plan, tok, fmt, averager, best, evals) if plan.eval_every_epoch else None
+
+    def step_end(step: int, model) -> None:
+        objective.on_step_end(step)
+        if averager is not None:
+            averager.on_step_end(step, model)
+
+    run_state = _RunState(objective, step_fn, averager, best, evals)
+    try:
+        history = train(net, prep.batches, step_fn, cfg, out_dir=run.dir, resume=resume, on_epoch_end=on_epoch_end,
+                        desc=f"unlearn[{plan.config['method']}]", on_step_end=step_end, extra_state=run_state,
+                        on_history=run.history_so_far)
+    except NonFiniteLoss as e:
+        msg = _non_finite_message(e, run.dir)
+        run.update(error=msg, failed_at={"epoch": e.epoch + 1, "step": e.step + 1, "logs": e.logs})
+        run.save(status="failed")
+        raise ObliviateError(msg) from None
+
+    # -- final weights: the selected epoch, else the weight average, else the last epoch -------------------
+    selection = _apply_selection(net, plan, best)
+    avg_note = None
+    if not (plan.select and best) and averager is not None and not averager.apply(net):
+        avg_note = (f"the run ended before step {robust.avg_start} (--avg-start), so nothing was averaged; "
+                    "the final weights are saved (lower --avg-start)")
+        print(f"note: --weight-avg: {avg_note}", file=sys.stderr)
+    if run.writes:
         t1 = time.time()
-        save_model(net, tok, out)
-        record.timing("save_model_s", time.time() - t1)
-        record.timing("train_s", history["train_seconds"])
-        record.update(
-            history=history, final_loss=history["final_loss"], selection=selection, evaluations=evals or None,
-            method_state=objective.extra_state() or None,
-            weight_averaging=({**averager.state(), **({"note": avg_note} if avg_note else {})}
-                              if averager is not None else None),
-            prompt_format={"style": fmt.style, "system_prompt": system_prompt},
-        )
-        record.save(status="done")
-    return record.data
+        save_model(net, tok, run.dir)
+        run.timing("save_model_s", time.time() - t1)
+    run.timing("train_s", history["train_seconds"])
+    run.set_history(history)
+    run.update(
+        final_loss=history["final_loss"], selection=selection, evaluations=evals or None,
+        method_state=objective.extra_state() or None,
+        weight_averaging=({**averager.state(), **({"note": avg_note} if avg_note else {})}
+                          if averager is not None else None),
+        prompt_format={"style": fmt.style, "system_prompt": plan.config["system_prompt"]},
+    )
+    return net
+
+
+def _apply_selection(net, plan: UnlearnPlan, best: dict) -> dict | None:
+    """Copy the best epoch's weights back into ``net`` (``--select``); run.json's ``selection``."""
+    if not plan.select:
+        return None
+    if not best:
+        return {"key": plan.sel_key, "spec": plan.select, "best_epoch": None,
+                "note": f"no epoch had a finite {plan.sel_key}; the final weights are kept"}
+    named = dict(net.named_parameters())
+    with torch.no_grad():
+        for n, v in best["params"].items():
+            named[n].copy_(v.to(named[n].device, named[n].dtype))
+    return {"key": plan.sel_key, "spec": plan.select, "best_epoch": best["epoch"], "value": best["value"]}
 
 
 class _RunState:
@@ -491,7 +600,16 @@ class _RunState:
         self.evals[:] = state.get("evaluations") or []
 
 
-def _load_set(role: str, spec: str, data_dir: str | None):
+def _spec_or_count(x):
+    """run.json's record of a data set: its spec, or (items given in memory) how many there were."""
+    return x if x is None or isinstance(x, str) else f"<{len(x)} items in memory>"
+
+
+def _load_set(role: str, spec, data_dir: str | None):
+    if not isinstance(spec, str):  # items given in memory (the Python API)
+        if not spec:
+            raise ObliviateError(f"the {role} set is empty")
+        return list(spec)
     try:
         items = load_items(spec, data_dir=data_dir)
     except ObliviateError as e:
@@ -501,10 +619,10 @@ def _load_set(role: str, spec: str, data_dir: str | None):
     return items
 
 
-def _non_finite_message(e: NonFiniteLoss, out: Path) -> str:
+def _non_finite_message(e: NonFiniteLoss, out: Path | None) -> str:
     bad = [k for k, v in e.logs.items() if isinstance(v, float) and not math.isfinite(v)]
     terms = ", ".join(f"{k}={v}" for k, v in e.logs.items()) or "no per-term logs"
-    ck = latest_checkpoint(out)
+    ck = latest_checkpoint(out) if out is not None else None
     if ck is not None:
         kept = (f"the last good checkpoint ({ck.name}, after epoch {int(ck.name.split('-')[1]) + 1}) is kept in "
                 f"{ck.parent}; lower --lr and continue with --resume (other method weights need a new --out)")
@@ -514,103 +632,13 @@ def _non_finite_message(e: NonFiniteLoss, out: Path) -> str:
     return (f"unlearning stopped at epoch {e.epoch + 1}, step {e.step + 1}: {which} ({terms}); {kept}")
 
 
-# ------------------------------------------------------------------------------------------- CLI
-def _cmd_unlearn(args) -> int:
-    options = parse_options(args.options)
-    for flag in ("alpha", "beta", "gamma"):
-        v = getattr(args, flag)
-        if v is not None:
-            if flag in options:
-                raise ObliviateError(f"--{flag} and the option {flag}= were both given; keep one")
-            options[flag] = v
-    overrides = dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
-                     warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, seed=args.seed,
-                     lora=args.lora or None, lora_r=args.lora_r, grad_checkpointing=args.grad_checkpointing or None,
-                     progress=not args.quiet)
-    cfg = default_train_config(args.method, **overrides)
-    # a setting given without the switch it belongs to would be ignored: say so instead
-    for flags, switch, on in (([("--smooth-sigma", args.smooth_sigma)], "--smooth-n N", args.smooth_n > 0),
-                              ([("--avg-start", args.avg_start), ("--avg-every", args.avg_every)], "--weight-avg",
-                               args.weight_avg),
-                              ([("--retain-eval", args.retain_eval), ("--eval-limit", args.eval_limit),
-                                ("--eval-data", args.eval_data), ("--eval-split", args.eval_split)],
-                               "--eval-every-epoch or --select", args.eval_every_epoch or args.select),
-                              ([("--lora-r", args.lora_r)], "--lora", cfg.lora)):
-        if not on:
-            refuse_unused(flags, f"with {switch}")
-    given = {k: v for k, v in (("smooth_sigma", args.smooth_sigma), ("avg_start", args.avg_start),
-                               ("avg_every", args.avg_every)) if v is not None}
-    robust = RobustConfig(sam_rho=args.sam_rho, smooth_n=args.smooth_n, grad_penalty=args.grad_penalty,
-                          weight_avg=args.weight_avg, **given)
-    rec = run_unlearn(
-        args.model, args.method, args.forget, args.out, retain=args.retain, options=options, cfg=cfg,
-        robust=robust, data_dir=args.data_dir, style=args.style, system_prompt=args.system_prompt,
-        max_length=args.max_length, idk_file=args.idk_file, eval_every_epoch=args.eval_every_epoch,
-        retain_eval=args.retain_eval, select=args.select, eval_data=args.eval_data, eval_split=args.eval_split,
-        eval_limit=args.eval_limit, overwrite=args.overwrite, resume=args.resume,
-    )
-    msg = f"wrote {args.out} (final loss {rec['final_loss']:.4f}, {rec['timings']['total_s']:.0f}s)"
-    s = rec.get("selection") or {}
-    if s.get("best_epoch") is not None:
-        msg += f"; kept epoch {s['best_epoch']} ({s['key']} = {s['value']:.4g})"
-    print(msg)
-    if s and s.get("best_epoch") is None:
-        print(f"note: --select {s['spec']}: {s['note']}", file=sys.stderr)
-    return 0
+def add_unlearn_parser(subparsers):
+    """Add ``obliviate unlearn`` to a CLI's subparsers (kept for callers of the old place; the command lives in
+    ``obliviate.cli.unlearn``)."""
+    from .cli.unlearn import add_parser
+
+    return add_parser(subparsers)
 
 
-def add_unlearn_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``obliviate unlearn`` to the CLI's subparsers (``build_parser`` calls this)."""
-    p = subparsers.add_parser(
-        "unlearn", help="unlearn a forget set with a method (npo, grad_diff, rmu, …; see `obliviate ls methods`)",
-        description="Unlearn a forget set. Method options go last as KEY=VALUE (e.g. beta=0.2 retain_loss=kl); "
-                    "`obliviate ls methods --json` lists each method's options and defaults.",
-    )
-    p.add_argument("--model", required=True, help="built-in name, local folder or hub id (the fine-tuned target)")
-    p.add_argument("--method", required=True, help="unlearning method (obliviate ls methods)")
-    p.add_argument("--forget", required=True, help="forget set spec, e.g. synthetic:forget10, tofu:forget10")
-    p.add_argument("--retain", default=None, help="retain set spec, e.g. synthetic:retain90 (methods with a retain term)")
-    p.add_argument("--out", required=True, type=out_arg)
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("options", nargs="*", metavar="KEY=VALUE", help="method options (e.g. beta=0.2)")
-    g = p.add_argument_group("training (defaults: the method's paper settings; TOFU: batch 32, 1 warm-up epoch)")
-    g.add_argument("--epochs", type=int, default=None)
-    g.add_argument("--lr", type=float, default=None)
-    g.add_argument("--batch-size", type=int, default=None)
-    g.add_argument("--grad-accum", type=int, default=None)
-    g.add_argument("--warmup-ratio", type=float, default=None, help="default: one epoch (1 / epochs)")
-    g.add_argument("--weight-decay", type=float, default=None)
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--lora", action="store_true", help="train LoRA adapters; token references use the adapter-free base")
-    g.add_argument("--lora-r", type=int, default=None)
-    g.add_argument("--grad-checkpointing", action="store_true",
-                   help="recompute decoder layers in backward: far less activation memory, ~1/3 more compute")
-    g.add_argument("--alpha", type=float, default=None, help="retain-term weight (the method's alpha option)")
-    g.add_argument("--beta", type=float, default=None, help="the method's beta option")
-    g.add_argument("--gamma", type=float, default=None, help="forget-term weight (the method's gamma option)")
-    g.add_argument("--idk-file", default=None, help="refusal answers for idk_nll / idk_dpo (e.g. TOFU's idontknow.jsonl)")
-    g.add_argument("--max-length", type=int, default=512)
-    g = p.add_argument_group("robustness (Fan et al. 2025)")
-    g.add_argument("--sam-rho", type=float, default=None, help="sharpness-aware forget gradient, radius R (paper 0.01)")
-    g.add_argument("--smooth-n", type=int, default=0, help="randomized smoothing with N Gaussian samples (paper 3)")
-    g.add_argument("--smooth-sigma", type=float, default=None, help="randomized smoothing noise std (default 1e-4)")
-    g.add_argument("--grad-penalty", type=float, default=None, help="add LAMBDA * ||grad of the forget loss||")
-    g.add_argument("--weight-avg", action="store_true", help="save a running average of the weights")
-    g.add_argument("--avg-start", type=int, default=None, help="first averaged optimiser step (default 100)")
-    g.add_argument("--avg-every", type=int, default=None, help="averaging interval in steps (default 5)")
-    g = p.add_argument_group("evaluation")
-    g.add_argument("--eval-every-epoch", action="store_true", help="TOFU evaluation at the start and after each epoch")
-    g.add_argument("--retain-eval", default=None, help="the retain model's eval folder/log (for forget quality)")
-    g.add_argument("--select", default=None,
-                   help="keep the best epoch by this summary key: forget_quality, model_utility, … (max:KEY / min:KEY)")
-    g.add_argument("--eval-data", default=None, help="synthetic or tofu (default: from --forget)")
-    g.add_argument("--eval-split", default=None, help="forget01|forget05|forget10 (default: from --forget)")
-    g.add_argument("--eval-limit", type=int, default=None,
-                   help="evaluate only the first N items of each set (forget, retain, holdout, real authors, world facts)")
-    p.add_argument("--style", default="chat", help="prompt style: chat (default), plain, llama2")
-    p.add_argument("--system-prompt", default=None)
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--resume", action="store_true", help="continue from the last per-epoch checkpoint in --out")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=_cmd_unlearn)
-    return p
+# `obliviate.unlearn(...)` runs obliviate.api.unlearn (see _callable.py)
+_make_callable(__name__)

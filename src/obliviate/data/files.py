@@ -12,6 +12,24 @@ from ..io import read_text_file
 from .schema import QAItem, item_from_row
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs):
+    """``object_pairs_hook``: a key given twice in one object (json keeps the last silently) is an error."""
+    seen = set()
+    for k, _ in pairs:
+        if k in seen:
+            raise _DuplicateKey(k)
+        seen.add(k)
+    return dict(pairs)
+
+
+def _loads(text: str):
+    return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+
+
 def read_rows(path: str | Path) -> list[dict]:
     """Read raw rows; a file with one JSON object per line and a JSON array are both accepted."""
     path = Path(path)
@@ -44,18 +62,22 @@ def read_rows(path: str | Path) -> list[dict]:
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:
-            rows = json.loads(text)
+            rows = _loads(text)
         except json.JSONDecodeError as e:
             raise ObliviateError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        except _DuplicateKey as e:
+            raise ObliviateError(f"{path}: an object gives the key {e.args[0]!r} twice; keep one") from None
         return rows
     rows = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            rows.append(_loads(line))
         except json.JSONDecodeError as e:
             raise ObliviateError(f"{path}: line {lineno} is not valid JSON ({e.msg})") from None
+        except _DuplicateKey as e:
+            raise ObliviateError(f"{path}: line {lineno} gives the key {e.args[0]!r} twice; keep one") from None
     return rows
 
 
@@ -63,4 +85,12 @@ def read_qa_file(path: str | Path) -> list[QAItem]:
     rows = read_rows(path)
     if not rows:
         raise ObliviateError(f"{path}: the file has no rows (empty split)")
-    return [item_from_row(r, str(path), i) for i, r in enumerate(rows)]
+    items = [item_from_row(r, str(path), i) for i, r in enumerate(rows)]
+    first: dict[tuple, int] = {}
+    for i, it in enumerate(items):  # a repeated pair would be trained on (or scored) twice
+        key = (it.question, it.answer)
+        if key in first:
+            raise ObliviateError(f"{path}: row {i + 1} repeats row {first[key] + 1} (same question and answer); "
+                                 "remove the duplicate")
+        first[key] = i
+    return items

@@ -243,8 +243,41 @@ def chunk_text(texts: list[str], tokenizer, chunk_tokens: int = 2048, *, drop_la
     return chunks
 
 
-def knowmem_prompt(icl: list[QAItem], question: str) -> str:
+def knowmem_prompt(icl: list[QAItem], question: str, trailing_space: bool = True) -> str:
     """MUSE's KnowMem few-shot prompt: ``Question: q\\nAnswer: a\\n\\n`` for each in-context pair (the
-    ``knowmem/*_qa_icl`` split), then ``Question: {question}\\nAnswer:``."""
+    ``knowmem/*_qa_icl`` split), then ``Question: {question}\\nAnswer: `` — with the trailing space MUSE's
+    metrics/knowmem.py:29 writes (``trailing_space=False``: obliviate's former ``Answer:``)."""
     shots = "".join(f"Question: {ex.question}\nAnswer: {ex.answer}\n\n" for ex in icl)
-    return f"{shots}Question: {question}\nAnswer:"
+    return f"{shots}Question: {question}\nAnswer:" + (" " if trailing_space else "")
+
+
+# -- how MUSE's evaluation encodes its texts (muse_bench fcd6651, metrics/*.py) ---------------------------------
+# MUSE encodes every prompt and text with the tokenizer's special tokens (BOS on Llama-2): verbmem.py:15-19
+# (prompt) and :22 (gt), knowmem.py:32-35, privleak.py:14 (``tokenizer.encode(text)``). PrivLeak scores every
+# token after the first id (privleak.py:22, ``input_ids[0][1:]``): with a BOS that is every text token; without
+# one (obliviate's former rule, ``special_tokens=False``) the first text token is the prompt and is not scored.
+
+def muse_ids(tokenizer, text: str, special_tokens: bool = True) -> list[int]:
+    """Token ids of ``text`` as MUSE encodes it (``special_tokens=True``: BOS where the tokenizer adds one)."""
+    return list(tokenizer(text, add_special_tokens=special_tokens).input_ids)
+
+
+def verbmem_reference(tokenizer, gt: str, max_tokens: int = 128, special_tokens: bool = True) -> str:
+    """The VerbMem reference continuation: ``gt`` encoded, cut to ``max_tokens`` ids, decoded without special
+    tokens (verbmem.py:22,35-38). With special tokens the BOS is one of the ``max_tokens`` ids, so 127 text
+    tokens remain, as in MUSE."""
+    return tokenizer.decode(muse_ids(tokenizer, gt, special_tokens)[:max_tokens], skip_special_tokens=True,
+                            clean_up_tokenization_spaces=True)
+
+
+def privleak_pair(tokenizer, text: str, special_tokens: bool = True, max_tokens: int | None = None,
+                  where: str = "privleak text") -> tuple[list[int], list[int]]:
+    """(prompt ids, scored ids) of one PrivLeak text: the encoded text, cut at ``max_tokens`` when given (MUSE:
+    never), split after its first id (privleak.py:22). With MUSE's BOS the prompt is the BOS and every text
+    token is scored."""
+    ids = muse_ids(tokenizer, text, special_tokens)
+    if max_tokens is not None:
+        ids = ids[:max_tokens]
+    if len(ids) < 2:
+        raise ObliviateError(f"{where}: fewer than 2 tokens after encoding; nothing to score")
+    return ids[:1], ids[1:]

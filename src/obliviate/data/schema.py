@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -49,16 +50,24 @@ def item_from_row(row: Any, source: str, index: int) -> QAItem:
     if not isinstance(row, dict):
         raise ObliviateError(f"{where}: expected an object with 'question' and 'answer', got {type(row).__name__}")
     kw: dict[str, Any] = {}
+    misspelt: dict[str, str] = {}
     for key, value in row.items():
         target = _ALIASES.get(key)
         if target is not None:
             kw[target] = value
+        else:  # other columns are allowed (ids, sources), but not a misspelling of ours, which would be dropped
+            close = difflib.get_close_matches(str(key).lower(), _ALIASES, n=1, cutoff=0.8)
+            if close:
+                misspelt[key] = close[0]
     for req in ("question", "answer"):
         if req not in kw:
             present = ", ".join(sorted(row)) or "(none)"
-            raise ObliviateError(f"{where}: missing field {req!r} (fields present: {present})")
+            typo = next((f"; did you mean {req!r} for {k!r}?" for k, v in misspelt.items() if v == req), "")
+            raise ObliviateError(f"{where}: missing field {req!r} (fields present: {present}){typo}")
         if kw[req] is None:
             raise ObliviateError(f"{where}: field {req!r} is null (expected a string)")
+    for key, close in misspelt.items():
+        raise ObliviateError(f"{where}: unknown field {key!r}; did you mean {close!r}?")
     for name in ("question", "answer", "paraphrased_question", "paraphrased_answer", "entity"):
         v = kw.get(name)
         if v is not None and not isinstance(v, str):
@@ -79,6 +88,10 @@ def item_from_row(row: Any, source: str, index: int) -> QAItem:
     else:
         raise ObliviateError(f"{where}: field 'perturbed_answer' must be a list of strings")
     tw = kw.get("target_words")
+    if isinstance(tw, str):  # PALU's GPT-annotated sets store the list as a JSON string
+        from ..methods.palu import parse_target_words
+
+        tw = kw["target_words"] = parse_target_words(tw, where)
     if tw is not None:
         if not isinstance(tw, list):
             raise ObliviateError(f"{where}: field 'target_words' must be a list of {{word, start, end}}")

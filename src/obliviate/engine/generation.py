@@ -26,10 +26,11 @@ import copy
 import sys
 
 import torch
-from tqdm.auto import tqdm
 from transformers.cache_utils import Cache, DynamicLayer
 
 from ..errors import ObliviateError
+from ..runtime.progress import progress_bar
+from .attention import uses_gqa_attention
 from .forward import cache_kw, context_length, head_logits, out_cache
 from .scoring import _common_prefix
 
@@ -140,10 +141,32 @@ def greedy_draft(answer_ids: list[int], argmax_ids: list[int]) -> list[int]:
 
 
 @torch.no_grad()
-def greedy_ids(model, prompts: list[list[int]], eos_id: int, max_new_tokens: int, batch_size: int = 32,
+def stop_token_ids(model, tokenizer, all_eos: bool = True) -> list[int]:
+    """The token ids that end a greedy answer: the tokenizer's EOS and, with ``all_eos``, every id of the
+    generation config's ``eos_token_id`` (an int or a list: Llama-3 lists ``<|end_of_text|>``, ``<|eom_id|>``
+    and ``<|eot_id|>``), which is what ``model.generate`` stops at in open-unlearning and TOFU (neither passes
+    ``eos_token_id``: open-unlearning src/evals/metrics/utils.py:294-299, TOFU evaluate_util.py:330)."""
+    ids: list[int] = []
+
+    def add(v):
+        if v is None:
+            return
+        for x in (v if isinstance(v, (list, tuple, set)) else [v]):
+            if x is not None and int(x) not in ids:
+                ids.append(int(x))
+
+    add(getattr(tokenizer, "eos_token_id", None))
+    if all_eos:
+        add(getattr(getattr(model, "generation_config", None), "eos_token_id", None))
+    return ids
+
+
+def greedy_ids(model, prompts: list[list[int]], eos_id, max_new_tokens: int, batch_size: int = 32,
                stop_check=None, progress: bool = False, desc: str = "generate",
                drafts: list[list[int] | None] | None = None) -> list[list[int]]:
     """Greedy continuations (token ids, EOS excluded) of tokenized prompts.
+
+    ``eos_id`` is one id or a list of ids (:func:`stop_token_ids`): a row ends at the first of them.
 
     ``stop_check(ids) -> bool`` may end a row early (stop strings). ``drafts[i]``, when given, is a
     known start of prompt ``i``'s greedy continuation (see :func:`greedy_draft`): it is prefilled with
@@ -152,13 +175,15 @@ def greedy_ids(model, prompts: list[list[int]], eos_id: int, max_new_tokens: int
     if not prompts:
         return []
     max_new_tokens = _fit_context(model, prompts, max_new_tokens)
+    eos_id = frozenset([eos_id] if isinstance(eos_id, int) else (int(x) for x in eos_id))
     out: list[list[int] | None] = [None] * len(prompts)
     if drafts is not None:
         todo, forced = [], {}
         for i, d in enumerate(drafts):
             d = list(d or [])[:max_new_tokens]
-            if eos_id in d:
-                out[i] = d[: d.index(eos_id)]
+            cut = next((j for j, t in enumerate(d) if t in eos_id), None)
+            if cut is not None:
+                out[i] = d[:cut]
             elif d and (len(d) >= max_new_tokens or (stop_check and stop_check(d))):
                 out[i] = d
             else:
@@ -193,6 +218,7 @@ def _fit_context(model, prompts: list[list[int]], max_new_tokens: int) -> int:
     return max_new_tokens
 
 
+@uses_gqa_attention
 @torch.no_grad()
 def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, progress, desc, starts=None):
     """Continuous-batching greedy loop; ``starts[i]`` are tokens already generated (the end of prompt i)."""
@@ -213,7 +239,7 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
     owner: list[int | None] = [None] * rows_n  # slot -> prompt index
     gen: list[list[int]] = [[] for _ in range(rows_n)]
     refill_at = max(1, rows_n // 4)  # prefill free slots in groups, not one by one
-    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    bar = progress_bar(total=len(prompts), desc=desc, enabled=progress, unit="answers")  # a line off a terminal
 
     def prefill(slot_ids: list[int]) -> None:
         group = [waiting.pop(0) for _ in slot_ids]
@@ -246,7 +272,7 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
         """Record the pending token of these slots; free the slots whose row is finished."""
         toks = slots.nxt[torch.tensor(slot_ids, device=device)].tolist() if slot_ids else []
         for s, t in zip(slot_ids, toks):
-            done = t == eos_id
+            done = t in eos_id
             if not done:
                 gen[s].append(t)
                 done = len(gen[s]) >= max_new_tokens or bool(stop_check and stop_check(gen[s]))
@@ -301,16 +327,38 @@ def generate(
     progress: bool = False,
     desc: str = "generate",
     drafts: list[list[int] | None] | None = None,
+    *,
+    all_eos: bool = True,
+    prompt_ids: list[list[int]] | None = None,
+    max_total_length: int | None = None,
 ) -> list[str]:
     """Greedy continuations of already-formatted prompt texts (special tokens included in the text).
 
-    ``drafts``: known starts of the greedy continuations in token ids (:func:`greedy_draft`)."""
-    encoded = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
+    ``drafts``: known starts of the greedy continuations in token ids (:func:`greedy_draft`).
+    ``all_eos``: stop at every EOS id of the generation config too (:func:`stop_token_ids`).
+    ``prompt_ids``: the prompts' token ids when the caller has them (then ``prompts`` is not tokenized).
+    ``max_total_length``: TOFU's cap on prompt + answer tokens (each row gets
+    ``min(max_new_tokens, max_total_length - len(prompt))`` new tokens)."""
+    encoded = prompt_ids if prompt_ids is not None else [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
 
     def stop_check(ids):  # the last 16 tokens first: cheap, and where a new stop string appears
         return any(s in tokenizer.decode(ids[-16:], skip_special_tokens=True) for s in stop_strings) or any(
             s in tokenizer.decode(ids, skip_special_tokens=True) for s in stop_strings)
-    ids = greedy_ids(model, encoded, tokenizer.eos_token_id, max_new_tokens, batch_size,
-                     stop_check if stop_strings else None, progress, desc, drafts=drafts)
+    stops = stop_token_ids(model, tokenizer, all_eos)
+    check = stop_check if stop_strings else None
+    if max_total_length is None:
+        ids = greedy_ids(model, encoded, stops, max_new_tokens, batch_size, check, progress, desc, drafts=drafts)
+    else:  # one call per budget, each row's budget from its own length
+        ids = [[] for _ in encoded]
+        budgets: dict[int, list[int]] = {}
+        for i, e in enumerate(encoded):
+            budgets.setdefault(min(max_new_tokens, max_total_length - len(e)), []).append(i)
+        for budget, rows in budgets.items():
+            if budget < 1:
+                continue
+            sub = greedy_ids(model, [encoded[i] for i in rows], stops, budget, batch_size, check, progress, desc,
+                             drafts=[drafts[i] for i in rows] if drafts is not None else None)
+            for i, g in zip(rows, sub):
+                ids[i] = g
     texts = [tokenizer.decode(x, skip_special_tokens=True) for x in ids]
     return [cut_at_stops(t, stop_strings).strip() for t in texts]

@@ -210,3 +210,66 @@ def _ghost_batch(model, plan, pairs) -> list[float]:
             hr, qr = cross[r]
             extra[r] += 2 * (qr * (hr @ er.T)).sum().double()
     return (sq + extra).clamp_min(0).sqrt().tolist()
+
+
+# --------------------------------------------------------------------------------------------------------
+# open-unlearning's GradNorm statistic (the `open-unlearning`, `tofu` and `muse` protocols)
+
+def tensor_mean_gradient_norm(model, prompt_ids: list[int], answer_ids: list[int], *, drop_eos: bool = True,
+                              train_mode: bool = True, eos_mask_id: int | None = None) -> float:
+    """open-unlearning's GradNorm statistic of one (prompt, answer) pair:
+
+        g = (1/|P|) sum_{W in P} ||grad_W L||_2,   L = -(1/T) sum_t log p(y_t | x, y_<t)
+
+    P = the parameter tensors that receive a gradient, the mean NLL L over the answer tokens *without* the
+    final EOS (``drop_eos``), the model in train mode (``train_mode``; dropout on where the model has any).
+    Source: open-unlearning src/evals/metrics/mia/gradnorm.py:21-32 (``model.train()``, ``-mean(lps)``, a
+    stack of per-tensor ``norm(p=2)`` then ``.mean()``) and src/evals/metrics/utils.py:129-131 (the last
+    labelled position, EOS, dropped). ``eos_mask_id``: open-unlearning's pad=eos mask (``input_ids != eos``,
+    the protocol's ``pad_mask="eos"``), else every token attended. obliviate's own statistic (:func:`gradient_norms`) is the global L2 norm
+    over all parameters of the loss with EOS, in eval mode. One forward and backward per pair; each tensor's
+    norm is taken as soon as its gradient is complete and the gradient dropped."""
+    from .forward import answer_logits
+
+    a = answer_ids[:-1] if drop_eos else answer_ids
+    if not a:
+        raise ValueError("tensor_mean_gradient_norm: no answer token besides EOS; the mean NLL is undefined")
+    device = next(model.parameters()).device
+    ids = torch.tensor([prompt_ids + answer_ids], device=device)
+    labels = torch.tensor([[-100] * len(prompt_ids) + a + [-100] * (len(answer_ids) - len(a))], device=device)
+    mask = torch.ones_like(ids) if eos_mask_id is None else (ids != eos_mask_id).long()
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    norms: list[torch.Tensor] = []
+
+    def take(p):
+        norms.append(p.grad.detach().double().norm(2))
+        p.grad = None
+
+    was_training = model.training
+    model.zero_grad(set_to_none=True)
+    handles = [p.register_post_accumulate_grad_hook(take) for p in model.parameters() if p.requires_grad]
+    try:
+        model.train(train_mode)
+        with torch.enable_grad():
+            logits, targets, _, _ = answer_logits(model, batch)
+            torch.nn.functional.cross_entropy(logits.float(), targets).backward()
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return torch.stack(norms).mean().item()
+
+
+GRADNORM_STATISTICS = ("global", "mean_tensor")
+
+
+def protocol_gradient_norms(model, pairs: list[tuple[list[int], list[int]]], statistic: str = "global", *,
+                            eos_mask_id: int | None = None) -> list[float]:
+    """GradNorm of every pair under a protocol's statistic: ``global`` (:func:`gradient_norms`, batched ghost
+    norms) or ``mean_tensor`` (:func:`tensor_mean_gradient_norm`, open-unlearning's; ``eos_mask_id`` for its
+    pad=eos mask)."""
+    if statistic == "global":
+        return gradient_norms(model, pairs)
+    if statistic == "mean_tensor":
+        return [tensor_mean_gradient_norm(model, p, a, eos_mask_id=eos_mask_id) for p, a in pairs]
+    raise ValueError(f"GradNorm statistic must be one of {', '.join(GRADNORM_STATISTICS)}, got {statistic!r}")

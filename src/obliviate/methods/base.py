@@ -43,8 +43,10 @@ import torch.nn.functional as F
 
 from ..data.formatting import Encoded, collate
 from ..engine.forward import answer_logits, answer_token_logprobs, sequence_logprobs
+from ..engine.hidden import decoder_layers, layer_output, unwrap  # noqa: F401  (re-exported for methods)
 from ..errors import ObliviateError
 from ..registry import METHODS
+from ..runtime import dist
 from ..train import train_autocast
 
 RETAIN_LOSSES = ("nll", "kl")
@@ -177,6 +179,44 @@ def compute_sequence_cache(model, sequences: dict[str, list[Encoded]], pad_id: i
     return SequenceCache(values)
 
 
+def sequence_cache_key(sequences: dict[str, list[Encoded]]) -> str:
+    """sha256 of the token ids and labels of each list: what the cached log-likelihoods depend on besides the
+    model (the forget set, the prompt format, the refusals drawn for IdkDPO)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for key in sorted(sequences):
+        h.update(json.dumps([key, [[e.input_ids, e.labels, e.prompt_len] for e in sequences[key]]]).encode())
+    return h.hexdigest()
+
+
+def load_or_compute_sequence_cache(model, sequences: dict[str, list[Encoded]], pad_id: int, cache_dir,
+                                   batch_size: int = 16) -> tuple[SequenceCache, bool]:
+    """:func:`compute_sequence_cache`, stored in ``cache_dir`` (one folder per reference model: the caller's
+    choice, e.g. a sweep's ``shared/reference-cache/<model>``) under the sequences' key and reused by every run
+    that scores the same sequences with that model. A file lock lets concurrent workers compute it once.
+    Returns (cache, whether it was read from the file)."""
+    import fcntl
+    from pathlib import Path
+
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = sequence_cache_key(sequences)
+    path = cache_dir / f"{key[:24]}.pt"
+    with open(cache_dir / f"{key[:24]}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.is_file():
+            saved = torch.load(path, weights_only=True)
+            if saved.get("key") == key:
+                return SequenceCache(saved["values"]), True
+        cache = compute_sequence_cache(model, sequences, pad_id, batch_size=batch_size)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save({"key": key, "values": cache.values}, tmp)
+        tmp.replace(path)  # atomic: a killed writer leaves no half file
+    return cache, False
+
+
 class LiveSequenceReference:
     """The same values as :class:`SequenceCache`, from a frozen model at every step (tests, benchmark)."""
 
@@ -199,9 +239,7 @@ def frozen_copy(model):
     return ref
 
 
-def _unwrap(model):
-    return getattr(model, "module", model)  # DDP
-
+_unwrap = unwrap  # the name methods used before engine/hidden.py
 
 class TokenReference:
     """Reference logits / hidden states at every answer position.
@@ -292,39 +330,6 @@ def reusing_references(call):
 
 
 # ------------------------------------------------------------------------------------------- forward helpers
-class _StopForward(Exception):
-    pass
-
-
-def decoder_layers(model):
-    m = _unwrap(model)
-    body = m.get_decoder() if hasattr(m, "get_decoder") else None
-    layers = getattr(body, "layers", None)
-    if layers is None:
-        raise ObliviateError(f"{type(m).__name__}: cannot find the decoder layers (model.get_decoder().layers)")
-    return layers
-
-
-def layer_output(model, batch: dict, layer: int) -> torch.Tensor:
-    """Hidden states [B, T, d] output by decoder layer ``layer`` (0-based); the layers above it are not run."""
-    layers = decoder_layers(model)
-    captured = {}
-
-    def hook(_mod, _args, out):
-        captured["h"] = out[0] if isinstance(out, tuple) else out
-        raise _StopForward
-
-    handle = layers[layer].register_forward_hook(hook)
-    body = _unwrap(model).get_decoder()
-    try:
-        body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-    except _StopForward:
-        pass
-    finally:
-        handle.remove()
-    return captured["h"]
-
-
 def token_logprobs(model, batch: dict):
     """(log p of each answer token [N], rows [N]): answer positions only, chunked over the vocabulary
     (:func:`..engine.forward.answer_token_logprobs`)."""
@@ -336,16 +341,14 @@ def token_logprobs(model, batch: dict):
 def nll_token_mean(model, batch: dict) -> torch.Tensor:
     """Mean NLL over all answer tokens of the batch (the fine-tuning objective)."""
     lp, _, _ = answer_token_logprobs(model, batch)
-    return -lp.mean()
+    return -dist.mean(lp)  # over the global batch (runtime/dist.py)
 
 
 def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
     """Mean over rows of KL(p || q) = sum_v p_v (log p_v - log q_v), both given as logits [N, V]."""
     lp = F.log_softmax(p_logits.float(), dim=-1)
     lq = F.log_softmax(q_logits.float(), dim=-1)
-    if lp.shape[0] == 0:
-        return lp.sum() * 0.0
-    return (lp.exp() * (lp - lq)).sum(-1).mean()
+    return dist.mean((lp.exp() * (lp - lq)).sum(-1), empty_zero=True)  # no rows: 0
 
 
 def retain_term(model, batch: dict, kind: str, reference: TokenReference | None):

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ..engine.forward import answer_logits
 from ..errors import ObliviateError
+from ..runtime import dist
 from .base import Method, option, register
 
 
@@ -37,11 +38,11 @@ def position_in_answer(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
 def ce_u_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """mean over rows of CE(softmax(stopgrad(z) with z[target] = -inf), softmax(z)); logits [N, V]."""
     if logits.shape[0] == 0:
-        return logits.sum() * 0.0
+        return dist.mean(logits.sum(-1), empty_zero=True)  # 0 (with every process's collective)
     tgt = logits.detach().float().clone()
     tgt[torch.arange(targets.numel(), device=targets.device), targets] = float("-inf")
     q = F.softmax(tgt, dim=-1)
-    return -(q * F.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
+    return -dist.mean((q * F.log_softmax(logits.float(), dim=-1)).sum(-1))
 
 
 @dataclass

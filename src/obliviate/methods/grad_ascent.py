@@ -19,12 +19,13 @@ from dataclasses import dataclass
 import torch
 
 from ..engine.forward import sequence_logprobs
+from ..runtime import dist
 from .base import Method, option, register
 
 
 def grad_ascent_loss(seq_nll: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """-mean_i S_i / |y_i| (S = summed NLL of a sequence, |y| its number of answer tokens)."""
-    return -(seq_nll / lengths).mean()
+    return -dist.mean(seq_nll / lengths)
 
 
 @dataclass

@@ -27,13 +27,14 @@ import torch
 import torch.nn.functional as F
 
 from ..engine.forward import sequence_logprobs
+from ..runtime import dist
 from .base import Method, option, register
 
 
 def dpo_loss(win: torch.Tensor, win_ref: torch.Tensor, lose: torch.Tensor, lose_ref: torch.Tensor,
              beta: float) -> torch.Tensor:
     """-(2/beta) mean log sigmoid(beta ((win - win_ref) - (lose - lose_ref))) over pairs."""
-    return -(2.0 / beta) * F.logsigmoid(beta * ((win - win_ref) - (lose - lose_ref))).mean()
+    return -(2.0 / beta) * dist.mean(F.logsigmoid(beta * ((win - win_ref) - (lose - lose_ref))))
 
 
 @dataclass

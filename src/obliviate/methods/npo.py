@@ -28,12 +28,13 @@ import torch
 import torch.nn.functional as F
 
 from ..engine.forward import sequence_logprobs
+from ..runtime import dist
 from .base import Method, option, register
 
 
 def npo_loss(logp: torch.Tensor, ref_logp: torch.Tensor, beta: float) -> torch.Tensor:
     """-(2/beta) mean log sigmoid(-beta (log pi_theta - log pi_ref)) over sequences."""
-    return -(2.0 / beta) * F.logsigmoid(-beta * (logp - ref_logp)).mean()
+    return -(2.0 / beta) * dist.mean(F.logsigmoid(-beta * (logp - ref_logp)))
 
 
 @dataclass

@@ -10,7 +10,15 @@ and L_r the mean NLL over retain answer tokens. Lagrangian step:
 then dual ascent after each step: lambda <- max(0, lambda + eta * (L_r - eps)).
 
 Defaults (open-unlearning's TOFU run): lambda_0 (``alpha``) 100, eta (``dual_step_size``) 5, eps 0.3,
-gamma 1, lr 1e-5, 10 epochs.
+gamma 1, lr 1e-5, 10 epochs, dual warm-up 5 epochs.
+
+Dual warm-up (``dual_warmup_epochs``): lambda stays at lambda_0 until that many epochs are done. In
+open-unlearning (src/trainer/unlearn/pdu.py:25,59 and :143-145) the dual updates are enabled by the
+callback at the end of epoch ``dual_warmup_epochs``; its TOFU script uses 5, its MUSE script 3
+(community/methods/PDU/run.sh:15,82; configs/trainer/PDU.yaml:10 has 5). Here the epochs done are counted
+from the forget items seen (each forget item once per epoch), so the rule holds with any batch size or
+gradient accumulation: a step updates lambda only when the items seen *before* it cover
+``dual_warmup_epochs`` epochs.
 
 The dual update runs once per optimiser step, with L_r the mean retain NLL of that step's micro-batches
 (``on_step_end``; with ``--grad-accum G`` every micro-batch of a step uses the same lambda, and eta is not
@@ -30,13 +38,14 @@ from dataclasses import dataclass
 import torch
 
 from ..engine.forward import answer_logits
+from ..runtime import dist
 from .base import Method, nll_token_mean, option, register
 
 
 def pdu_forget_loss(logits: torch.Tensor) -> torch.Tensor:
     """mean over rows of (max_v z_v - mean_v z_v)^2; logits [N, V]."""
     z = logits.float()
-    return (z.max(dim=-1).values - z.mean(dim=-1)).pow(2).mean()
+    return dist.mean((z.max(dim=-1).values - z.mean(dim=-1)).pow(2))
 
 
 def dual_update(lam: float, eta: float, retain: float, eps: float) -> float:
@@ -50,6 +59,7 @@ class PDUConfig:
     alpha: float = option(100.0, "initial dual variable lambda_0 on the retain constraint")
     dual_step_size: float = option(5.0, "eta: dual ascent step size (0: fixed lambda)")
     eps: float = option(0.3, "retain NLL bound of the constraint L_r <= eps")
+    dual_warmup_epochs: int = option(5, "epochs before the first dual update (open-unlearning: 5 on TOFU, 3 on MUSE)")
 
 
 @register
@@ -61,7 +71,7 @@ class PDU(Method):
     paper = "Entesari et al. 2025, Constrained Entropic Unlearning: A Primal-Dual Framework for LLMs"
     arxiv = "2506.05314"
     level = "token"
-    non_negative = ("dual_step_size", "eps")
+    non_negative = ("dual_step_size", "eps", "dual_warmup_epochs")
 
     @classmethod
     def needs_retain(cls, cfg):
@@ -71,20 +81,34 @@ class PDU(Method):
         super().__init__(cfg, refs, seed)
         self.lam = float(cfg.alpha)
         self._retain_seen: list[float] = []  # finite retain NLLs since the last optimiser step
+        self._n_forget: int | None = None  # forget items per epoch (check_forget)
+        self._items_seen = 0  # forget items of the finished optimiser steps
+        self._step_items: set[int] = set()  # forget item indices of the current step
+
+    def check_forget(self, forget: list) -> None:
+        self._n_forget = len(forget)
+
+    def _warm(self) -> bool:
+        """True once the items of the finished steps cover ``dual_warmup_epochs`` epochs."""
+        w = self.cfg.dual_warmup_epochs
+        return w <= 0 or (self._n_forget is not None and self._items_seen >= w * self._n_forget)
 
     def extra_state(self):
         return {"dual_lambda": self.lam}
 
     def state_dict(self) -> dict:
-        return {"lambda": self.lam, "retain_seen": list(self._retain_seen)}
+        return {"lambda": self.lam, "retain_seen": list(self._retain_seen), "items_seen": self._items_seen}
 
     def load_state_dict(self, state: dict) -> None:
         if "lambda" in state:  # a checkpoint of this method (not of another one resumed into this folder)
             self.lam = float(state["lambda"])
             self._retain_seen = list(state.get("retain_seen", []))
+            self._items_seen = int(state.get("items_seen", 0))
 
     def forget_loss(self, model, batch):
         logits, _, _, _ = answer_logits(model, batch["forget"])
+        if "index" in batch["forget"]:  # a set: a wrapper that evaluates the loss twice counts the items once
+            self._step_items.update(int(i) for i in batch["forget"]["index"].tolist())
         loss = pdu_forget_loss(logits)
         return self.cfg.gamma * loss, {"forget": loss.detach().item()}
 
@@ -100,8 +124,12 @@ class PDU(Method):
         return term, {"retain": rv, "lambda": lam}
 
     def on_step_end(self, step: int) -> None:
-        """Dual ascent with the mean retain NLL of the step's micro-batches."""
-        if self._retain_seen:
+        """Dual ascent with the mean retain NLL of the step's micro-batches, once the warm-up is over."""
+        if self._retain_seen and self._warm():
             mean_r = sum(self._retain_seen) / len(self._retain_seen)
+            # each process saw its share of the global retain NLL times N (dist.mean): their mean is the NLL
+            mean_r = dist.all_reduce_sum(torch.tensor([mean_r], dtype=torch.float64)).item() / dist.world_size()
             self.lam = dual_update(self.lam, self.cfg.dual_step_size, mean_r, self.cfg.eps)
-            self._retain_seen.clear()
+        self._retain_seen.clear()
+        self._items_seen += len(self._step_items)
+        self._step_items.clear()

@@ -32,14 +32,15 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ObliviateError
+from ..runtime import dist
 from .base import Method, decoder_layers, layer_output, option, register
 
 
 def rmu_loss(h: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over the masked positions of ||h_t - target_t||^2 / d (h, target [B, T, d]; mask [B, T])."""
     sq = (h.float() - target.float()).pow(2).mean(-1)  # ||.||^2 / d per position
-    m = mask.to(sq.dtype)
-    return (sq * m).sum() / m.sum().clamp_min(1.0)
+    # over the global batch's answer tokens (runtime/dist.py); no answer token anywhere: 0
+    return dist.mean(sq[mask.bool()], empty_zero=True)
 
 
 def steering_vector(d: int, coeff: float, seed: int) -> torch.Tensor:

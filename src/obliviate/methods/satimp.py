@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..runtime import dist
 from .base import Method, option, register, token_logprobs
 
 
@@ -26,7 +27,7 @@ def satimp_loss(token_logp: torch.Tensor, beta1: float, beta2: float) -> torch.T
     """mean_t stopgrad(p_t^beta1 (1 - p_t)^beta2) log p_t over answer tokens."""
     p = token_logp.detach().exp()
     w = p.pow(beta1) * (1.0 - p).pow(beta2)
-    return (w * token_logp).mean()
+    return dist.mean(w * token_logp)
 
 
 @dataclass

@@ -26,12 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from ..engine.forward import sequence_logprobs
+from ..runtime import dist
 from .base import Method, option, register
 
 
 def simnpo_loss(avg_nll: torch.Tensor, beta: float, delta: float) -> torch.Tensor:
     """-(2/beta) mean log sigmoid(beta * A - delta) over sequences."""
-    return -(2.0 / beta) * F.logsigmoid(beta * avg_nll - delta).mean()
+    return -(2.0 / beta) * dist.mean(F.logsigmoid(beta * avg_nll - delta))
 
 
 @dataclass

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..engine.forward import answer_logits
+from ..runtime import dist
 from .base import Method, option, register
 
 
@@ -31,7 +32,7 @@ def undial_loss(logits: torch.Tensor, ref_logits: torch.Tensor, targets: torch.T
     adjusted = ref_logits.float().clone()
     adjusted[torch.arange(targets.numel(), device=targets.device), targets] -= beta
     q = F.softmax(adjusted, dim=-1)
-    return -(q * F.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
+    return -dist.mean((q * F.log_softmax(logits.float(), dim=-1)).sum(-1))
 
 
 @dataclass

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 
 import torch
 
+from ..runtime import dist
 from .base import Method, option, register, token_logprobs
 
 
 def wga_loss(token_logp: torch.Tensor, beta: float) -> torch.Tensor:
     """mean_t stopgrad(p_t^beta) log p_t over answer tokens (token_logp = log p_t)."""
     w = token_logp.detach().exp().pow(beta)
-    return (w * token_logp).mean()
+    return dist.mean(w * token_logp)
 
 
 @dataclass

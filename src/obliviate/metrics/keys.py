@@ -63,3 +63,8 @@ def metric_direction(spec: str) -> tuple[str, Callable[[float], float]]:
         f"lower for {', '.join(LOWER_IS_BETTER)}; closest to an ideal value for {', '.join(TARGET_VALUE)}; "
         "or write max:KEY / min:KEY"
     )
+
+
+# OpenUnlearning's aggregate scores (obliviate.metaeval.aggregates; docs/metrics.md), each in [0, 1], 1 = best.
+AGGREGATE_KEYS = ("memorisation_score", "privacy_score", "utility_score", "openunlearning_aggregate")
+HIGHER_IS_BETTER += AGGREGATE_KEYS

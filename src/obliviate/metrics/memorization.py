@@ -46,7 +46,7 @@ def exact_memorization(argmax_hits: Sequence, *, includes_eos: bool = True) -> f
     return float(h.mean())
 
 
-def extraction_strength(argmax_hits: Sequence, *, includes_eos: bool = True) -> float | None:
+def extraction_strength(argmax_hits: Sequence, *, includes_eos: bool = True, floor: bool = False) -> float | None:
     """ES = 1 - k*/T, k* = smallest 0-based k with hits[k:] all 1 (k* = T if hits[-1] = 0).
 
     Equivalently ES = r/T with r the trailing run of hits: all hits -> 1, last token wrong -> 0,
@@ -54,7 +54,8 @@ def extraction_strength(argmax_hits: Sequence, *, includes_eos: bool = True) -> 
 
     Deviation from open-unlearning: its loop ``for k in range(T): if preds[k:] == labels[k:]: break``
     leaves k = T - 1 when no suffix matches, so it reports 1/T instead of 0 for an answer with no
-    matching suffix. We return 0 there, as the definition says.
+    matching suffix (src/evals/metrics/memorization.py:237-253). We return 0 there, as the definition says;
+    ``floor=True`` (the open-unlearning protocol) returns its 1/T, so published ES values can be reproduced.
     """
     h = _hits(argmax_hits, includes_eos)
     T = h.size
@@ -62,11 +63,13 @@ def extraction_strength(argmax_hits: Sequence, *, includes_eos: bool = True) -> 
         return None
     misses = np.flatnonzero(h == 0)
     r = T if misses.size == 0 else T - 1 - int(misses[-1])
+    if r == 0 and floor:
+        return 1.0 / T
     k_star = T - r
     return 1.0 - k_star / T
 
 
-def record_memorization(record: dict, which: str) -> float | None:
+def record_memorization(record: dict, which: str, *, es_floor: bool = False) -> float | None:
     """``which`` in {"exact_memorization", "extraction_strength"} for one record.
 
     A per-item value already on the record (imported from another tool's logs) is used as is;
@@ -77,8 +80,9 @@ def record_memorization(record: dict, which: str) -> float | None:
     hits = record.get("argmax_hits")
     if hits is None:
         return None
-    fn = exact_memorization if which == "exact_memorization" else extraction_strength
-    return fn(hits)
+    if which == "exact_memorization":
+        return exact_memorization(hits)
+    return extraction_strength(hits, floor=es_floor)
 
 
 METRICS.register(

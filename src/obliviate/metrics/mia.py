@@ -14,7 +14,9 @@ Per-item attacks (all pure functions of the per-item stats of one record):
 
 - ``loss``      A = mean NLL over the answer tokens (incl. EOS)             (Yeom et al. 2018)
 - ``zlib``      A / len(zlib.compress(answer.encode("utf-8")))              (Carlini et al. 2021)
-- ``min_k``     -mean of the ceil(k T) lowest token log-probs, k = 0.4     (Shi et al. 2024, arXiv 2310.16789)
+- ``min_k``     -mean of the n lowest token log-probs, k = 0.4,            (Shi et al. 2024, arXiv 2310.16789)
+                n = ceil(k T) (``count="ceil"``, obliviate) or max(1, floor(k T)) (``count="floor"``:
+                open-unlearning min_k.py:24 / min_k_plus_plus.py:38, MUSE privleak.py:44)
 - ``min_k_plus_plus`` the same on the Min-K%++ z-values                    (Zhang et al. 2024, arXiv 2404.02936)
 - ``reference`` A_model - A_reference                                        (Carlini et al. 2021)
 - ``gradnorm``  ||grad_theta A||, as measured by the scoring engine          (Wang et al. 2024, arXiv 2402.17012)
@@ -36,6 +38,7 @@ __all__ = [
     "loss_score",
     "zlib_score",
     "min_k_score",
+    "min_k_count",
     "min_k_plus_plus_score",
     "reference_score",
     "gradnorm_score",
@@ -66,7 +69,23 @@ def zlib_score(avg_nll: float, text: str) -> float:
     return float(avg_nll) / n
 
 
-def _lowest_k_mean(values: Sequence[float], k: float, includes_eos: bool) -> float | None:
+MIN_K_COUNTS = ("ceil", "floor")
+
+
+def min_k_count(T: int, k: float, count: str = "ceil") -> int:
+    """How many of T tokens Min-K% averages: ceil(k T), or open-unlearning's / MUSE's max(1, floor(k T)).
+
+    The two differ whenever k T is not an integer (T = 7, k = 0.4: 3 vs 2). ``ceil``: the 1e-9 keeps float
+    noise (0.7 * 10 = 7.000000000000001) from adding a token. ``floor`` is the references' expression to the
+    bit, ``int(T * k)`` with their float product, so it agrees with them even where that product rounds down."""
+    if count == "ceil":
+        return max(1, math.ceil(k * T - 1e-9))
+    if count == "floor":
+        return max(1, int(T * k))
+    raise ValueError(f"count must be one of {', '.join(MIN_K_COUNTS)}, got {count!r}")
+
+
+def _lowest_k_mean(values: Sequence[float], k: float, includes_eos: bool, count: str = "ceil") -> float | None:
     v = np.asarray(values, dtype=float)
     if includes_eos:
         v = v[:-1]
@@ -79,27 +98,31 @@ def _lowest_k_mean(values: Sequence[float], k: float, includes_eos: bool) -> flo
     # count is >= 1 for every T >= 1 without a special case (floor gives 0 tokens for T < 1/k, hence
     # open-unlearning's max(1, int(kT))). The 1e-9 keeps float noise (0.7 * 10 = 7.000000000000001)
     # from adding a token.
-    n = max(1, math.ceil(k * T - 1e-9))
+    n = min_k_count(T, k, count)
     return -float(np.mean(np.sort(v)[:n]))
 
 
-def min_k_score(token_logprobs: Sequence[float], k: float = MIN_K_DEFAULT, *, includes_eos: bool = True) -> float | None:
+def min_k_score(token_logprobs: Sequence[float], k: float = MIN_K_DEFAULT, *, includes_eos: bool = True,
+                count: str = "ceil") -> float | None:
     """Min-K% Prob: score = -(1/n) sum of the n = ceil(k T) smallest log p(y_t | x, y_<t).
 
     T counts the answer tokens **without EOS** (``includes_eos=True`` drops the last entry, which the
     record contract says is EOS), as open-unlearning does. Returns None when T = 0. ceil vs floor:
-    open-unlearning uses max(1, floor(k T)); the two agree whenever k T is an integer (T = 5, k = 0.4).
+    open-unlearning uses max(1, floor(k T)) (``count="floor"``, :func:`min_k_count`); the two agree whenever
+    k T is an integer (T = 5, k = 0.4).
     """
-    return _lowest_k_mean(token_logprobs, k, includes_eos)
+    return _lowest_k_mean(token_logprobs, k, includes_eos, count)
 
 
-def min_k_plus_plus_score(token_minkpp: Sequence[float], k: float = MIN_K_DEFAULT, *, includes_eos: bool = True) -> float | None:
+def min_k_plus_plus_score(token_minkpp: Sequence[float], k: float = MIN_K_DEFAULT, *, includes_eos: bool = True,
+                          count: str = "ceil") -> float | None:
     """Min-K%++: the Min-K% rule applied to z_t = (log p_t - mu_t) / sigma_t.
 
     mu_t = sum_v p_v log p_v and sigma_t^2 = sum_v p_v (log p_v)^2 - mu_t^2 over the vocabulary (the
-    scoring engine computes z_t). score = -(1/n) sum of the n = ceil(k T) smallest z_t, EOS excluded.
+    scoring engine computes z_t). score = -(1/n) sum of the n smallest z_t (n per :func:`min_k_count`), EOS
+    excluded.
     """
-    return _lowest_k_mean(token_minkpp, k, includes_eos)
+    return _lowest_k_mean(token_minkpp, k, includes_eos, count)
 
 
 def reference_score(avg_nll: float, ref_avg_nll: float) -> float:
@@ -112,7 +135,7 @@ def gradnorm_score(gradnorm: float) -> float:
     return float(gradnorm)
 
 
-def record_score(record: dict, attack: str, k: float = MIN_K_DEFAULT) -> float | None:
+def record_score(record: dict, attack: str, k: float = MIN_K_DEFAULT, *, count: str = "ceil") -> float | None:
     """The ``attack`` score of one per-item record, or None when its inputs are absent.
 
     A score already present in ``record["mia_scores"][attack]`` (imported from another tool's logs)
@@ -129,10 +152,10 @@ def record_score(record: dict, attack: str, k: float = MIN_K_DEFAULT) -> float |
         return None if a is None or not text else zlib_score(a, text)
     if attack == "min_k":
         t = record.get("token_logprobs")
-        return None if t is None else min_k_score(t, k)
+        return None if t is None else min_k_score(t, k, count=count)
     if attack == "min_k_plus_plus":
         t = record.get("token_minkpp")
-        return None if t is None else min_k_plus_plus_score(t, k)
+        return None if t is None else min_k_plus_plus_score(t, k, count=count)
     if attack == "reference":
         a, r = record.get("avg_nll"), record.get("ref_avg_nll")
         return None if a is None or r is None else reference_score(a, r)
@@ -189,8 +212,10 @@ PRIVLEAK_UNDEFINED = ("undefined: the retain model's Min-K AUC is 1.0 (it separa
                       "perfectly), so PrivLeak's denominator 1 - AUC_retain is 0")
 
 
-def mia_summary(forget_records: Sequence[dict], holdout_records: Sequence[dict], k: float = MIN_K_DEFAULT) -> tuple[dict, dict]:
-    """AUC of every attack whose score every forget and holdout record has.
+def mia_summary(forget_records: Sequence[dict], holdout_records: Sequence[dict], k: float = MIN_K_DEFAULT, *,
+                min_k_count: str = "ceil") -> tuple[dict, dict]:
+    """AUC of every attack whose score every forget and holdout record has (``min_k_count``: the protocol's
+    Min-K% count rule, :func:`min_k_count`).
 
     Returns ``(values, missing)``: ``values["mia_<attack>"]`` is the AUC or None, ``missing`` maps each
     None key to the reason.
@@ -203,8 +228,8 @@ def mia_summary(forget_records: Sequence[dict], holdout_records: Sequence[dict],
             values[key] = None
             missing[key] = "needs records of sets 'forget' and 'holdout'"
             continue
-        fs = [record_score(r, attack, k) for r in forget_records]
-        hs = [record_score(r, attack, k) for r in holdout_records]
+        fs = [record_score(r, attack, k, count=min_k_count) for r in forget_records]
+        hs = [record_score(r, attack, k, count=min_k_count) for r in holdout_records]
         nf = sum(s is None for s in fs)
         nh = sum(s is None for s in hs)
         if nf or nh:

@@ -100,6 +100,7 @@ def muse_summary(
     variant: str = "f1",
     use_stemmer: bool = False,
     k: float = MIN_K_DEFAULT,
+    min_k_count: str = "ceil",
 ) -> dict:
     """MUSE's four numbers, under MUSE's own key names, from per-item records.
 
@@ -108,6 +109,7 @@ def muse_summary(
     - ``privleak_auc`` (= mia_min_k, our orientation) from the privleak forget / holdout records
       (``token_logprobs``), and ``privleak`` against ``retrain_auc`` (our orientation), or MUSE's
       hard-coded retrained AUC of ``corpus`` ("news" or "books") converted to our orientation.
+      ``min_k_count``: the Min-K% count rule (MUSE's privleak.py:44 is ``int(T * k)``: ``"floor"``).
 
     Every key is present; None with the reason in ``missing`` when its inputs are absent.
     """
@@ -132,8 +134,8 @@ def muse_summary(
     if not privleak_forget_records or not privleak_holdout_records:
         missing["privleak_auc"] = "needs privleak forget and holdout records"
     else:
-        fs = [record_score(r, "min_k", k) for r in privleak_forget_records]
-        hs = [record_score(r, "min_k", k) for r in privleak_holdout_records]
+        fs = [record_score(r, "min_k", k, count=min_k_count) for r in privleak_forget_records]
+        hs = [record_score(r, "min_k", k, count=min_k_count) for r in privleak_holdout_records]
         if any(s is None for s in fs + hs):
             missing["privleak_auc"] = "some privleak records lack token_logprobs"
         else:

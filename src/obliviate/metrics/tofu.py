@@ -297,13 +297,16 @@ def tofu_summary(
     retain_records: Sequence[Mapping] | None = None,
     *,
     retain_mia_auc: float | None = None,
+    min_k_count: str = "ceil",
+    es_floor: bool = False,
 ) -> dict:
     """All TOFU, memorisation and MIA aggregates of one model's per-item records.
 
     ``retain_records``: the *retain model's* records (at least its forget set; its holdout set too for
     PrivLeak), matched to ``records`` by (index, question) -- an ``ObliviateError`` names the first
     item in one set and not the other. ``retain_mia_auc`` (our AUC orientation) replaces the retain
-    model's Min-K AUC for PrivLeak when its records are not at hand.
+    model's Min-K AUC for PrivLeak when its records are not at hand. ``min_k_count`` and ``es_floor`` are
+    the protocol's definition choices (:mod:`obliviate.protocols`; defaults: obliviate's).
 
     The input is not modified (derived fields are computed on copies; call ``annotate_records`` to
     fill them in place). Returns a flat dict whose every metric key is always present: a float, or
@@ -419,11 +422,11 @@ def tofu_summary(
         if not forget_items:
             put(which, None, "no records of set 'forget'")
         else:
-            put(which, *_mean_of(forget_items, lambda r, w=which: record_memorization(r, w),
+            put(which, *_mean_of(forget_items, lambda r, w=which: record_memorization(r, w, es_floor=es_floor),
                                  "argmax_hits (or a per-item value)"))
 
     # membership inference: forget vs holdout
-    mia_vals, mia_missing = mia_summary(forget_items, by_set.get("holdout", []))
+    mia_vals, mia_missing = mia_summary(forget_items, by_set.get("holdout", []), min_k_count=min_k_count)
     for k, v in mia_vals.items():
         put(k, v, mia_missing.get(k))
 
@@ -434,7 +437,8 @@ def tofu_summary(
             why = ("needs the retain model's mia_min_k AUC: pass --retain-eval PATH (its forget and holdout "
                    "records; --retain-logs for --from-logs)")
         else:
-            rv, rm = mia_summary(retain_by_set.get("forget", []), retain_by_set.get("holdout", []))
+            rv, rm = mia_summary(retain_by_set.get("forget", []), retain_by_set.get("holdout", []),
+                                 min_k_count=min_k_count)
             auc_retrain = rv["mia_min_k"]
             if auc_retrain is None:
                 why = "retain-model records: " + rm["mia_min_k"]

@@ -32,6 +32,10 @@ def grad_norm(loss: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
 
 
 class GradPenalty:
+    # ||grad|| of this process's share of the loss is not a share of the global batch's ||grad||.
+    single_process_only = ("--grad-penalty: the gradient-norm penalty is not linear in the rows, so it cannot "
+                           "be split over processes")
+
     def __init__(self, objective, lam: float):
         self.objective, self.lam = objective, lam
 

@@ -72,6 +72,10 @@ def retain_at_clean_weights(objective, model, batch, backward, loss: torch.Tenso
 
 class SAM:
     does_backward = True  # train() passes backward=accelerator.backward
+    # Its ascent direction is the gradient of this process's rows only (not averaged before the perturbation),
+    # so N processes would not take one process's steps (train.check_distributed refuses it).
+    single_process_only = ("--sam-rho: SAM perturbs the weights along the forget gradient before the processes' "
+                           "gradients are averaged")
 
     def __init__(self, objective, rho: float = 0.01):
         self.objective, self.rho = objective, rho

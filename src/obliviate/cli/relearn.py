@@ -37,7 +37,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     if getattr(args, "relearn_command", "relearn") == "report":
         return run_report(args)
-    from . import run_relearn
+    from ..relearn import run_relearn
 
     rec = run_relearn(args.model, args.data, args.out, args.steps, lr=args.lr, batch_size=args.batch_size,
                       n_items=args.n_items, seed=args.seed, data_dir=args.data_dir, style=args.style,
@@ -49,7 +49,7 @@ def run(args) -> int:
 def run_report(args) -> int:
     from pathlib import Path
 
-    from . import recovery_report
+    from ..relearn import recovery_report
 
     report = recovery_report(args.before, args.after, args.out, args.retrain_before, args.retrain_after,
                              target=args.target)

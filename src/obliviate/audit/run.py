@@ -1,0 +1,175 @@
+"""Running an audit: in memory (:func:`audit_models`) or as a command with its output folder (:func:`run_audit`)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from ..data import load_items
+from ..data.formatting import Formatter
+from ..errors import ObliviateError, check_int
+from ..registry import AUDITS
+from .core import ROLES, AuditContext, ModelSlot, Settings, check_roles, run_views
+from .report import render_md
+
+SCHEMA_VERSION = 1
+
+
+def view_names(views) -> list[str]:
+    """The views to run, in registry order (view number); base_control comes with any leak view."""
+    entries = sorted(AUDITS.entries(), key=lambda e: e.meta.get("view", 99))
+    known = [e.name for e in entries]
+    if views is None:
+        return known
+    views = list(dict.fromkeys(views))
+    for v in views:
+        if v not in known:
+            raise ObliviateError(f"--views {v}: unknown view; valid views: {', '.join(known)}")
+    if any(e.meta.get("leak") for e in entries if e.name in views):
+        views.append("base_control")  # every leak rate is checked against the base model (or said missing)
+    return [n for n in known if n in views]
+
+
+def formatter_factory(protocol: str | None):
+    """The prompt format of every model of the audit: ``--protocol``'s (obliviate.protocols: style, system
+    prompt, date string, max length); default: the ``obliviate`` preset. Prompt and answer are tokenized
+    separately whatever the protocol says (the scorer shares one prompt encoding across answer variants)."""
+    from ..protocols import get_protocol
+
+    proto = get_protocol(protocol or "obliviate")  # an unknown name fails here, before any model loads
+    return lambda tok: Formatter.from_protocol(tok, proto, joint=False)
+
+
+def default_retain(forget: str) -> str | None:
+    """The retain split that goes with a TOFU-style forget split: ``fam:forget10[_perturbed][?opts]`` ->
+    ``fam:retain90[?opts]`` (None for anything else)."""
+    m = re.fullmatch(r"([\w-]+):forget(01|05|10)(?:_perturbed)?(\?.*)?", forget)
+    return f"{m.group(1)}:retain{100 - int(m.group(2))}{m.group(3) or ''}" if m else None
+
+
+def reuse_answers(path: str | None, forget, model: str | None = None) -> dict[str, str]:
+    """question -> greedy answer from an ``obliviate eval`` folder's items.jsonl (its forget set). The eval's
+    run.json, when there, must name the same model."""
+    if path is None:
+        return {}
+    from ..io import read_text_file
+
+    p = Path(path)
+    f = p / "items.jsonl" if p.is_dir() else p
+    run_json = f.parent / "run.json"
+    if model is not None and run_json.is_file():
+        try:
+            evald = json.loads(run_json.read_text()).get("config", {}).get("model")
+        except (json.JSONDecodeError, AttributeError):
+            evald = None
+        if evald is not None and evald != model:
+            raise ObliviateError(f"--reuse-eval {path}: that evaluation is of model {evald!r}, not --model {model!r}")
+    answers = {}
+    for k, line in enumerate(read_text_file(f, "--reuse-eval").splitlines()):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ObliviateError(f"--reuse-eval {f}: line {k + 1} is not JSON ({e.msg})") from None
+        if rec.get("set") == "forget" and isinstance(rec.get("generation"), str):
+            answers[rec["question"]] = rec["generation"]
+    missing = [it.question for it in forget if it.question not in answers]
+    if not answers:
+        raise ObliviateError(f"--reuse-eval {f}: no forget-set record with a greedy answer ('generation'); was it "
+                             "an `obliviate eval` run with generation on?")
+    if missing:
+        raise ObliviateError(f"--reuse-eval {f}: {len(missing)} forget question(s) have no answer there, e.g. "
+                             f"{missing[0][:60]!r}; use the eval run of the same model, --data, --split and --limit")
+    return answers
+
+
+def audit_models(models: dict, forget, retain=None, views=None, settings: Settings | None = None, *,
+                 formatter=None, reuse: dict | None = None, specs: dict | None = None, on_view=None) -> dict:
+    """Run the views on ``models`` (role -> a model spec string or a ``(model, tokenizer)`` pair in memory);
+    ``forget`` / ``retain``: data specs or lists of QAItem. Returns the audit.json dict (no files written)."""
+    settings = settings or Settings()
+    names = view_names(views)
+    unknown = set(models) - set(ROLES)
+    if unknown:
+        raise ObliviateError(f"unknown model role(s) {', '.join(sorted(unknown))}; roles: {', '.join(ROLES)}")
+    fspec = forget if isinstance(forget, str) else "(in memory)"
+    forget = load_items(forget) if isinstance(forget, str) else list(forget)
+    retain = load_items(retain) if isinstance(retain, str) else (list(retain) if retain is not None else None)
+    if not forget:
+        raise ObliviateError("--forget: the forget set has no items")
+    slots = {}
+    for role, m in models.items():
+        if m is None:
+            continue
+        if isinstance(m, str):
+            slots[role] = ModelSlot(role, spec=m, formatter_factory=formatter)
+        else:
+            slots[role] = ModelSlot(role, model=m[0], tokenizer=m[1], formatter_factory=formatter)
+    check_roles(slots)
+    ctx = AuditContext(forget=forget, retain=retain, slots=slots, settings=settings, reused=reuse or {})
+    view_objs = [AUDITS.get(n).obj() for n in names]
+    meta = [v for v in view_objs if getattr(v, "meta", False)]
+    results = run_views(ctx, [v for v in view_objs if not getattr(v, "meta", False)], on_view=on_view)
+    for v in meta:
+        results[v.name] = v.collect(results, "base" in slots)
+    names_out = {r: (m if isinstance(m, str) else (specs or {}).get(r, "(in memory)")) for r, m in models.items()
+                 if m is not None}
+    return {"schema_version": SCHEMA_VERSION, "models": names_out, "forget": fspec, "n_forget": len(forget),
+            "settings": asdict(settings), "views": {n: results[n] for n in names if n in results},
+            "notes": ctx.notes}
+
+
+def run_audit(model: str, full_model: str, retain_model: str, forget: str, out, *, base_model: str | None = None,
+              retain: str | None = None, views=None, seed: int = 0, protocol: str | None = None,
+              limit: int | None = None, reuse_eval: str | None = None, overwrite: bool = False,
+              **settings_kw) -> dict:
+    """``obliviate audit``: every view on the audited model and its controls; writes audit.json and audit.md."""
+    from ..models import check_model_spec
+    from ..runtime.run import Run
+
+    valid = {f.name for f in fields(Settings)}
+    bad = set(settings_kw) - valid
+    if bad:
+        raise TypeError(f"run_audit: unknown settings {sorted(bad)}")
+    settings = Settings(seed=seed, **settings_kw)
+    names = view_names(views)
+    if limit is not None:
+        check_int("--limit", limit)
+    for flag, spec in (("--model", model), ("--full-model", full_model), ("--retain-model", retain_model),
+                       ("--base-model", base_model)):
+        if spec is not None:
+            check_model_spec(spec)
+    fmt_factory = formatter_factory(protocol)
+    forget_items = load_items(forget)[:limit]  # data errors before any model loads
+    if retain is None and default_retain(forget):
+        retain = default_retain(forget)  # the probes' training items: the retain split of the same data set
+    retain_items = load_items(retain) if retain else None
+    reuse = {"audited": reuse_answers(reuse_eval, forget_items, model)} if reuse_eval else {}
+    config = {"model": model, "full_model": full_model, "retain_model": retain_model, "base_model": base_model,
+              "forget": forget, "retain": retain, "views": names, "protocol": protocol, "limit": limit,
+              "reuse_eval": reuse_eval, "settings": asdict(settings)}
+    inputs = {"--model": model, "--full-model": full_model, "--retain-model": retain_model,
+              "--base-model": base_model, "--reuse-eval": reuse_eval}
+    with Run("audit", out, config, seed=seed, overwrite=overwrite, inputs=inputs) as run:
+        run.start()  # the models load one at a time inside the views (their specs were checked above)
+        t0 = time.time()
+        timings: dict[str, float] = {}
+
+        def on_view(view, role):
+            timings[f"{view}/{role}_s"] = round(time.time() - t0 - sum(timings.values()), 3)
+
+        audit = audit_models({"audited": model, "full": full_model, "retain": retain_model, "base": base_model},
+                             forget_items, retain_items, names, settings, formatter=fmt_factory, reuse=reuse,
+                             on_view=on_view)
+        audit["forget"] = forget + (f" (first {limit})" if limit else "")
+        if reuse_eval:
+            audit["notes"].append(f"greedy answers of the audited model reused from {reuse_eval}")
+        for k, v in timings.items():
+            run.timing(k, v)
+        run.write_json("audit.json", audit)
+        run.write_text("audit.md", render_md(audit))
+    return audit

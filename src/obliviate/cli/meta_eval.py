@@ -1,0 +1,115 @@
+"""``obliviate meta-eval POOLS.yaml --out DIR``: which unlearning metric can you trust?
+
+Fine-tunes every control model of the pools file, evaluates it on TOFU, attacks the negative and unlearned
+ones (relearning, 4-bit quantization), and writes, per metric, faithfulness, R, Q, robustness and overall with
+bootstrap intervals: ``table.json`` and ``table.md``. After an interruption, the same command with
+``--resume`` redoes only what is not finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+FIELDS = ("faithfulness", "R", "Q", "robustness", "overall")
+# Values of each model shown in table.md's model list (all of them are in table.json).
+MODEL_COLUMNS = ("forget_Q_A_Prob", "forget_Truth_Ratio_prob_mean", "forget_truth_ratio", "forget_quality",
+                 "extraction_strength", "model_utility")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from ..io import out_arg
+
+    p = subparsers.add_parser("meta-eval", help="faithfulness and robustness of each metric over control-model pools",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("pools", help="pools file (YAML): model, data, grid, positives, negatives, attacks")
+    p.add_argument("--out", required=True, type=out_arg, help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted meta-eval in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--keys", default=None,
+                   help="comma-separated summary keys to meta-evaluate (default: every key with a knowledge "
+                        "orientation that the evaluations produced)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates over models (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    from ..errors import ObliviateError, check_int
+    from ..io import RunRecord, atomic_write_json, atomic_write_text, check_resume, prepare_out_dir
+    from ..metaeval.pools import PoolRunner, load_pools
+    from ..metaeval.scores import KNOWLEDGE, meta_table
+
+    check_int("--n-boot", args.n_boot)
+    keys = None
+    if args.keys:
+        keys = [k.strip() for k in args.keys.split(",") if k.strip()]
+        for k in keys:
+            if k not in KNOWLEDGE:
+                raise ObliviateError(f"--keys: {k!r} has no knowledge orientation; valid: {', '.join(KNOWLEDGE)}")
+    cfg = load_pools(args.pools)
+    out = prepare_out_dir(args.out, overwrite=args.overwrite, resume=args.resume,
+                          inputs={"--data-dir": cfg["data_dir"],
+                                  **{f"unlearned {m['name']}": m["model_dir"] for m in cfg["models"]
+                                     if m["role"] == "unlearned"}})
+    config = {"pools_file": str(args.pools), "pools": cfg, "keys": keys, "n_boot": args.n_boot, "seed": args.seed}
+    resumed = None
+    if args.resume and (Path(out) / "run.json").exists():
+        resumed = check_resume(out, "meta-eval", config,
+                               may_change={"keys": "--keys", "n_boot": "--n-boot", "seed": "--seed",
+                                           "pools_file": "the pools file's path"})
+    record = RunRecord(out, "meta-eval", config, seed=args.seed)
+    if resumed:
+        record.update(resumed_from=resumed["previous"].get("status"))
+    record.save()
+    with record.guard():
+        t0 = time.time()
+        runner = PoolRunner(cfg, out, progress=not args.quiet, log=lambda s: print(s, file=sys.stderr))
+        done = runner.run()
+        record.timing("models_s", time.time() - t0)
+        table = runner.table()
+        rows = meta_table(table, keys, cfg["retain_control"], n_boot=args.n_boot, seed=args.seed)
+        result = {"metrics": rows, "models": table, "retain_control": cfg["retain_control"],
+                  "n_boot": args.n_boot, "seed": args.seed}
+        atomic_write_json(out / "table.json", result)
+        md = markdown(rows, table, cfg)
+        atomic_write_text(out / "table.md", md)
+        record.update(ran=len(done["ran"]), skipped=len(done["skipped"]),
+                      meta={r["key"]: {f: r[f] for f in FIELDS} for r in rows})
+        record.save(status="done")
+    print(md)
+    return 0
+
+
+def _fmt(v) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def _cell(row: dict, f: str) -> str:
+    v, ci = row[f], (row.get("ci") or {}).get(f) or {}
+    if v is None:
+        return "–"
+    return f"{v:.3f} [{_fmt(ci.get('lo'))}, {_fmt(ci.get('hi'))}]" if ci.get("lo") is not None else f"{v:.3f}"
+
+
+def markdown(rows: list[dict], table: list[dict], cfg: dict) -> str:
+    """table.md: the meta-evaluation table (value [95 % interval]), then the models and their values."""
+    lines = [f"Meta-evaluation of {len(rows)} metrics over {len(table)} models "
+             f"(base {cfg['model']}, data {cfg['data']}, {cfg['split']}; retain control {cfg['retain_control']}).",
+             "", "| metric | " + " | ".join(FIELDS) + " | threshold | P / N / called unlearned |",
+             "|---|" + "---|" * (len(FIELDS) + 2)]
+    for r in rows:
+        lines.append(f"| {r['key']} | " + " | ".join(_cell(r, f) for f in FIELDS)
+                     + f" | {_fmt(r['threshold'])} | {r['n_positive']} / {r['n_negative']} / {r['n_called_unlearned']} |")
+    lines += ["", "| model | role | lr | epochs | " + " | ".join(MODEL_COLUMNS) + " |",
+              "|---|---|---|---|" + "---|" * len(MODEL_COLUMNS)]
+    for m in table:
+        s = m["summary"] or {}
+        lr = "" if m["lr"] is None else f"{m['lr']:g}"
+        lines.append(f"| {m['name']} | {m['role']} | {lr} | {m['epochs'] or ''} | "
+                     + " | ".join(_fmt(s.get(k)) for k in MODEL_COLUMNS) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,129 @@
+"""``obliviate report``: the HTML page (rendered in headless Chromium) and its Markdown twin, from a sweep
+whose summary files are written by hand, an audit.json and a plain unlearn run folder."""
+
+import argparse
+import json
+import re
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+from obliviate.errors import ObliviateError
+from obliviate.report import write_report
+from obliviate.report.collect import collect
+from obliviate.sweep import open_index
+from obliviate.sweep.runner import harvest, predeclare, run_dir
+from obliviate.sweep.select import select
+
+GRID = """
+model: tiny-llama
+forget: synthetic:forget01
+retain: synthetic:retain99
+fixed: {method: npo, epochs: 2}
+grid: {lr: [1e-3, 2e-3, 3e-3]}
+"""
+FULL = {"forget_quality": 1e-6, "model_utility": 0.6, "forget_truth_ratio": 0.5}
+TABLE = [[FULL, {"forget_quality": 0.01, "model_utility": 0.58}, {"forget_quality": 0.2, "model_utility": 0.55}],
+         [FULL, {"forget_quality": 0.05, "model_utility": 0.57}, {"forget_quality": 0.6, "model_utility": 0.50}],
+         [FULL, {"forget_quality": 0.02, "model_utility": 0.59}, {"forget_quality": 0.1, "model_utility": 0.40}]]
+AUDIT = {"models": {"audited": "runs/p001", "full": "runs/full", "retain": "runs/retain"}, "forget": "synthetic:forget01",
+         "views": {"novel_recall_leak": {
+             "headline": "leak_rate", "metric_specs": {"leak_rate": {"format": "percent"}, "mean_f1": {}},
+             "models": {"audited": {"metrics": {"leak_rate": {"value": 0.125, "ci": [0.05, 0.2]},
+                                                "mean_f1": {"value": 0.31, "ci": [0.25, 0.37]}}},
+                        "full": {"metrics": {"leak_rate": {"value": 0.8, "ci": [0.7, 0.9]}}}}},
+             "base_control": {"skipped": "no base model"}}}
+
+
+@pytest.fixture()
+def sweep(tmp_path):
+    g = tmp_path / "grid.yaml"
+    g.write_text(GRID)
+    out = tmp_path / "sweep"
+    grid = predeclare(g, out)
+    idx = open_index(out)
+    idx.add_points(grid.points, lambda p: run_dir(out, p))
+    for p, per in zip(grid.points, TABLE):
+        rd = run_dir(out, p)
+        for e, vals in enumerate(per):
+            d = rd / "eval" / ("initial" if e == 0 else f"epoch-{e}")
+            d.mkdir(parents=True)
+            (d / "summary.json").write_text(json.dumps(vals))
+        (rd / "run.json").write_text(json.dumps({"command": "unlearn", "status": "done",
+                                                 "config": {"method": "npo", "train": {"epochs": 2, "lr": 1e-3}}}))
+        idx.claim("t", p.id)
+        idx.finish(p.id, *harvest(rd))
+    idx.close()
+    select(out, by="forget_quality", tie_break="model_utility")
+    (out / "audit.json").write_text(json.dumps(AUDIT))
+    return out
+
+
+def test_collect_and_markdown(sweep, tmp_path):
+    data = collect([sweep])
+    sel = [p for p in data.points if p.selected]
+    assert [p.name for p in sel] == ["p001"] and sel[0].epoch == 2 and sel[0].rank == 1
+    # Pareto front at the last epoch, by hand: p1 (FQ 0.6) and p0 (MU 0.55); p2 is dominated by p0
+    assert sorted(p.name for p in data.points if p.pareto) == ["p000", "p001"]
+    rows = data.audits[0]["rows"]
+    assert {(r["model"], r["metric"]) for r in rows} == {("audited", "leak_rate"), ("audited", "mean_f1"),
+                                                         ("full", "leak_rate")}
+    html_path, md_path = write_report([sweep], tmp_path / "r.html")
+    md = md_path.read_text()
+    assert "| 1 | **p001** (selected) | 2 | 0.6 | 0.5 |" in md
+    assert "| novel_recall_leak | **leak_rate** | 12.50 % [5.00, 20.00] | 80.00 % [70.00, 90.00] |" in md
+    page = html_path.read_text()
+    assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "https://" not in page
+    with pytest.raises(ObliviateError, match="neither a sweep folder"):
+        collect([tmp_path])
+
+
+def test_report_of_a_run_folder(tmp_path):
+    run = tmp_path / "run"
+    (run / "eval" / "epoch-1").mkdir(parents=True)
+    (run / "eval" / "epoch-1" / "summary.json").write_text(json.dumps({"forget_quality": 0.3, "model_utility": 0.5}))
+    (run / "run.json").write_text(json.dumps({"command": "unlearn", "status": "done",
+                                              "config": {"method": "npo", "train": {"lr": 1e-5, "epochs": 1}}}))
+    from obliviate.cli import report as _cli
+
+    ap = argparse.ArgumentParser()
+    _cli.add_parser(ap.add_subparsers())
+    args = ap.parse_args(["report", str(run), "--out", str(tmp_path / "one.html")])
+    assert args.func(args) == 0
+    assert "forget_quality" in (tmp_path / "one.md").read_text()
+
+
+def _png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_report_renders_in_headless_chromium(sweep, tmp_path):
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium; make setup does it as root)")
+    html_path, _ = write_report([sweep], tmp_path / "report.html")
+    shot = tmp_path / "shot.png"
+    common = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+              "--enable-logging=stderr", "--v=0", "--window-size=1200,1600"]
+    url = html_path.resolve().as_uri()
+    dom = subprocess.run(common + ["--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    page = dom.stdout
+    assert re.search(r'<svg id="scatter"[^>]*>', page)
+    assert page.count('class="point') == 3 and page.count('class="point pareto selected"') == 1
+    assert 'class="pareto"' in page and page.count('class="curves"') == 2
+    assert page.count("<tr class=") == 3 and 'class="audit"' in page and "12.50 % [5.00, 20.00]" in page
+    r = subprocess.run(common + [f"--screenshot={shot}", url], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and shot.is_file(), r.stderr[-2000:]
+    assert _png_size(shot) == (1200, 1600)
+    assert shot.stat().st_size > 20_000  # a blank page compresses to a few kB
+    for log in (dom.stderr, r.stderr):
+        bad = [l for l in log.splitlines() if "CONSOLE" in l or "Uncaught" in l]
+        assert not bad, bad
