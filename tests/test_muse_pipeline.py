@@ -123,3 +123,18 @@ def test_relearning_brings_back_more_on_the_unlearned_model_than_on_retrain(tiny
     frac_npo = (nll_npo - _forget_nll(attacked, tok, news)) / (nll_npo - nll_target)
     frac_retrain = (nll_retrain - _forget_nll(control, tok, news)) / (nll_retrain - nll_target)
     assert frac_npo > frac_retrain + 0.1
+
+
+def test_muse_eval_on_the_written_corpus_uses_the_retrain_models_own_auc(tmp_path):
+    from obliviate.data.synthetic_news import write_muse_dir
+    from obliviate.evaluate import run_muse_eval
+
+    data = write_muse_dir(tmp_path / "data", n_forget=4, n_retain=2, n_holdout=4)
+    kw = dict(data_dir=str(data), progress=False, batch_size=8)
+    r = run_muse_eval("tiny-llama?seed=1", tmp_path / "eval-retrain", **kw)
+    u = run_muse_eval("tiny-llama", tmp_path / "eval-u", retain_eval=str(tmp_path / "eval-retrain"), **kw)
+    assert {"verbmem_f", "knowmem_f", "knowmem_r", "privleak_auc", "privleak"} <= set(u)
+    assert 0 < r["privleak_auc"] < 1  # (random tiny models: a fixed, non-degenerate draw)
+    # MUSE's (AUC_M(u) - AUC_M(r)) / AUC_M(r) x 100 with AUC_M = 1 - our privleak_auc (metrics/mia.py)
+    want = ((1 - u["privleak_auc"]) - (1 - r["privleak_auc"])) / (1 - r["privleak_auc"]) * 100
+    assert u["privleak"] == pytest.approx(want, abs=0.01)

@@ -338,7 +338,7 @@ def plan_unlearning(
                                              "alpha (--alpha A) to add its retain term")
             + ", so the retain set would be ignored; drop --retain")
     if retain_items:
-        shared = {it.question for it in forget_items} & {it.question for it in retain_items}
+        shared = {it.question for it in forget_items if it.question} & {it.question for it in retain_items}  # texts: ''
         if shared:  # the retain term would pull back what the forget term removes
             print(f"warning: {len(shared)} of the forget set's {len(forget_items)} questions are also in the retain "
                   f"set ({next(iter(sorted(shared)))!r}{', ...' if len(shared) > 1 else ''}); the retain term "

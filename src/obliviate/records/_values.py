@@ -5,7 +5,9 @@ from __future__ import annotations
 from ..errors import ObliviateError
 
 
-_SET_ORDER = {"forget": 0, "retain": 1, "real_authors": 2, "world_facts": 3, "holdout": 4}
+_SET_ORDER = {"forget": 0, "retain": 1, "real_authors": 2, "world_facts": 3, "holdout": 4,
+              # MUSE's eval (evaluate.run_muse_eval): its items.jsonl is read back for --retain-eval (PrivLeak)
+              "verbmem": 5, "knowmem_forget": 6, "knowmem_retain": 7, "privleak_forget": 8, "privleak_holdout": 9}
 
 
 def _short(x) -> str:
