@@ -323,6 +323,8 @@ def run_tofu_eval(
         from .metaeval.aggregates import add_aggregates
 
         summary = add_aggregates(summary, retain_records)  # OpenUnlearning's memorisation / privacy / utility
+        summary = {**{k: v for k, v in summary.items() if k not in ("n_items", "missing")},
+                   **{k: summary[k] for k in ("n_items", "missing") if k in summary}}  # non-metric keys close it
         for k, v in summary.pop("timings").items():
             run.timing(k, v)
         if "processes" in summary:  # who scored what in a multi-process run (run.json, not summary.json)
