@@ -528,15 +528,16 @@ def world_facts_items() -> list[QAItem]:
     return _fixed_items(WORLD_FACTS)
 
 
-def _as_int(name: str, value, minimum: int) -> int:
+def _as_int(name: str, value, minimum: int, family: str = "synthetic data") -> int:
+    """A loader option given as text (``?n_authors=4``) as an integer >= minimum, or a one-line error."""
     try:
         v = int(value)
     except (TypeError, ValueError):
-        raise ObliviateError(f"synthetic data: {name} must be an integer, got {value!r}") from None
+        raise ObliviateError(f"{family}: {name} must be an integer, got {value!r}") from None
     if isinstance(value, float) and value != v:
-        raise ObliviateError(f"synthetic data: {name} must be an integer, got {value!r}")
+        raise ObliviateError(f"{family}: {name} must be an integer, got {value!r}")
     if v < minimum:
-        raise ObliviateError(f"synthetic data: {name} must be >= {minimum}, got {v}")
+        raise ObliviateError(f"{family}: {name} must be >= {minimum}, got {v}")
     return v
 
 

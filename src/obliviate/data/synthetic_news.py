@@ -50,6 +50,7 @@ from pathlib import Path
 from ..errors import ObliviateError
 from ..io import atomic_write_text
 from ..registry import DATASETS
+from . import synthetic
 from .muse import MUSE_CONFIGS, MUSE_SPLITS
 from .schema import QAItem
 
@@ -189,15 +190,7 @@ def generate_articles(seed: int, n_articles: int) -> list[Article]:
 
 
 def _as_int(name: str, value, minimum: int) -> int:
-    try:
-        v = int(value)
-    except (TypeError, ValueError):
-        raise ObliviateError(f"synthetic-news: {name} must be an integer, got {value!r}") from None
-    if isinstance(value, float) and value != v:
-        raise ObliviateError(f"synthetic-news: {name} must be an integer, got {value!r}")
-    if v < minimum:
-        raise ObliviateError(f"synthetic-news: {name} must be >= {minimum}, got {v}")
-    return v
+    return synthetic._as_int(name, value, minimum, family="synthetic-news")
 
 
 def corpus(seed: int = 0, n_forget: int = DEFAULT_N_FORGET, n_retain: int = DEFAULT_N_RETAIN,
