@@ -344,7 +344,7 @@ KEEP = ("set", "index", "avg_nll", "paraphrased_avg_nll", "perturbed_avg_nll", "
 
 
 def child(args):
-    import obliviate.engine.scoring as scoring_mod
+    import obliviate.engine.protocol_scoring as scoring_mod
     import obliviate.evaluate as evaluate_mod
     import obliviate.metrics.tofu as tofu_mod
     from obliviate.data.formatting import Formatter
@@ -360,7 +360,7 @@ def child(args):
         score_calls, cpu = [], {"scoring": 0.0, "generation": 0.0, "gradnorm": 0.0, "rouge": 0.0}
         wall = dict(cpu)
         real = {"score": scoring_mod.score, "generate": evaluate_mod.generate,
-                "gradient_norms": evaluate_mod.gradient_norms, "rouge": tofu_mod.rouge_scores}
+                "gradient_norms": evaluate_mod.protocol_gradient_norms, "rouge": tofu_mod.rouge_scores}
 
         def cpu_timed(key, fn, record=None):  # CPU seconds of each phase (wall time lies on a loaded box)
             def wrapper(*a, **kw):
@@ -373,10 +373,10 @@ def child(args):
                 return out
             return wrapper
 
-        evaluate_mod.score = cpu_timed("scoring", real["score"], score_calls)
+        scoring_mod.score = cpu_timed("scoring", real["score"], score_calls)  # what score_answers calls
         evaluate_mod.generate = cpu_timed("generation", real["generate"])
-        evaluate_mod.gradient_norms = cpu_timed("gradnorm", real["gradient_norms"])
-        tofu_mod.rouge_scores = cpu_timed("rouge", real["rouge"])
+        evaluate_mod.protocol_gradient_norms = cpu_timed("gradnorm", real["gradient_norms"])
+        tofu_mod.rouge_scores = cpu_timed("rouge", real["rouge"])  # annotate_records calls it
         cpu0 = time.process_time()
         summary, records = evaluate_tofu(model, tok, sets=sets, formatter=fmt, generation=not args.no_generation,
                                          progress=not args.quiet)
