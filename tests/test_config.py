@@ -111,6 +111,13 @@ def test_configs_round_trip_through_the_run_json_layout():
     assert EvalConfig.from_dict(json.loads(json.dumps(e.to_dict()))) == e
     f = FinetuneConfig(model="m", data="synthetic:full", train=TrainConfig(seed=3))
     assert FinetuneConfig.from_dict(f.to_dict()) == f
+    # the prompt: None settings are the protocol's; resolved, every one is written out
+    r = FormatConfig().resolved()
+    assert (r.protocol, r.style, r.system_prompt, r.max_length, r.date_string) == ("obliviate", "chat", None, 512,
+                                                                                  "10 Apr 2025")
+    r = FormatConfig(protocol="open-unlearning", max_length=64).resolved()
+    assert (r.style, r.system_prompt, r.max_length) == ("chat", "You are a helpful assistant.", 64)
+    assert FormatConfig(protocol="open-unlearning", style="plain").resolved().system_prompt is None  # no system turn
     with pytest.raises(ObliviateError, match=r"unknown setting\(s\) eval.limt \(did you mean eval.limit\?\)"):
         UnlearnConfig.from_dict({"eval": {"limt": 3}})
     # the keyword convenience: fields, a flattened section's fields, dotted paths and the older names

@@ -198,7 +198,7 @@ def add_config_args(parser, cls, names=None, *, skip=(), groups: bool = True) ->
         elif isinstance(f.default, bool):
             kw.update(action=argparse.BooleanOptionalAction)
         else:
-            kw.update(type=_arg_type(f))
+            kw.update(type=_arg_type(f), metavar=f.name.upper())
             for k in ("metavar", "choices"):
                 if f.metadata.get(k):
                     kw[k] = f.metadata[k]
@@ -618,7 +618,7 @@ class UnlearnConfig(_Convenience, Settings):
     #: ``cached`` sequence log-likelihoods computed once, or ``live``: a frozen copy scores them each step
     reference: str = "cached"
     idk_file: str | None = setting(None, help=(
-        "refusal answers for idk_nll / idk_dpo (e.g. TOFU's idontknow.jsonl; .csv: its first column)"))
+        "refusal answers for idk_nll / idk_dpo (e.g. TOFU's idontknow.jsonl, or a .csv with a text column)"))
     eval: EpochEvalConfig = section(EpochEvalConfig, title="evaluation")
 
     recorded: ClassVar[tuple[str, ...]] = ("n_forget", "n_retain")
