@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ObliviateError, refuse_unused
+from ..errors import refuse_unused
 from ._common import add_config_file_arg, build_config, out_arg, require
 
 
