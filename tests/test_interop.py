@@ -235,7 +235,7 @@ def test_unrecognised_and_summary_files_are_user_errors(tmp_path):
         summary_from_logs(tmp_path / "x.json")
     with pytest.raises(ObliviateError, match="file not found"):
         summary_from_logs(tmp_path / "missing.json")
-    (tmp_path / "bad.jsonl").write_text('{"set": "forget"}\nnot json\n')
+    (tmp_path / "bad.jsonl").write_text('{"set": "forget", "index": 0}\nnot json\n')
     with pytest.raises(ObliviateError, match="line 2"):
         summary_from_logs(tmp_path / "bad.jsonl")
     empty = tmp_path / "empty"
@@ -287,6 +287,9 @@ def test_malformed_values_name_the_metric_item_and_field(tmp_path, data, where):
     ("index", 0, "repeats forget item 0 \\(first on line 1\\): one record per item"),
     ("rougeL_recall", 1.5, "field 'rougeL_recall': 1.5 is not a fraction in \\[0, 1\\]"),
     ("truth_ratio", -0.5, "field 'truth_ratio' is -0.5: a negative score is not possible"),
+    ("token_logprobs", [-0.1, 0.5], "field 'token_logprobs' holds 0.5: a log-probability is at most 0"),
+    ("num_tokens", 0, "field 'num_tokens' must be an integer >= 1"),
+    ("num_tokens", 3, "field 'token_logprobs' has 2 values for num_tokens 3; one per scored token"),
 ])
 def test_items_jsonl_fields_are_checked_where_read(tmp_path, field, value, message):
     """An items.jsonl record with a wrong value is a one-line error naming line and field (a string was a
@@ -330,3 +333,18 @@ def test_a_nan_inside_a_list_reads_back_as_nan(tmp_path):
     assert r["token_logprobs"][0] == -0.1 and math.isnan(r["token_logprobs"][1])
     assert r["argmax_hits"] == [1, 0]  # numbers are kept as written
     assert summary_from_logs(path)["n_items"] == {"forget": 1}
+
+
+def test_an_items_record_without_index_and_an_unknown_json_say_what_is_wrong(tmp_path):
+    """A record without ``index`` used to fail later as "not in the retain-model records"; a JSON file in no
+    layout --from-logs reads (``{"foo": 1}``) was taken for an open-unlearning SUMMARY."""
+    path = tmp_path / "items.jsonl"
+    path.write_text(json.dumps({"set": "forget", "index": 0, "avg_nll": 0.5}) + "\n"
+                    + json.dumps({"set": "forget", "avg_nll": 0.5}) + "\n")
+    with pytest.raises(ObliviateError, match="line 2 has no 'index' field; each record needs its set and its index"):
+        summary_from_logs(path)
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps({"foo": 1}))
+    with pytest.raises(ObliviateError, match="unrecognised log format; --from-logs reads an original TOFU log .*"
+                                             "an open-unlearning \\*_EVAL.json .*an obliviate items.jsonl"):
+        summary_from_logs(odd)

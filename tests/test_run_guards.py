@@ -47,7 +47,7 @@ def test_bad_settings_are_one_line_errors_before_the_model_loads(tmp_path, capsy
 
 
 def test_finetune_validates_its_settings_before_loading(tmp_path):
-    with pytest.raises(ObliviateError, match="--batch-size 0: must be an integer >= 1"):
+    with pytest.raises(ObliviateError, match="batch_size 0: must be an integer >= 1"):
         run_finetune("no-such-model", "synthetic:forget01", tmp_path / "f", TrainConfig(**{**SMALL, "batch_size": 0}))
     assert not (tmp_path / "f").exists()
 
@@ -55,15 +55,15 @@ def test_finetune_validates_its_settings_before_loading(tmp_path):
 def test_epochs_zero_is_not_replaced_by_the_method_default():
     cfg = default_train_config("npo", epochs=0)
     assert cfg.epochs == 0
-    with pytest.raises(ObliviateError, match="--epochs 0: must be an integer >= 1"):
+    with pytest.raises(ObliviateError, match="epochs 0: must be an integer >= 1"):
         cfg.validate()
     assert default_train_config("npo").epochs == 10 and default_train_config("npo", epochs=3).epochs == 3
 
 
 def test_robust_settings_must_be_finite():
-    for kw, flag in ((dict(sam_rho=float("inf")), "--sam-rho"), (dict(smooth_n=2, smooth_sigma=float("nan")),
-                                                                  "--smooth-sigma"),
-                     (dict(grad_penalty=float("nan")), "--grad-penalty")):
+    for kw, flag in ((dict(sam_rho=float("inf")), "sam_rho"), (dict(smooth_n=2, smooth_sigma=float("nan")),
+                                                                  "smooth_sigma"),
+                     (dict(grad_penalty=float("nan")), "grad_penalty")):
         with pytest.raises(ObliviateError, match=flag):
             RobustConfig(**kw).validate()
 
@@ -184,7 +184,7 @@ def test_inputs_that_would_be_misread_are_refused(tmp_path):
     with pytest.raises(ObliviateError, match=r"line 2 starts like JSON but is not valid JSON"):
         run_unlearn("no-such-model", "idk_nll", "synthetic:forget01", tmp_path / "b", retain="synthetic:retain99",
                     idk_file=str(idk), cfg=TrainConfig(**SMALL))
-    with pytest.raises(ObliviateError, match="--idk-file is used by idk_dpo, idk_nll only, not by npo"):
+    with pytest.raises(ObliviateError, match="idk_file is used by idk_dpo, idk_nll only, not by npo"):
         run_unlearn("no-such-model", "npo", "synthetic:forget01", tmp_path / "c", retain="synthetic:retain99",
                     idk_file=str(idk), cfg=TrainConfig(**SMALL))
 
@@ -343,7 +343,7 @@ def test_unlearn_checks_its_retain_eval_against_the_evaluated_forget_items_first
     ("max:bogus", "the TOFU evaluation reports no 'bogus'"),
     ("max:forget_Q_A_PARAQ_Prob", "reports no 'forget_Q_A_PARAQ_Prob'"),
     ("mia_reference", "mia_reference needs a reference model's scores"),
-    ("privleak", "--select privleak needs the retain model's evaluation: --retain-eval PATH"),
+    ("privleak", "eval.select privleak needs the retain model's evaluation: eval.retain_eval PATH"),
 ])
 def test_select_keys_the_evaluation_never_reports_are_refused_before_training(tmp_path, select, named):
     with pytest.raises(ObliviateError, match=named.replace("(", r"\(").replace(")", r"\)")):
@@ -432,10 +432,10 @@ def test_flag_errors_name_the_flag_once_and_a_model_file_points_to_its_folder(tm
 
 
 def test_a_retain_set_the_method_would_ignore_is_refused(tmp_path):
-    with pytest.raises(ObliviateError, match="--retain: method grad_ascent has no retain term .*drop --retain"):
+    with pytest.raises(ObliviateError, match="retain: method grad_ascent has no retain term .*drop retain"):
         run_unlearn("no-such-model", "grad_ascent", "synthetic:forget01", tmp_path / "a", retain="synthetic:retain99",
                     cfg=TrainConfig(**SMALL))
-    with pytest.raises(ObliviateError, match=r"--retain: method npo uses no retain set with alpha=0.0; set alpha"):
+    with pytest.raises(ObliviateError, match=r"retain: method npo uses no retain set with alpha=0.0; set alpha"):
         run_unlearn("no-such-model", "npo", "synthetic:forget01", tmp_path / "a", retain="synthetic:retain99",
                     options=["alpha=0"], cfg=TrainConfig(**SMALL))
     assert not (tmp_path / "a").exists()

@@ -2,8 +2,11 @@
 
 Each works in memory (returns the model and/or the results; nothing is written) unless ``out=`` names an
 output folder, which then gets what the command would write (model, ``run.json``, ``summary.json``, ...).
-They take the same settings objects as the command line (:class:`~obliviate.train.TrainConfig`,
-:class:`~obliviate.robust.RobustConfig`)::
+They take the same configuration objects as the command line (:mod:`obliviate.config`:
+:class:`~obliviate.config.UnlearnConfig`, :class:`~obliviate.config.FinetuneConfig`,
+:class:`~obliviate.config.EvalConfig`, and their parts :class:`~obliviate.config.TrainConfig`,
+:class:`~obliviate.config.RobustConfig`, :class:`~obliviate.config.FormatConfig`), or, as a convenience, the
+settings as keywords::
 
     import obliviate
     model, tok = obliviate.load_model("tiny-llama")
@@ -12,13 +15,14 @@ They take the same settings objects as the command line (:class:`~obliviate.trai
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+from .config import EvalConfig, FinetuneConfig, TrainConfig, UnlearnConfig
 from .data import load_items
-from .data.formatting import Formatter, check_format
 from .models import load_model as _load_model
 from .runtime.run import Run
-from .train import TRAIN_DTYPE, TrainConfig
+from .train import TRAIN_DTYPE
 
 __all__ = ["load_model", "load_data", "finetune", "unlearn", "evaluate"]
 
@@ -34,44 +38,52 @@ def load_data(spec: str, data_dir: str | None = None, **options) -> list:
     return load_items(spec, data_dir=data_dir, **options)
 
 
-def _items(x, data_dir):
-    return load_items(x, data_dir=data_dir) if isinstance(x, str) else x
+def _name(model) -> str:
+    return getattr(getattr(model, "config", None), "_name_or_path", None) or "<in memory>"
 
 
-def finetune(model, tokenizer, items, cfg: TrainConfig | None = None, *, style: str = "chat",
-             system_prompt: str | None = None, max_length: int = 512, data_dir: str | None = None,
-             out: str | Path | None = None, overwrite: bool = False):
-    """Fine-tune ``model`` on ``items`` (QA items or a data spec) with ``cfg`` (default ``TrainConfig()``).
+def finetune(model, tokenizer, items=None, cfg: TrainConfig | FinetuneConfig | None = None, *,
+             out: str | Path | None = None, overwrite: bool = False, **settings):
+    """Fine-tune ``model`` on ``items`` (QA items or a data spec). ``cfg``: a :class:`FinetuneConfig` (its
+    ``data`` used when ``items`` is None), or the training settings (:class:`TrainConfig`, default
+    ``TrainConfig()``) with the other settings as keywords (``style``, ``max_length``, ``data_dir``, ...).
     Returns ``(model, record)``: the trained model (LoRA merged) and what run.json would hold."""
-    from dataclasses import asdict
-
     from .finetune import train_on_items
     from .models import check_max_length
 
-    cfg = cfg or TrainConfig()
-    cfg.validate()
-    check_format(style, max_length, system_prompt)
-    items = _items(items, data_dir)
-    config = {"model": getattr(getattr(model, "config", None), "_name_or_path", None) or "<in memory>",
-              "data": items if isinstance(items, str) else f"<{len(items)} items in memory>",
-              "style": style, "system_prompt": system_prompt, "max_length": max_length, "train": asdict(cfg),
-              "n_items": len(items)}
-    with Run("finetune", out, config, seed=cfg.seed, overwrite=overwrite) as run:
-        check_max_length(model, max_length)
-        fmt = Formatter(tokenizer, style=style, system_prompt=system_prompt, max_length=max_length)
-        model = train_on_items(run, model, tokenizer, items, cfg, fmt)
+    if isinstance(cfg, FinetuneConfig):
+        config = replace(cfg, model=cfg.model or _name(model), data=cfg.data if items is None else items, **settings)
+    else:
+        config = FinetuneConfig.of(model=_name(model), data=items, train=cfg or TrainConfig(), **settings)
+    config.validate()
+    data = config.data
+    items = load_items(data, data_dir=config.data_dir) if isinstance(data, str) else list(data)
+    config = replace(config, format=config.format.resolved(),
+                     data=data if isinstance(data, str) else f"<{len(items)} items in memory>")
+    with Run("finetune", out, {**config.to_dict(), "n_items": len(items)}, seed=config.train.seed,
+             overwrite=overwrite) as run:
+        check_max_length(model, config.format.max_length)
+        model = train_on_items(run, model, tokenizer, items, config.train, config.format.formatter(tokenizer))
     return model, run.data
 
 
-def unlearn(model, tokenizer, method: str, forget, retain=None, *, out: str | Path | None = None,
-            overwrite: bool = False, **settings):
+def unlearn(model, tokenizer, method: str | UnlearnConfig, forget=None, retain=None, *,
+            out: str | Path | None = None, overwrite: bool = False, evaluator=None, **settings):
     """Unlearn ``forget`` (QA items or a data spec) from ``model`` with ``method`` (``obliviate ls methods``).
-    ``settings``: as :func:`obliviate.unlearn.run_unlearn` (``options``, ``cfg``, ``robust``, ``style``,
-    ``eval_every_epoch``, ``select``, ...). Returns ``(model, record)``."""
+    ``method`` may be a whole :class:`UnlearnConfig` instead; otherwise ``settings`` are its settings as
+    keywords (``options``, ``cfg`` (a TrainConfig), ``robust``, ``style``, ``eval_every_epoch``, ``select``,
+    ...: ``UnlearnConfig.of``). ``evaluator``: the per-epoch evaluation (default: the TOFU one). Returns
+    ``(model, record)``."""
     from .unlearn import _load_and_prepare, _train_select_save, plan_unlearning
 
-    name = getattr(getattr(model, "config", None), "_name_or_path", None) or "<in memory>"
-    plan = plan_unlearning(name, method, forget, retain=retain, **settings)
+    if isinstance(method, UnlearnConfig):
+        given = {k: v for k, v in (("forget", forget), ("retain", retain)) if v is not None}
+        if settings:
+            raise TypeError("obliviate.unlearn(model, tok, config): give the settings in the UnlearnConfig")
+        config = replace(method, model=method.model or _name(model), **given)
+    else:
+        config = UnlearnConfig.of(model=_name(model), method=method, forget=forget, retain=retain, **settings)
+    plan = plan_unlearning(config, evaluator=evaluator)
     with Run("unlearn", out, plan.config, seed=plan.cfg.seed, overwrite=overwrite) as run:
         net, tok, fmt, prep = _load_and_prepare(run, plan, model, tokenizer)
         run.start()
@@ -79,25 +91,36 @@ def unlearn(model, tokenizer, method: str, forget, retain=None, *, out: str | Pa
     return net, run.data
 
 
-def evaluate(model, tokenizer, data: str = "synthetic", split: str = "forget10", *, limit: int | None = None,
-             utility_limit: int | None = None, data_dir: str | None = None, style: str = "chat",
-             system_prompt: str | None = None, retain_eval: str | None = None, out: str | Path | None = None,
-             overwrite: bool = False, **options):
+def evaluate(model, tokenizer, data: str | EvalConfig | None = None, split: str | None = None, *,
+             out: str | Path | None = None, overwrite: bool = False, **settings):
     """The TOFU evaluation of ``model`` on a TOFU-format family (``synthetic`` or ``tofu``) and ``split``.
-    ``options``: as :func:`obliviate.evaluate.evaluate_tofu` (``generation``, ``gradnorm``, ``variants``,
-    ``batch_size``, ``progress``). Returns ``(summary, records)``."""
+    ``data`` may be a whole :class:`EvalConfig` instead; otherwise ``settings`` are its settings as keywords
+    (``limit``, ``utility_limit``, ``retain_eval``, ``style``, ``protocol``, ``generation``, ``gradnorm``,
+    ``variants``, ``batch_size``, ``progress``, ...). Returns ``(summary, records)``."""
     from .evaluate import evaluate_tofu, load_retain_records, tofu_sets
 
-    check_format(style, system_prompt=system_prompt)
-    sets = tofu_sets(data, split, data_dir, limit, utility_limit)
-    retain_records = (load_retain_records(retain_eval, sets["forget"], "the same data, split and limit")
-                      if retain_eval else None)
-    config = {"benchmark": "tofu", "data": data, "split": split, "limit": limit, "utility_limit": utility_limit,
-              "style": style, "system_prompt": system_prompt, "retain_eval": retain_eval, **options}
-    with Run("eval", out, config, overwrite=overwrite, inputs={"--retain-eval": retain_eval}) as run:
-        fmt = Formatter(tokenizer, style=style, system_prompt=system_prompt)
-        summary, records = evaluate_tofu(model, tokenizer, formatter=fmt, retain_records=retain_records,
-                                         sets=sets, **options)
+    if isinstance(data, EvalConfig):
+        config = replace(data, model=data.model or _name(model), **({"split": split} if split else {}), **settings)
+    else:
+        given = {k: v for k, v in (("data", data), ("split", split)) if v is not None}
+        config = EvalConfig.of(model=_name(model), **given, **settings)
+    config.validate()
+    if not config.is_tofu:
+        from .errors import ObliviateError
+
+        raise ObliviateError(f"obliviate.evaluate runs TOFU; MUSE ({config.benchmark}) runs from the command line "
+                             "(obliviate eval --benchmark) or obliviate.evaluate.run_muse_eval")
+    config = config.resolved()
+    sets = tofu_sets(config.data, config.split, config.data_dir, config.limit, config.utility_limit)
+    retain_records = (load_retain_records(config.retain_eval, sets["forget"], "the same data, split and limit")
+                      if config.retain_eval else None)
+    with Run("eval", out, config.to_dict(), overwrite=overwrite, inputs={"--retain-eval": config.retain_eval}) as run:
+        proto = config.protocol()
+        summary, records = evaluate_tofu(model, tokenizer, formatter=config.format.formatter(tokenizer),
+                                         retain_records=retain_records, sets=sets, protocol=proto,
+                                         progress=config.progress, generation=config.generation,
+                                         gradnorm=config.gradnorm, variants=config.variants,
+                                         batch_size=config.batch_size)
         summary.pop("timings", None)
         run.write_jsonl("items.jsonl", records)
         run.write_json("summary.json", summary)

@@ -1,51 +1,332 @@
-"""Settings: :class:`TrainConfig` (each field's default and help, from which the command line derives its training
-flags: :func:`add_config_args`), and run configurations read back from a file: ``--config FILE`` (a run.json,
-or TOML / YAML with the same layout as a run.json's ``config``).
+"""Settings: every command's configuration as dataclasses — the single source of each setting's default, its
+help text, its command-line flag and its validation.
 
-Every run.json holds its command's complete resolved configuration (``config``: the method's options with
-their defaults, the training settings with the method's paper defaults applied, the robustness settings, the
-evaluation target resolved from ``--forget``). ``obliviate unlearn --config runs/npo/run.json --out
-runs/npo-again`` reads it back as the defaults of every flag, so the run is repeated (same final loss); flags
-given on the command line override single settings.
+* :class:`FormatConfig`: the prompt (protocol, style, system prompt, max_length, the chat template's date);
+* :class:`TrainConfig`: the training loop (fine-tuning and unlearning);
+* :class:`RobustConfig`: the robustness wrappers of unlearning (SAM, smoothing, gradient penalty, averaging);
+* :class:`EpochEvalConfig`: unlearning's per-epoch evaluation and best-epoch selection;
+* :class:`UnlearnConfig`, :class:`FinetuneConfig`, :class:`EvalConfig`: one command's whole configuration,
+  made of the above (a *section* is a nested dataclass: its own table in run.json, or, ``flatten``, its
+  fields at the level above it, as FormatConfig's ``style`` / ``max_length`` are).
+
+A field made with :func:`setting` and a ``help`` is a command-line flag (``--field-name`` unless ``flag=``);
+:func:`add_config_args` derives the flags (type, help, the section's argument group) and
+:func:`given_settings` reads back the flags that were given, as a nested dict in the run.json layout.
+Every command builds its config the same way: the dataclass defaults, then ``--config FILE`` (a run.json's
+``config``, or TOML / YAML with the same keys: :func:`load_config_file`), then the flags given
+(:func:`merge`, then ``Config.from_dict``). ``to_dict`` writes the layout back, so
+``obliviate unlearn --config runs/npo/run.json --out runs/npo-again`` repeats a run.
+
+Validation is each config's ``validate()``. Its errors are :class:`ConfigError`: they name the field
+(``train.lr -1.0: must be a finite number > 0``), and the command line rewrites the field as its flag
+(``--lr -1.0: ...``) from the parser it derived.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import copy
+import difflib
 import json
 import math
 import tomllib
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
+from typing import Any, Callable, ClassVar
 
-from .errors import ObliviateError, check_int
+from .errors import ObliviateError
 from .runtime.files import read_text_file
 
+#: the chat-template date every protocol preset passes (open-unlearning's; never today's date), as
+#: data/formatting.py and protocols.py state it
+DATE_STRING = "10 Apr 2025"
 
-def setting(default=MISSING, *, help: str | None = None, flag: str | None = None, **kw):
-    """A config field; with ``help`` it is also a command-line flag (``flag``, default ``--field-name``)."""
-    return field(default=default, metadata={"help": help, "flag": flag}, **kw)
+
+# ------------------------------------------------------------------------------------------- errors
+class ConfigError(ObliviateError):
+    """An invalid setting, named by its config field(s): ``fields`` are dotted paths in the run.json layout
+    (``train.lr``, ``max_length``, ``eval.limit``); ``template`` is the message with ``{0}``, ``{1}``, ... where
+    each field's name goes (no placeholder: the first field's name starts the message). The library prints
+    the field names; the command line prints each field's flag instead (:meth:`render`)."""
+
+    def __init__(self, fields: str | tuple[str, ...] | list[str], template: str):
+        self.fields = (fields,) if isinstance(fields, str) else tuple(fields)
+        self.template = template if "{0}" in template else "{0} " + template
+        super().__init__(self.render())
+
+    def render(self, name_of: Callable[[str], str] | None = None) -> str:
+        """The message with each field written by ``name_of`` (default: the dotted field path). Placeholders
+        are replaced textually, so a value holding braces is printed as it is."""
+        text = self.template
+        for i, f in enumerate(self.fields):
+            text = text.replace("{%d}" % i, name_of(f) if name_of else f)
+        return text
+
+    def prefixed(self, prefix: str) -> "ConfigError":
+        """The same error with every field under ``prefix`` (a section's name: ``lr`` -> ``train.lr``)."""
+        return ConfigError(tuple(prefix + f for f in self.fields), self.template)
+
+
+@contextlib.contextmanager
+def section_errors(prefix: str):
+    """Inside the block, a :class:`ConfigError` of a section's ``validate()`` names its fields under ``prefix``."""
+    try:
+        yield
+    except ConfigError as e:
+        raise e.prefixed(prefix) from None
+
+
+def _bad(name: str, value, need: str):
+    raise ConfigError(name, f"{value}: must be {need}")
+
+
+def _check_count(name: str, value, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        _bad(name, value, f"an integer >= {minimum}")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def unused(given: list[tuple[str, Any, Any]], where: str, switches: tuple[str, ...] = ()) -> None:
+    """Refuse settings that are set but would be ignored: ``given`` holds ``(field, value, default)``; those
+    whose value is not the default are named in a :class:`ConfigError` ``"{fields} only apply {where}"``,
+    where ``{s0}``, ``{s1}``, ... in ``where`` name the ``switches`` fields."""
+    bad = [f for f, v, d in given if v != d]
+    if not bad:
+        return
+    names = ", ".join("{%d}" % i for i in range(len(bad)))
+    for k in range(len(switches)):
+        where = where.replace("{s%d}" % k, "{%d}" % (len(bad) + k))
+    raise ConfigError((*bad, *switches), f"{names} only {'applies' if len(bad) == 1 else 'apply'} {where}")
+
+
+# ------------------------------------------------------------------------------------------- fields
+def setting(default=MISSING, *, help: str | None = None, flag: str | None = None, legacy=MISSING,
+            invert: bool = False, type: Callable | None = None, metavar: str | None = None,
+            default_factory=MISSING, choices=None):
+    """A config field; with ``help`` it is also a command-line flag (``flag``, default ``--field-name``).
+    ``invert``: a boolean whose flag turns it off (``--quiet`` sets ``progress`` False); ``type``: how the
+    flag's text is read (default: from the field's annotation); ``legacy``: the value run folders written
+    before the field existed implicitly used (a ``--resume`` of such a folder compares against it)."""
+    md = {"help": help, "flag": flag, "invert": invert, "type": type, "metavar": metavar, "choices": choices}
+    if legacy is not MISSING:
+        md["legacy"] = legacy
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=md)
+    return field(default=default, metadata=md)
+
+
+def section(cls, *, flatten: bool = False, partial: bool = False, title: str | None = None):
+    """A nested config ``cls``: run.json's table of that name (``flatten``: its fields at this level instead).
+    ``partial``: the field may hold a dict of the settings given (or None), completed later from defaults
+    that depend on other settings (unlearning's training settings: the method's paper values)."""
+    md = {"section": cls, "flatten": flatten, "partial": partial, "title": title}
+    if partial:
+        return field(default=None, metadata=md)
+    return field(default_factory=cls, metadata=md)
+
+
+def _section(f):
+    return f.metadata.get("section")
 
 
 def flag_of(cls, name: str) -> str:
-    """The command-line flag of config field ``name``."""
-    f = {f.name: f for f in fields(cls)}[name]
-    return f.metadata.get("flag") or "--" + name.replace("_", "-")
+    """The command-line flag of config field ``name`` (a dotted path through sections, or a plain field)."""
+    for path, f in _walk(cls):
+        if path == name or (f.name == name and "." not in name):
+            return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+    raise KeyError(name)
 
 
-def add_config_args(parser, cls, names=None, defaults: dict | None = None) -> None:
-    """Add the flags of ``cls``'s fields (those with a ``help``; ``names``: a subset, in that order): type,
-    default and help come from the field. ``defaults`` overrides a default (unlearn: None, the method's)."""
-    by_name = {f.name: f for f in fields(cls) if f.metadata.get("help")}
-    for name in names or list(by_name):
-        f = by_name[name]
-        default = (defaults or {}).get(name, f.default)
-        if isinstance(f.default, bool):
-            parser.add_argument(flag_of(cls, name), dest=name, action="store_true", help=f.metadata["help"])
+def _walk(cls, prefix: str = ""):
+    """``(path, field)`` of every setting of ``cls``, through its sections, in declaration order."""
+    for f in fields(cls):
+        sub = _section(f)
+        if sub is not None:
+            yield from _walk(sub, prefix if f.metadata.get("flatten") else f"{prefix}{f.name}.")
         else:
-            parser.add_argument(flag_of(cls, name), dest=name, type=type(f.default), default=default,
-                                help=f.metadata["help"])
+            yield prefix + f.name, f
 
 
+def _arg_type(f) -> Callable:
+    t = f.metadata.get("type")
+    if t is not None:
+        return t
+    ann = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "str")
+    for name, typ in (("int", int), ("float", float)):
+        if ann.split("|")[0].strip() == name:
+            return typ
+    return str
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    """argparse type of a comma-separated list (``paraq,jailbreak``)."""
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def add_config_args(parser, cls, names=None, *, skip=(), groups: bool = True) -> None:
+    """Add the flags of ``cls``'s settings that have a ``help`` (``names``: only these paths, in that order;
+    ``skip``: leave these out). Each flag's destination is its field's path in the run.json layout and its
+    default is "not given" (the attribute is absent: :func:`given_settings`), so that a ``--config`` file and
+    the defaults that depend on other settings (unlearning's method) apply under it. A section with a
+    ``title`` gets its own argument group in ``--help``."""
+    settings = [(p, f) for p, f in _walk(cls) if f.metadata.get("help") and p not in skip]
+    if names is not None:
+        by_path = dict(settings)
+        settings = [(p, by_path[p]) for p in names]
+    titles = {}
+    if groups:
+        for f in fields(cls):
+            if _section(f) is not None and f.metadata.get("title"):
+                prefix = "" if f.metadata.get("flatten") else f.name + "."
+                for p, _ in _walk(_section(f), prefix):
+                    titles[p] = f.metadata["title"]
+    made: dict[str, Any] = {}
+    for path, f in settings:
+        target = parser
+        if path in titles:
+            if titles[path] not in made:
+                made[titles[path]] = parser.add_argument_group(titles[path])
+            target = made[titles[path]]
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        kw: dict[str, Any] = dict(dest=path, default=argparse.SUPPRESS, help=f.metadata["help"])
+        if f.metadata.get("invert"):
+            kw.update(action="store_const", const=False)
+        elif isinstance(f.default, bool):
+            kw.update(action=argparse.BooleanOptionalAction)
+        else:
+            kw.update(type=_arg_type(f), metavar=f.name.upper())
+            for k in ("metavar", "choices"):
+                if f.metadata.get(k):
+                    kw[k] = f.metadata[k]
+        target.add_argument(flag, **kw)
+    paths = list(parser.get_default("config_paths") or []) + [p for p, _ in settings]
+    parser.set_defaults(config_paths=paths)
+
+
+def given_settings(args) -> dict:
+    """The settings given as flags (those :func:`add_config_args` added), as a nested dict in the run.json
+    layout (``{"train": {"lr": 0.001}, "style": "plain"}``)."""
+    out: dict = {}
+    for path in getattr(args, "config_paths", None) or []:
+        if hasattr(args, path):
+            node = out
+            *head, last = path.split(".")
+            for k in head:
+                node = node.setdefault(k, {})
+            node[last] = getattr(args, path)
+    return out
+
+
+def flag_names(parser) -> dict[str, str]:
+    """Field path -> flag, for every option of ``parser`` (what :class:`ConfigError` messages are rewritten with)."""
+    return {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
+
+
+def merge(base: dict, over: dict) -> dict:
+    """``base`` with ``over``'s settings on top; tables are merged key by key."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- dict layout
+def _plain(v):
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if isinstance(v, Path):
+        return str(v)
+    if is_dataclass(v) and not isinstance(v, type):
+        as_dict = getattr(v, "as_dict", None)  # a Protocol
+        return as_dict() if as_dict else to_dict(v)
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+def to_dict(cfg) -> dict:
+    """``cfg`` in the run.json layout: each section a table (a flattened one's fields at this level)."""
+    out: dict = {}
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if _section(f) is not None and f.metadata.get("flatten"):
+            out.update(to_dict(v))
+        elif _section(f) is not None and is_dataclass(v):
+            out[f.name] = to_dict(v)
+        else:
+            out[f.name] = _plain(v)
+    return out
+
+
+def _unknown(data: dict, known, where: str) -> None:
+    bad = sorted(set(data) - set(known))
+    if bad:
+        hints = []
+        for k in bad:
+            close = difflib.get_close_matches(k, sorted(known), n=1)
+            hints.append(f"{where}{k}" + (f" (did you mean {where}{close[0]}?)" if close else ""))
+        raise ObliviateError(f"unknown setting(s) {', '.join(hints)}")
+
+
+def from_dict(cls, data: dict, where: str = ""):
+    """``cls`` from a dict in the run.json layout (what :func:`to_dict` writes, a ``--config`` file, the flags
+    given): missing settings take their defaults, unknown ones are refused with a did-you-mean, the keys
+    ``cls.recorded`` lists (counts of what a run read) are skipped."""
+    if not isinstance(data, dict):
+        raise ObliviateError(f"{where.rstrip('.') or 'the configuration'}: not a table of settings")
+    kw, known = {}, set(getattr(cls, "recorded", ()))
+    for f in fields(cls):
+        sub = _section(f)
+        if sub is not None and f.metadata.get("flatten"):
+            names = {g.name for g in fields(sub)} | set(getattr(sub, "recorded", ()))
+            kw[f.name] = from_dict(sub, {k: data[k] for k in names if k in data}, where)
+            known |= names
+            continue
+        known.add(f.name)
+        if f.name not in data:
+            continue
+        v = data[f.name]
+        if sub is not None and v is not None:
+            if not isinstance(v, dict):
+                raise ObliviateError(f"{where}{f.name}: not a table of settings")
+            if f.metadata.get("partial"):
+                _unknown(v, {g.name for g in fields(sub)}, f"{where}{f.name}.")
+                v = dict(v)
+            else:
+                v = from_dict(sub, v, f"{where}{f.name}.")
+        kw[f.name] = v
+    _unknown(data, known, where)
+    return cls(**kw)
+
+
+def legacy_values(cls) -> dict[str, Any]:
+    """Flattened run.json path -> the value runs written before that setting existed used (``legacy=``)."""
+    return {p: f.metadata["legacy"] for p, f in _walk(cls) if "legacy" in f.metadata}
+
+
+class Settings:
+    """What every configuration dataclass shares: the run.json layout both ways."""
+
+    recorded: ClassVar[tuple[str, ...]] = ()
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return from_dict(cls, data)
+
+
+# ------------------------------------------------------------------------------------------- files
 def load_config_file(path: str | Path, command: str) -> dict:
     """The configuration in ``path`` for ``command``: a run.json's ``config`` (whose ``command`` must match),
     or a TOML / YAML file holding the same keys (``.toml``, ``.yaml`` / ``.yml``; ``.json`` without a
@@ -82,21 +363,123 @@ def load_config_file(path: str | Path, command: str) -> dict:
     return data
 
 
-def unknown_keys(data: dict, known: set[str], path, prefix: str = "") -> None:
-    """Refuse a setting the command does not have (a typo would otherwise be dropped without a word)."""
-    bad = sorted(set(data) - known)
-    if bad:
-        import difflib
+def read_config(cls, path: str | Path, command: str, over: dict | None = None):
+    """``cls`` from the file ``path`` (:func:`load_config_file`) with the settings ``over`` on top; errors name
+    the file."""
+    data = load_config_file(path, command)
+    try:
+        return cls.from_dict(merge(data, over or {}))
+    except ConfigError:
+        raise
+    except ObliviateError as e:
+        raise ObliviateError(f"--config {path}: {e}") from None
 
-        hints = []
-        for k in bad:
-            close = difflib.get_close_matches(k, sorted(known), n=1)
-            hints.append(f"{prefix}{k}" + (f" (did you mean {prefix}{close[0]}?)" if close else ""))
-        raise ObliviateError(f"--config {path}: unknown setting(s) {', '.join(hints)}")
+
+class _Convenience:
+    """``Config.of(**keywords)``: a config from keyword arguments, the Python API's convenience. A keyword is a
+    field, a field of a flattened section (``style=``), a dotted path (``eval.limit``) or one of the class's
+    ``aliases`` (the older keyword names); a section given as an object is kept and the keywords of its
+    fields are applied on top."""
+
+    aliases: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def of(cls, **kw):
+        kw = {cls.aliases.get(k, k): v for k, v in kw.items()}
+        flat = {g.name: f.name for f in fields(cls) if _section(f) is not None and f.metadata.get("flatten")
+                for g in fields(_section(f))}
+        names = {f.name: f for f in fields(cls)}
+        top: dict = {}
+        subs: dict[str, dict] = {}
+        for k, v in kw.items():
+            if "." in k:
+                s, _, n = k.partition(".")
+                subs.setdefault(s, {})[n] = v
+            elif k not in names and k not in flat:
+                raise TypeError(f"{cls.__name__} has no setting {k!r}")
+            elif v is None:
+                continue  # a keyword left at None (robust=None, protocol=None): the setting's default
+            elif k in names:
+                top[k] = v
+            else:
+                subs.setdefault(flat[k], {})[k] = v
+        for s, vals in subs.items():
+            base = top.get(s)
+            if base is None and names[s].metadata.get("partial"):  # completed later (unlearning: the method's)
+                top[s] = dict(vals)
+                continue
+            if base is None:
+                base = _section(names[s])()
+            elif isinstance(base, dict):
+                top[s] = {**base, **vals}
+                continue
+            top[s] = replace(base, **vals)
+        return cls(**top)
+
+
+# ------------------------------------------------------------------------------------------- the configs
+@dataclass
+class FormatConfig(Settings):
+    """How a (question, answer) pair becomes tokens: a protocol preset (``obliviate ls protocols``) and the
+    single settings that override it. None: the protocol's value. :meth:`resolved` fills every field."""
+    protocol: Any = setting("obliviate", legacy="obliviate", help=(
+        "prompt and scoring protocol (obliviate ls protocols): obliviate (default), open-unlearning, tofu, muse"))
+    style: str | None = setting(None, help="prompt style: chat, plain, llama2 (default: the protocol's; obliviate: chat)")
+    system_prompt: str | None = setting(
+        None, help="system prompt for the chat template (default: the protocol's; obliviate: the template's)")
+    max_length: int | None = setting(
+        None, help="tokens of one prompt + answer; longer answers are cut and counted (default: the protocol's, 512)")
+    date_string: str | None = setting(None, legacy=DATE_STRING, help=(
+        f"the chat template's date_string (default: the protocol's, {DATE_STRING}; never today's date)"))
+
+    def validate(self) -> None:
+        from .data.formatting import STYLES
+        from .protocols import PRESETS
+
+        if isinstance(self.protocol, str) and self.protocol not in PRESETS:
+            raise ConfigError("protocol", f"{self.protocol!r}: unknown protocol; valid protocols: "
+                                          f"{', '.join(sorted(PRESETS))}")
+        if self.style is not None and self.style not in STYLES:
+            raise ConfigError("style", f"{self.style!r}: unknown prompt style; valid styles: {', '.join(STYLES)}")
+        if self.max_length is not None:
+            _check_count("max_length", self.max_length, 2)  # room for a prompt token and an answer token
+        style = self.style or self.base_protocol().style
+        if style != "chat":  # only the chat template has a place for it
+            unused([("system_prompt", self.system_prompt, None)],
+                   f"with {{s0}} chat ({{s0}} {style} has no system turn)", ("style",))
+
+    def base_protocol(self):
+        from .protocols import Protocol, get_protocol, protocol_from_dict
+
+        p = self.protocol
+        if isinstance(p, dict):
+            return protocol_from_dict(p)
+        return p if isinstance(p, Protocol) else get_protocol(p)
+
+    def resolved_protocol(self, **overrides):
+        """The protocol with this config's single settings (and ``overrides``) in place."""
+        from .protocols import get_protocol
+
+        return get_protocol(self.base_protocol(), style=self.style, system_prompt=self.system_prompt,
+                            max_length=self.max_length, date_string=self.date_string, **overrides)
+
+    def resolved(self, protocol_record: bool = False) -> "FormatConfig":
+        """Every field filled from the protocol; ``protocol`` stays the preset's name (``protocol_record``: the
+        whole resolved protocol, as eval records it)."""
+        p = self.resolved_protocol()
+        name = self.protocol if isinstance(self.protocol, str) else self.base_protocol().name
+        return FormatConfig(protocol=p if protocol_record else name, style=p.style, system_prompt=p.system_prompt,
+                            max_length=p.max_length, date_string=p.date_string)
+
+    def formatter(self, tokenizer, **overrides):
+        """The :class:`obliviate.data.formatting.Formatter` of these settings."""
+        from .data.formatting import Formatter
+
+        return Formatter.from_protocol(tokenizer, self.resolved_protocol(), **overrides)
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Settings):
     """The training loop's settings (fine-tuning and unlearning). Fields with a ``help`` are command-line flags
     (``--epochs``, ...): :func:`add_config_args` derives them, with these defaults."""
     epochs: int = setting(5, help="passes over the data")
@@ -114,23 +497,305 @@ class TrainConfig:
     grad_checkpointing: bool = setting(
         False, help="recompute decoder layers in backward: far less activation memory, ~1/3 more compute")
     checkpoint_every_epoch: bool = True
-    progress: bool = True
+    progress: bool = setting(True, flag="--quiet", invert=True, help="no progress bars")
     extra: dict = field(default_factory=dict)
-    def validate(self) -> None:
-        """Refuse settings that would fail deep inside torch (or silently do something else), naming the flag."""
-        def bad(flag, value, need):
-            raise ObliviateError(f"{flag} {value}: must be {need}")
 
-        for flag, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size), ("--grad-accum", self.grad_accum),
-                        ("--lora-r", self.lora_r)):
-            check_int(flag, v)
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            bad("--lr", self.lr, "a finite number > 0")
-        if not (isinstance(self.warmup_ratio, (int, float)) and 0 <= self.warmup_ratio <= 1):
-            bad("--warmup-ratio", self.warmup_ratio, "between 0 and 1 (a fraction of the optimiser steps)")
-        if not (isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay)
-                and self.weight_decay >= 0):
-            bad("--weight-decay", self.weight_decay, "a finite number >= 0")
-        if self.max_grad_norm is not None and not (isinstance(self.max_grad_norm, (int, float))
-                                                   and math.isfinite(self.max_grad_norm) and self.max_grad_norm >= 0):
-            bad("max_grad_norm", self.max_grad_norm, "a finite number >= 0 (0 or None: no clipping)")
+    def validate(self) -> None:
+        """Refuse settings that would fail deep inside torch (or silently do something else), naming the field."""
+        for name in ("epochs", "batch_size", "grad_accum", "lora_r"):
+            _check_count(name, getattr(self, name))
+        if not (_is_number(self.lr) and math.isfinite(self.lr) and self.lr > 0):
+            _bad("lr", self.lr, "a finite number > 0")
+        if not (_is_number(self.warmup_ratio) and 0 <= self.warmup_ratio <= 1):
+            _bad("warmup_ratio", self.warmup_ratio, "between 0 and 1 (a fraction of the optimiser steps)")
+        if not (_is_number(self.weight_decay) and math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            _bad("weight_decay", self.weight_decay, "a finite number >= 0")
+        if self.max_grad_norm is not None and not (_is_number(self.max_grad_norm) and math.isfinite(self.max_grad_norm)
+                                                   and self.max_grad_norm >= 0):
+            _bad("max_grad_norm", self.max_grad_norm, "a finite number >= 0 (0 or None: no clipping)")
+
+    def check_unused(self) -> None:
+        """A setting given without the switch it belongs to would be ignored: say so instead."""
+        if not self.lora:
+            unused([("lora_r", self.lora_r, TrainConfig.lora_r)], "with {s0}", ("lora",))
+
+
+@dataclass
+class RobustConfig(Settings):
+    """The robustness wrappers of unlearning (Fan et al. 2025; :mod:`obliviate.robust`)."""
+    sam_rho: float | None = setting(None, help="sharpness-aware forget gradient, radius R (paper 0.01)")
+    smooth_n: int = setting(0, help="randomized smoothing with N Gaussian samples (paper 3); 0: off")
+    smooth_sigma: float = setting(1e-4, help="randomized smoothing noise std (default 1e-4)")
+    grad_penalty: float | None = setting(None, help="add LAMBDA * ||grad of the forget loss||")
+    weight_avg: bool = setting(False, help="save a running average of the weights")
+    avg_start: int = setting(100, help="first averaged optimiser step (default 100)")
+    avg_every: int = setting(5, help="averaging interval in steps (default 5)")
+
+    def validate(self) -> None:
+        for name in ("sam_rho", "smooth_sigma", "grad_penalty"):
+            v = getattr(self, name)
+            if v is not None and not (_is_number(v) and math.isfinite(v)):
+                _bad(name, v, "a finite number")
+        chosen = [n for n, on in (("sam_rho", self.sam_rho is not None), ("smooth_n", self.smooth_n > 0),
+                                  ("grad_penalty", self.grad_penalty is not None)) if on]
+        if len(chosen) > 1:
+            got = ", ".join("{%d}" % (3 + i) for i in range(len(chosen)))
+            raise ConfigError(("sam_rho", "smooth_n", "grad_penalty", *chosen), f"choose one of {{0}}, {{1}}, {{2}} (got {got})")
+        if self.sam_rho is not None and self.sam_rho <= 0:
+            _bad("sam_rho", self.sam_rho, "> 0 (the paper uses 0.01)")
+        _check_count("smooth_n", self.smooth_n, 0)
+        if self.smooth_n and self.smooth_sigma <= 0:
+            _bad("smooth_sigma", self.smooth_sigma, "> 0")
+        if self.grad_penalty is not None and self.grad_penalty < 0:
+            _bad("grad_penalty", self.grad_penalty, ">= 0")
+        if self.weight_avg:
+            _check_count("avg_start", self.avg_start)
+            _check_count("avg_every", self.avg_every)
+
+    def check_unused(self) -> None:
+        if self.smooth_n == 0:
+            unused([("smooth_sigma", self.smooth_sigma, RobustConfig.smooth_sigma)], "with {s0} N", ("smooth_n",))
+        if not self.weight_avg:
+            unused([("avg_start", self.avg_start, RobustConfig.avg_start),
+                    ("avg_every", self.avg_every, RobustConfig.avg_every)], "with {s0}", ("weight_avg",))
+
+    def active(self) -> list[str]:
+        out = []
+        if self.sam_rho is not None:
+            out.append("sam")
+        if self.smooth_n > 0:
+            out.append("smoothing")
+        if self.grad_penalty is not None:
+            out.append("grad_penalty")
+        if self.weight_avg:
+            out.append("weight_avg")
+        return out
+
+
+@dataclass
+class EpochEvalConfig(Settings):
+    """Unlearning's TOFU evaluation at the start and after every epoch, and the choice of the best epoch."""
+    every_epoch: bool = setting(False, flag="--eval-every-epoch",
+                                help="TOFU evaluation at the start and after each epoch")
+    data: str | None = setting(None, flag="--eval-data", help="synthetic or tofu (default: from --forget)")
+    split: str | None = setting(None, flag="--eval-split", help="forget01|forget05|forget10 (default: from --forget)")
+    limit: int | None = setting(None, flag="--eval-limit", help=(
+        "evaluate only the first N items of each set (forget, retain, holdout, real authors, world facts)"))
+    retain_eval: str | None = setting(None, flag="--retain-eval",
+                                      help="the retain model's eval folder/log (for forget quality)")
+    select: str | None = setting(None, flag="--select", help=(
+        "keep the best epoch by this summary key: forget_quality, model_utility, … (max:KEY / min:KEY)"))
+
+    def validate(self) -> None:
+        if self.limit is not None:
+            _check_count("limit", self.limit)
+        if self.data and ":" in self.data:
+            raise ConfigError(("data", "split"), f"{{0}} {self.data}: takes a TOFU-format family (synthetic or "
+                                                 "tofu, loader options after '?'), not a data spec; the split goes "
+                                                 "in {1}")
+
+    def check_unused(self) -> None:
+        if not (self.every_epoch or self.select):
+            unused([(n, getattr(self, n), None) for n in ("retain_eval", "limit", "data", "split")],
+                   "with {s0} or {s1}", ("every_epoch", "select"))
+
+
+@dataclass
+class UnlearnConfig(_Convenience, Settings):
+    """``obliviate unlearn``'s whole configuration (what run.json's ``config`` holds, resolved)."""
+    model: Any = setting(None, help="built-in name, local folder or hub id (the fine-tuned target); required")
+    method: str | None = setting(None, help="unlearning method (obliviate ls methods); required")
+    #: the method's options (``beta=0.2``: the command line's trailing KEY=VALUE words); resolved: every option
+    method_config: dict = setting(default_factory=dict)
+    forget: Any = setting(None, help="forget set spec, e.g. synthetic:forget10, tofu:forget10; required")
+    retain: Any = setting(None, help="retain set spec, e.g. synthetic:retain90 (methods with a retain term)")
+    data_dir: str | None = setting(None, help="local copy of the data sets (tofu, muse-*)")
+    format: FormatConfig = section(FormatConfig, flatten=True, title="prompt format")
+    #: None or the settings given: the method's paper settings fill the rest (``default_train_config``)
+    train: Any = section(TrainConfig, partial=True,
+                         title="training (defaults: the method's paper settings; TOFU: batch 32, 1 warm-up epoch)")
+    robust: RobustConfig = section(RobustConfig, title="robustness (Fan et al. 2025)")
+    #: ``cached`` sequence log-likelihoods computed once, or ``live``: a frozen copy scores them each step
+    reference: str = "cached"
+    idk_file: str | None = setting(None, help=(
+        "refusal answers for idk_nll / idk_dpo (e.g. TOFU's idontknow.jsonl, or a .csv with a text column)"))
+    eval: EpochEvalConfig = section(EpochEvalConfig, title="evaluation")
+
+    recorded: ClassVar[tuple[str, ...]] = ("n_forget", "n_retain")
+    aliases: ClassVar[dict[str, str]] = {
+        "options": "method_config", "cfg": "train", "eval_every_epoch": "eval.every_epoch",
+        "retain_eval": "eval.retain_eval", "select": "eval.select", "eval_data": "eval.data",
+        "eval_split": "eval.split", "eval_limit": "eval.limit"}
+
+    def __post_init__(self):
+        if isinstance(self.method_config, (list, tuple)):  # ["beta=0.2", ...]
+            from .methods.base import parse_options
+
+            self.method_config = parse_options(list(self.method_config))
+        self.method_config = dict(self.method_config or {})
+
+    def train_config(self) -> TrainConfig:
+        """The training settings: those given, the method's paper settings for the rest."""
+        if isinstance(self.train, TrainConfig):
+            return self.train
+        from .unlearn import default_train_config
+
+        return default_train_config(self.method, **(self.train or {}))
+
+    def validate(self) -> None:
+        """Every check of the settings alone (the data and the model come later); errors name the field."""
+        from .methods.base import get_method
+
+        for name in ("model", "method", "forget"):
+            if getattr(self, name) is None:
+                raise ConfigError(name, "is required")
+        cls = get_method(self.method)
+        self.format.validate()
+        cfg = self.train_config()
+        with section_errors("train."):
+            cfg.validate()
+            cfg.check_unused()
+        with section_errors("robust."):
+            self.robust.validate()
+            self.robust.check_unused()
+        with section_errors("eval."):
+            self.eval.validate()
+            self.eval.check_unused()
+        if self.reference not in ("cached", "live"):
+            raise ConfigError("reference", f"{self.reference!r}: valid: cached, live")
+        if cfg.lora and not cls.supports_lora:
+            raise ConfigError("train.lora", f"{{0}}: method {self.method} trains chosen parameters directly; LoRA "
+                                            "is not supported with it")
+        if cfg.lora and self.robust.weight_avg:
+            raise ConfigError(("robust.weight_avg", "train.lora"), (
+                "{0} with {1} would average each adapter's A and B factors separately, and the merged mean(B) "
+                "mean(A) is not the mean of the weights B A; train all weights (drop {1}) or drop {0}"))
+        if cfg.grad_checkpointing and self.robust.grad_penalty is not None:
+            raise ConfigError(("robust.grad_penalty", "train.grad_checkpointing"), (
+                "{0} differentiates the gradient itself (double backward), which {1}'s recomputation does not "
+                "support; drop one of the two"))
+        if self.idk_file and not cls.uses_idk:
+            from .registry import METHODS
+
+            idk = ", ".join(sorted(m.name for m in METHODS.entries() if getattr(m.obj, "uses_idk", False)))
+            raise ConfigError("idk_file", f"{{0}} is used by {idk} only, not by {self.method}")
+
+
+@dataclass
+class FinetuneConfig(_Convenience, Settings):
+    """``obliviate finetune``'s whole configuration."""
+    model: Any = setting(None, help="built-in name, local folder or hub id; required")
+    data: Any = setting(None, help="data spec, e.g. tofu:full, synthetic:retain90, file.jsonl; required")
+    data_dir: str | None = setting(None, help="local copy of the data sets (tofu, muse-*)")
+    format: FormatConfig = section(FormatConfig, flatten=True, title="prompt format")
+    train: TrainConfig = section(TrainConfig, title="training")
+
+    recorded: ClassVar[tuple[str, ...]] = ("n_items",)
+    aliases: ClassVar[dict[str, str]] = {"cfg": "train"}
+
+    def validate(self) -> None:
+        for name in ("model", "data"):
+            if getattr(self, name) is None:
+                raise ConfigError(name, "is required")
+        self.format.validate()
+        with section_errors("train."):
+            self.train.validate()
+            self.train.check_unused()
+
+
+BENCHMARKS = ("tofu", "muse-news", "muse-books")
+VARIANTS = ("paraq", "jailbreak")
+
+
+@dataclass
+class EvalConfig(_Convenience, Settings):
+    """``obliviate eval``'s configuration: TOFU on a TOFU-format family, or MUSE on one of its corpora."""
+    model: Any = setting(None, help="built-in name, local folder or hub id")
+    data: str = setting("tofu", help="TOFU-format family: tofu (default) or synthetic (loader options after '?')")
+    split: str = setting("forget10", help="forget01, forget05 or forget10 (default)")
+    data_dir: str | None = setting(None, help="local copy of the data sets (tofu, muse-*)")
+    limit: int | None = setting(None, help="first N items of forget, retain and holdout")
+    utility_limit: int | None = setting(None, help="first N items of real authors and world facts")
+    retain_eval: str | None = setting(None, help="the retain model's eval folder (forget quality, privleak)")
+    variants: tuple = setting((), type=comma_list, metavar="LIST", help="extra forget-set prompts: paraq,jailbreak")
+    generation: bool = setting(True, flag="--no-generation", invert=True, help="skip greedy answers (no ROUGE)")
+    gradnorm: bool = setting(True, flag="--no-gradnorm", invert=True,
+                             help="skip the GradNorm MIA (one backward per item)")
+    batch_size: int = setting(32, help="generation slots (KV buffer: slots x (prompt + 200 + 32) tokens x ~46 KB "
+                                       "for SmolLM2)")
+    max_new_tokens: int | None = setting(None, help="new tokens of a greedy answer (default: the protocol's, 200)")
+    pad_mask: str | None = setting(None, choices=("correct", "eos"), help=(
+        "teacher-forced attention mask: correct, or eos (open-unlearning's pad = EOS, bug compatibility; "
+        "default: the protocol's)"))
+    format: FormatConfig = section(FormatConfig, flatten=True, title="prompt format")
+    benchmark: str = setting("tofu", choices=BENCHMARKS,
+                             help="tofu (default) or MUSE on one of its corpora (ls benchmarks)")
+    progress: bool = setting(True, flag="--quiet", invert=True, help="no progress bars")
+
+    recorded: ClassVar[tuple[str, ...]] = ("verbmem_tokens", "knowmem_tokens", "privleak_max_tokens")
+
+    def __post_init__(self):
+        if isinstance(self.variants, str):
+            self.variants = comma_list(self.variants)
+        self.variants = tuple(self.variants or ())
+
+    @property
+    def is_tofu(self) -> bool:
+        return self.benchmark == "tofu"
+
+    def validate(self) -> None:
+        if self.model is None:
+            raise ConfigError("model", "is required")
+        if self.benchmark not in BENCHMARKS:
+            raise ConfigError("benchmark", f"{self.benchmark!r}: valid: {', '.join(BENCHMARKS)}")
+        for name in ("limit", "utility_limit", "max_new_tokens"):
+            if getattr(self, name) is not None:
+                _check_count(name, getattr(self, name))
+        _check_count("batch_size", self.batch_size)
+        for v in self.variants:
+            if v not in VARIANTS:
+                raise ConfigError("variants", f"unknown {{0}} entry {v!r}; valid: {', '.join(VARIANTS)}")
+        if self.pad_mask is not None and self.pad_mask not in ("correct", "eos"):
+            raise ConfigError("pad_mask", f"{self.pad_mask!r}: valid: correct, eos")
+        if not self.is_tofu:
+            d = EvalConfig
+            unused([(n, getattr(self, n), getattr(d, n)) for n in
+                    ("data", "split", "utility_limit", "variants", "generation", "gradnorm", "max_new_tokens",
+                     "pad_mask")]
+                   + [(n, getattr(self.format, n), None) for n in ("style", "system_prompt", "max_length", "date_string")],
+                   f"to TOFU, not to {{s0}} {self.benchmark} (MUSE takes {{s1}}, {{s2}}, {{s3}}, {{s4}}, {{s5}}); "
+                   "they would be ignored", ("benchmark", "data_dir", "limit", "retain_eval", "batch_size", "protocol"))
+        elif ":" in self.data:
+            raise self._data_hint()
+        self.format.validate()
+
+    def _data_hint(self) -> ConfigError:
+        """``--data FAMILY:CONFIG``: what to write instead, when it can be told."""
+        family, _, config = self.data.partition(":")
+        config, _, query = config.partition("?")
+        msg = (f"{{0}} {self.data}: {{0}} takes a TOFU-format family (tofu or synthetic, loader options after "
+               "'?'), not a data spec")
+        split = config.replace("_perturbed", "")
+        if family.startswith("muse"):
+            msg += f"; MUSE is {{2}} {family} (with {{3}})"
+        elif family in ("tofu", "synthetic") and split in ("forget01", "forget05", "forget10"):
+            fam = f"'{family}?{query}'" if query else family
+            msg += f"; the split goes in {{1}}: {{0}} {fam} {{1}} {split}"
+        else:
+            msg += "; the split goes in {1} (forget01, forget05 or forget10)"
+        return ConfigError(("data", "split", "benchmark", "data_dir"), msg)
+
+    def resolved(self) -> "EvalConfig":
+        """Every setting filled: TOFU's from the protocol (recorded whole), MUSE's protocol recorded whole."""
+        if not self.is_tofu:
+            return replace(self, format=replace(self.format, protocol=self.format.base_protocol()))
+        p = self.format.resolved_protocol(max_new_tokens=self.max_new_tokens, pad_mask=self.pad_mask)
+        fmt = FormatConfig(protocol=p, style=p.style, system_prompt=p.system_prompt, max_length=p.max_length,
+                           date_string=p.date_string)
+        return replace(self, format=fmt, max_new_tokens=p.max_new_tokens, pad_mask=p.pad_mask)
+
+    def protocol(self):
+        """The resolved :class:`obliviate.protocols.Protocol`."""
+        if not self.is_tofu:
+            return self.format.base_protocol()
+        return self.format.resolved_protocol(max_new_tokens=self.max_new_tokens, pad_mask=self.pad_mask)

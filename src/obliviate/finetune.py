@@ -5,11 +5,12 @@ from __future__ import annotations
 from ._callable import make_callable as _make_callable
 
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 from .data import check_data_dir, load_items, spec_path
-from .data.formatting import Formatter, check_format
+from .config import FinetuneConfig, legacy_values
+from .data.formatting import Formatter
 from .data.text import encode_items
 from .models import check_max_length, check_model_spec, load_model, save_model
 from .runtime.run import Run
@@ -18,35 +19,40 @@ from .train import (TRAIN_DTYPE, EncodedBatches, TrainConfig, apply_lora, check_
                     latest_checkpoint, nll_loss, padding_fraction, train)
 
 
-def run_finetune(
-    model: str,
-    data: str,
-    out: str | Path | None,
-    cfg: TrainConfig,
-    data_dir: str | None = None,
-    style: str = "chat",
-    system_prompt: str | None = None,
-    max_length: int = 512,
-    overwrite: bool = False,
-    resume: bool = False,
-) -> dict:
-    cfg.validate()
-    check_format(style, max_length, system_prompt)
-    check_data_dir(data_dir, [data])
-    items = load_items(data, data_dir=data_dir)  # bad data fails before the model is loaded
-    ck, cfg = resume_point(out, cfg, resume)
-    check_model_spec(model)  # a bad --model is refused before --overwrite empties anything
-    config = {"model": model, "data": data, "data_dir": data_dir, "style": style, "system_prompt": system_prompt,
-              "max_length": max_length, "train": asdict(cfg), "n_items": len(items)}
-    with Run("finetune", out, config, seed=cfg.seed, overwrite=overwrite, resume=resume, resumable=True,
-             checkpoint=ck,
-             inputs={"--model": model, "--data": spec_path(data), "--data-dir": data_dir}) as run:
+def run_finetune(config: FinetuneConfig | str, *args, out: str | Path | None = None, overwrite: bool = False,
+                 resume: bool = False, **settings) -> dict:
+    """Fine-tune with the settings ``config`` (a :class:`FinetuneConfig`) into ``out``: ``run_finetune(config,
+    out)``, or the keyword convenience ``run_finetune(model, data, out, cfg, data_dir=..., style=..., ...)``.
+    Returns the run record."""
+    if isinstance(config, FinetuneConfig):
+        if len(args) > 1 or settings:
+            raise TypeError("run_finetune(config, out): give the settings in the config")
+        out = args[0] if args else out
+    else:
+        if not args:
+            raise TypeError("run_finetune(model, data, out, cfg, ...): give the data")
+        data, *rest = args
+        if len(rest) > 2:
+            raise TypeError("run_finetune(model, data, out, cfg, ...): too many positional arguments")
+        out = rest[0] if rest else out
+        if len(rest) > 1:
+            settings["train"] = rest[1]
+        config = FinetuneConfig.of(model=config, data=data, **settings)
+    config.validate()
+    check_data_dir(config.data_dir, [config.data])
+    items = load_items(config.data, data_dir=config.data_dir)  # bad data fails before the model is loaded
+    ck, cfg = resume_point(out, config.train, resume)
+    config = replace(config, train=cfg, format=config.format.resolved())
+    check_model_spec(config.model)  # a bad --model is refused before --overwrite empties anything
+    record = {**config.to_dict(), "n_items": len(items)}
+    with Run("finetune", out, record, seed=cfg.seed, overwrite=overwrite, resume=resume, resumable=True,
+             checkpoint=ck, legacy=legacy_values(FinetuneConfig),
+             inputs={"--model": config.model, "--data": spec_path(config.data), "--data-dir": config.data_dir}) as run:
         t0 = time.time()
-        net, tok = load_model(model, dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
+        net, tok = load_model(config.model, dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
         run.timing("load_model_s", time.time() - t0)
-        check_max_length(net, max_length)
-        fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
-        train_on_items(run, net, tok, items, cfg, fmt, resume=ck is not None)
+        check_max_length(net, config.format.max_length)
+        train_on_items(run, net, tok, items, cfg, config.format.formatter(tok), resume=ck is not None)
     return run.data
 
 

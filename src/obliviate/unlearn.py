@@ -29,9 +29,10 @@ from typing import Any, Callable
 import torch
 
 from .data import check_data_dir, load_items, parse_spec, spec_path
-from .data.formatting import Encoded, Formatter, check_format, collate
+from .config import ConfigError, UnlearnConfig, legacy_values
+from .data.formatting import Encoded, Formatter, collate
 from .data.text import encode_items
-from .errors import ObliviateError, check_int
+from .errors import ObliviateError
 from .metrics.keys import EPOCH_HEADLINE, metric_direction
 from .methods.base import (
     LiveSequenceReference,
@@ -42,18 +43,16 @@ from .methods.base import (
     frozen_copy,
     get_method,
     make_config,
-    parse_options,
 )
 from .refusals import assign_refusals, load_refusals
-from .registry import METHODS
 from .robust import RobustConfig, WeightAveraging, wrap_step
 from .runtime.dist import split_rows
 from .runtime.run import Run
 from .train import (TRAIN_DTYPE, NonFiniteLoss, TrainConfig, apply_lora, latest_checkpoint,
                     length_grouped_batches, train)
 
-__all__ = ["run_unlearn", "add_unlearn_parser", "prepare_unlearning", "UnlearnBatches", "default_train_config",
-           "metric_direction"]
+__all__ = ["run_unlearn", "plan_unlearning", "UnlearnConfig", "add_unlearn_parser", "prepare_unlearning",
+           "UnlearnBatches", "default_train_config", "metric_direction"]
 
 
 # ------------------------------------------------------------------------------------------- batches
@@ -212,10 +211,11 @@ def _check_select_key(spec: str, key: str) -> None:
 
     keys = sorted(k for k in tofu_summary([], retain_mia_auc=0.5) if k not in ("missing", "n_items", "mia_reference"))
     if key == "mia_reference":
-        raise ObliviateError(f"--select {spec}: mia_reference needs a reference model's scores, which the per-epoch "
-                             "evaluation does not compute")
+        raise ConfigError("eval.select", f"{{0}} {spec}: mia_reference needs a reference model's scores, which the "
+                                         "per-epoch evaluation does not compute")
     if key not in keys:
-        raise ObliviateError(f"--select {spec}: the TOFU evaluation reports no {key!r}; its keys: {', '.join(keys)}")
+        raise ConfigError("eval.select", f"{{0}} {spec}: the TOFU evaluation reports no {key!r}; its keys: "
+                                         f"{', '.join(keys)}")
 
 
 def _alpha_zero_drops_retain(cls, mcfg) -> bool:
@@ -237,10 +237,9 @@ def _eval_target(forget: str, eval_data: str | None, eval_split: str | None) -> 
     if family in ("synthetic", "tofu") and config.startswith("forget"):
         data = family + (f"?{query}" if query else "")
         return eval_data or data, eval_split or config.replace("_perturbed", "")
-    raise ObliviateError(
-        f"--eval-every-epoch: cannot tell the TOFU evaluation split from --forget {forget!r}; "
-        "pass --eval-data synthetic|tofu and --eval-split forget01|forget05|forget10"
-    )
+    raise ConfigError(("eval.every_epoch", "forget", "eval.data", "eval.split"), (
+        f"{{0}}: cannot tell the TOFU evaluation split from {{1}} {forget!r}; pass {{2}} synthetic|tofu and "
+        "{3} forget01|forget05|forget10"))
 
 
 def _default_evaluator():
@@ -254,206 +253,178 @@ def _default_evaluator():
 # ------------------------------------------------------------------------------------------- the run
 @dataclass
 class UnlearnPlan:
-    """Everything a run needs that can be read and checked before the model is loaded."""
+    """Everything a run needs that can be read and checked before the model is loaded. ``settings``: the
+    resolved :class:`UnlearnConfig` (``config``: the same as run.json records it, with the counts read)."""
+    settings: UnlearnConfig
     cls: Any
     mcfg: Any
-    cfg: TrainConfig
-    robust: RobustConfig
     forget_items: list
     retain_items: list | None
     refusals: list[str] | None
-    select: str | None
     sel_key: str | None
     sel_score: Callable | None
-    eval_every_epoch: bool
-    ev_data: str | None
-    ev_split: str | None
     ev_extra: dict
     evaluator: Callable | None
     retain_records: list | None
     config: dict
 
+    # the resolved settings the run reads
+    @property
+    def cfg(self) -> TrainConfig:
+        return self.settings.train
 
-def plan_unlearning(
-    model: str,
-    method: str,
-    forget: str,
-    *,
-    retain: str | None = None,
-    options: dict | list[str] | None = None,
-    cfg: TrainConfig | None = None,
-    robust: RobustConfig | None = None,
-    data_dir: str | None = None,
-    style: str = "chat",
-    system_prompt: str | None = None,
-    max_length: int = 512,
-    idk_file: str | None = None,
-    eval_every_epoch: bool = False,
-    retain_eval: str | None = None,
-    select: str | None = None,
-    eval_data: str | None = None,
-    eval_split: str | None = None,
-    eval_limit: int | None = None,
-    evaluator: Callable | None = None,
-    reference: str = "cached",
-) -> UnlearnPlan:
-    """Every input check of an unlearning run, before any model is loaded or file written: the method and its
-    options, the training and robustness settings, the data (loaded), the per-epoch evaluation and selection."""
-    cls = get_method(method)
-    opts = parse_options(options) if isinstance(options, (list, tuple)) else dict(options or {})
-    mcfg = make_config(cls, opts)
-    cfg = cfg or default_train_config(method)
-    cfg.validate()
-    check_format(style, max_length, system_prompt)
-    if eval_limit is not None:
-        check_int("--eval-limit", eval_limit)
-    robust = robust or RobustConfig()
-    robust.validate()
-    if cfg.lora and not cls.supports_lora:
-        raise ObliviateError(f"method {method} trains chosen parameters directly; --lora is not supported with it")
-    if cfg.lora and robust.weight_avg:
-        raise ObliviateError("--weight-avg with --lora would average each adapter's A and B factors separately, and "
-                             "the merged mean(B) mean(A) is not the mean of the weights B A; train all weights "
-                             "(drop --lora) or drop --weight-avg")
-    if cfg.grad_checkpointing and robust.grad_penalty is not None:
-        raise ObliviateError("--grad-penalty differentiates the gradient itself (double backward), which "
-                             "--grad-checkpointing's recomputation does not support; drop one of the two")
-    if reference not in ("cached", "live"):
-        raise ObliviateError(f"reference={reference!r}; valid: cached, live")
+    @cfg.setter
+    def cfg(self, value: TrainConfig) -> None:
+        self.settings.train = value
+        self.config["train"] = asdict(value)
+
+    @property
+    def robust(self) -> RobustConfig:
+        return self.settings.robust
+
+    @property
+    def select(self) -> str | None:
+        return self.settings.eval.select
+
+    @property
+    def eval_every_epoch(self) -> bool:
+        return self.settings.eval.every_epoch
+
+
+def _config_of(config, method, forget, settings: dict) -> UnlearnConfig:
+    """``config`` when it is an :class:`UnlearnConfig`; else the keyword convenience: the model's name,
+    ``method``, ``forget`` and any setting as a keyword (``UnlearnConfig.of``)."""
+    if isinstance(config, UnlearnConfig):
+        if method is not None or forget is not None or settings:
+            raise TypeError("give either an UnlearnConfig or the settings as keywords, not both")
+        return config
+    return UnlearnConfig.of(model=config, method=method, forget=forget, **settings)
+
+
+def plan_unlearning(config: UnlearnConfig | str, method: str | None = None, forget=None, *,
+                    evaluator: Callable | None = None, **settings) -> UnlearnPlan:
+    """Every input check of an unlearning run, before any model is loaded or file written: the settings
+    (``config.validate()``), the method's options, the data (loaded), the per-epoch evaluation and selection.
+
+    ``config``: an :class:`UnlearnConfig`, or (the keyword convenience) the model's name followed by
+    ``method``, ``forget`` and settings as keywords: ``retain``, ``options``, ``cfg`` (a TrainConfig),
+    ``robust``, ``style``, ``eval_every_epoch``, ``select``, ... (``UnlearnConfig.of``). ``evaluator``: the
+    per-epoch evaluation (default: :func:`obliviate.evaluate.evaluate_tofu`)."""
+    config = _config_of(config, method, forget, settings)
+    config.validate()
+    cls = get_method(config.method)
+    mcfg = make_config(cls, config.method_config)
+    cfg = config.train_config()
+    ev = config.eval
+    forget, retain, data_dir = config.forget, config.retain, config.data_dir
     forget_items = _load_set("forget", forget, data_dir)  # an empty split raises here
     retain_items = None
     if cls.needs_retain(mcfg):
         if not retain:
-            raise ObliviateError(
-                f"method {method} needs a retain set (--retain SPEC, e.g. synthetic:retain90)"
+            raise ConfigError("retain", (
+                f"method {config.method} needs a retain set ({{0}} SPEC, e.g. synthetic:retain90)"
                 + ("; set alpha=0 to drop its retain term" if cls.retain_term and _alpha_zero_drops_retain(cls, mcfg)
-                   else "")
-            )
+                   else "")))
         retain_items = _load_set("retain", retain, data_dir)
     elif retain:  # it would be dropped without a word
-        raise ObliviateError(
-            f"--retain: method {method} " + ("has no retain term (grad_diff is gradient ascent with one)"
-                                             if not cls.retain_term else
-                                             f"uses no retain set with alpha={getattr(mcfg, 'alpha', 0)}; set "
-                                             "alpha (--alpha A) to add its retain term")
-            + ", so the retain set would be ignored; drop --retain")
+        raise ConfigError("retain", (
+            f"{{0}}: method {config.method} " + ("has no retain term (grad_diff is gradient ascent with one)"
+                                                 if not cls.retain_term else
+                                                 f"uses no retain set with alpha={getattr(mcfg, 'alpha', 0)}; set "
+                                                 "alpha (--alpha A) to add its retain term")
+            + ", so the retain set would be ignored; drop {0}"))
     if retain_items:
         shared = {it.question for it in forget_items if it.question} & {it.question for it in retain_items}  # texts: ''
         if shared:  # the retain term would pull back what the forget term removes
             print(f"warning: {len(shared)} of the forget set's {len(forget_items)} questions are also in the retain "
                   f"set ({next(iter(sorted(shared)))!r}{', ...' if len(shared) > 1 else ''}); the retain term "
                   "trains them back", file=sys.stderr)
-    if idk_file and not cls.uses_idk:
-        idk_methods = ", ".join(sorted(m.name for m in METHODS.entries() if getattr(m.obj, "uses_idk", False)))
-        raise ObliviateError(f"--idk-file is used by {idk_methods} only, not by {method}")
-    refusals = load_refusals(idk_file) if cls.uses_idk else None
+    refusals = load_refusals(config.idk_file) if cls.uses_idk else None
+    select, eval_every_epoch = ev.select, ev.every_epoch
     sel_key = sel_score = None
     if select:
         eval_every_epoch = True
         try:
             sel_key, sel_score = metric_direction(select)
         except ObliviateError as e:
-            raise ObliviateError(f"--select {e}") from None
+            raise ConfigError("eval.select", "{0} " + str(e)) from None
         if evaluator is None:  # the TOFU evaluation: its summary keys are known
             _check_select_key(select, sel_key)
-        if sel_key.startswith("forget_quality") or sel_key == "privleak":
-            if not retain_eval:
-                raise ObliviateError(f"--select {select} needs the retain model's evaluation: --retain-eval PATH")
+        if (sel_key.startswith("forget_quality") or sel_key == "privleak") and not ev.retain_eval:
+            raise ConfigError(("eval.select", "eval.retain_eval"),
+                              f"{{0}} {select} needs the retain model's evaluation: {{1}} PATH")
     retain_records = None
     ev_data = ev_split = None
     ev_extra: dict = {}  # what every per-epoch evaluation gets besides the common arguments
     if eval_every_epoch:
-        if eval_data and ":" in eval_data:
-            raise ObliviateError(f"--eval-data {eval_data}: takes a TOFU-format family (synthetic or tofu, loader "
-                                 "options after '?'), not a data spec; the split goes in --eval-split")
-        ev_data, ev_split = _eval_target(forget, eval_data, eval_split)
+        ev_data, ev_split = _eval_target(forget, ev.data, ev.split)
         ev_sets = None
         if evaluator is None:  # the TOFU evaluation: its sets, loaded once (--eval-limit cuts all five)
             from .evaluate import tofu_sets
 
             try:
-                ev_sets = tofu_sets(ev_data, ev_split, data_dir, eval_limit, eval_limit)
+                ev_sets = tofu_sets(ev_data, ev_split, data_dir, ev.limit, ev.limit)
             except ObliviateError as e:
-                given = " ".join(f"{f} {v}" for f, v in (("--eval-data", eval_data), ("--eval-split", eval_split)) if v)
-                raise ObliviateError(f"{given or f'the per-epoch evaluation of --forget {forget}'}: {e}") from None
+                given = [(f, v) for f, v in (("eval.data", ev.data), ("eval.split", ev.split)) if v]
+                where = (" ".join("{%d} %s" % (i, v) for i, (_, v) in enumerate(given)) if given else
+                         f"the per-epoch evaluation of {{0}} {forget}")
+                raise ConfigError([f for f, _ in given] or ["forget"], f"{where}: {e}") from None
             ev_extra = {"sets": ev_sets}
             evaluator = _default_evaluator()
-        if retain_eval:
+        if ev.retain_eval:
             from .evaluate import load_retain_records
 
             retain_records = load_retain_records(
-                retain_eval, ev_sets["forget"] if ev_sets is not None else None,
+                ev.retain_eval, ev_sets["forget"] if ev_sets is not None else None,
                 f"the same data, split and limit as this run's evaluations: {ev_data}, {ev_split}, --eval-limit "
-                f"{eval_limit}")
+                f"{ev.limit}")
     check_data_dir(data_dir, [x for x in (forget, retain) if isinstance(x, str)] + [ev_data and f"{ev_data}:{ev_split}"])
-    config = {
-        "model": model, "method": method, "method_config": asdict(mcfg), "forget": _spec_or_count(forget),
-        "retain": _spec_or_count(retain),
-        "data_dir": data_dir, "style": style, "system_prompt": system_prompt, "max_length": max_length,
-        "train": asdict(cfg), "robust": asdict(robust), "reference": reference,
-        "idk_file": idk_file if cls.uses_idk else None,
-        "eval": {"every_epoch": eval_every_epoch, "data": ev_data, "split": ev_split, "limit": eval_limit,
-                 "retain_eval": retain_eval, "select": select},
-        "n_forget": len(forget_items), "n_retain": len(retain_items) if retain_items else 0,
-    }
-    return UnlearnPlan(cls, mcfg, cfg, robust, forget_items, retain_items, refusals, select,
-                       sel_key, sel_score, eval_every_epoch, ev_data, ev_split, ev_extra, evaluator,
-                       retain_records, config)
+    resolved = replace(
+        config, method_config=asdict(mcfg), train=cfg, format=config.format.resolved(),
+        forget=_spec_or_count(forget), retain=_spec_or_count(retain),
+        idk_file=config.idk_file if cls.uses_idk else None,
+        eval=replace(ev, every_epoch=eval_every_epoch, data=ev_data, split=ev_split))
+    record = {**resolved.to_dict(), "n_forget": len(forget_items),
+              "n_retain": len(retain_items) if retain_items else 0}
+    resolved.forget, resolved.retain = forget, retain  # the run reads the items given, run.json names them
+    return UnlearnPlan(resolved, cls, mcfg, forget_items, retain_items, refusals, sel_key, sel_score, ev_extra,
+                       evaluator, retain_records, record)
 
 
-def run_unlearn(
-    model: str,
-    method: str,
-    forget: str,
-    out: str | Path,
-    *,
-    retain: str | None = None,
-    options: dict | list[str] | None = None,
-    cfg: TrainConfig | None = None,
-    robust: RobustConfig | None = None,
-    data_dir: str | None = None,
-    style: str = "chat",
-    system_prompt: str | None = None,
-    max_length: int = 512,
-    idk_file: str | None = None,
-    eval_every_epoch: bool = False,
-    retain_eval: str | None = None,
-    select: str | None = None,
-    eval_data: str | None = None,
-    eval_split: str | None = None,
-    eval_limit: int | None = None,
-    evaluator: Callable | None = None,
-    reference: str = "cached",
-    reference_cache: str | Path | None = None,
-    overwrite: bool = False,
-    resume: bool = False,
-) -> dict:
-    """Unlearn ``forget`` from ``model`` with ``method``; write the model, tokenizer and ``run.json`` to ``out``.
+def run_unlearn(config: UnlearnConfig | str, *args, out: str | Path | None = None, evaluator: Callable | None = None,
+                reference_cache: str | Path | None = None, overwrite: bool = False, resume: bool = False,
+                **settings) -> dict:
+    """Unlearn with the settings ``config`` (an :class:`UnlearnConfig`); write the model, tokenizer and
+    ``run.json`` to ``out``. ``run_unlearn(config, out)``, or the keyword convenience
+    ``run_unlearn(model, method, forget, out, retain=..., options=..., cfg=..., ...)`` (:func:`plan_unlearning`).
 
-    ``options``: the method's ``key=value`` options (a dict or a list of strings); ``cfg``: training settings
-    (default: :func:`default_train_config`); ``robust``: SAM / smoothing / gradient penalty / weight
-    averaging. ``eval_every_epoch`` runs ``evaluator`` (default ``obliviate.evaluate.evaluate_tofu``) at the
-    start and after every epoch; ``select`` (e.g. ``forget_quality``) keeps the best epoch's weights.
+    ``evaluator`` (default ``obliviate.evaluate.evaluate_tofu``) runs at the start and after every epoch with
+    ``eval.every_epoch``; ``eval.select`` (e.g. ``forget_quality``) keeps the best epoch's weights.
     ``reference_cache``: a folder to store / reuse the cached reference log-likelihoods in (a sweep's points
     share it). Returns the run record.
     """
-    plan = plan_unlearning(
-        model, method, forget, retain=retain, options=options, cfg=cfg, robust=robust, data_dir=data_dir,
-        style=style, system_prompt=system_prompt, max_length=max_length, idk_file=idk_file,
-        eval_every_epoch=eval_every_epoch, retain_eval=retain_eval, select=select, eval_data=eval_data,
-        eval_split=eval_split, eval_limit=eval_limit, evaluator=evaluator, reference=reference)
+    if isinstance(config, UnlearnConfig):
+        if len(args) > 1:
+            raise TypeError("run_unlearn(config, out): too many positional arguments")
+        out = args[0] if args else out
+        plan = plan_unlearning(config, evaluator=evaluator, **settings)
+    else:
+        if len(args) < 2:
+            raise TypeError("run_unlearn(model, method, forget, out, ...): give the method and the forget set")
+        method, forget, *rest = args
+        out = rest[0] if rest else out
+        plan = plan_unlearning(config, method, forget, evaluator=evaluator, **settings)
     from .finetune import resume_point
 
     ck, plan.cfg = resume_point(out, plan.cfg, resume)
-    plan.config["train"] = asdict(plan.cfg)
-    cfg = plan.cfg
+    c = plan.settings
     from .models import check_model_spec
 
-    check_model_spec(model)  # a bad --model is refused before --overwrite empties anything
-    inputs = {"--model": model, "--retain-eval": retain_eval, "--forget": spec_path(forget),
-              "--retain": spec_path(retain), "--idk-file": idk_file, "--data-dir": data_dir}
-    with Run("unlearn", out, plan.config, seed=cfg.seed, inputs=inputs, overwrite=overwrite, resume=resume,
-             resumable=True, checkpoint=ck) as run:
+    check_model_spec(c.model)  # a bad --model is refused before --overwrite empties anything
+    inputs = {"--model": c.model, "--retain-eval": c.eval.retain_eval, "--forget": spec_path(c.forget),
+              "--retain": spec_path(c.retain), "--idk-file": c.idk_file, "--data-dir": c.data_dir}
+    with Run("unlearn", out, plan.config, seed=plan.cfg.seed, inputs=inputs, overwrite=overwrite, resume=resume,
+             resumable=True, checkpoint=ck, legacy=legacy_values(UnlearnConfig)) as run:
         net, tok, fmt, prep = _load_and_prepare(run, plan, reference_cache=reference_cache)
         run.start()  # the checks that need the model passed (an RMU layer it lacks): now --out is prepared
         _train_select_save(run, plan, net, tok, fmt, prep, resume=ck is not None)
@@ -464,17 +435,16 @@ def _load_and_prepare(run: Run, plan: UnlearnPlan, net=None, tok=None, reference
     """Load the model (unless given) and build the method's step and references (what may still refuse the run)."""
     from .models import check_max_length, load_model
 
-    c = plan.config
+    c = plan.settings
     if net is None:
         t0 = time.time()
-        net, tok = load_model(c["model"], dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
+        net, tok = load_model(c.model, dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
         run.timing("load_model_s", time.time() - t0)
-    check_max_length(net, c["max_length"])
-    fmt = Formatter(tok, style=c["style"], system_prompt=c["system_prompt"], max_length=c["max_length"])
+    check_max_length(net, c.format.max_length)
+    fmt = c.format.formatter(tok)
     t0 = time.time()
-    prep = prepare_unlearning(net, tok, c["method"], plan.mcfg, plan.forget_items, plan.retain_items, formatter=fmt,
-                              tcfg=plan.cfg, refusals=plan.refusals,
-                              reference=c["reference"],
+    prep = prepare_unlearning(net, tok, c.method, plan.mcfg, plan.forget_items, plan.retain_items, formatter=fmt,
+                              tcfg=plan.cfg, refusals=plan.refusals, reference=c.reference,
                               reference_cache=reference_cache)  # e.g. an RMU layer the model lacks
     run.timing("prepare_s", time.time() - t0)
     run.update(setup=prep.info, robust_active=plan.robust.active())
@@ -484,14 +454,15 @@ def _load_and_prepare(run: Run, plan: UnlearnPlan, net=None, tok=None, reference
 def _epoch_evaluation(run: Run, plan: UnlearnPlan, tok, fmt, averager, best: dict, evals: list) -> Callable:
     """``train``'s ``on_epoch_end``: the TOFU evaluation (written to ``eval/<tag>/``) and the best-epoch
     bookkeeping of ``--select``."""
-    c = plan.config
+    c = plan.settings
 
     def on_epoch_end(epoch: int, m) -> dict:
         tag = "initial" if epoch < 0 else f"epoch-{epoch + 1}"
         ctx = averager.swapped_in(m) if averager is not None else contextlib.nullcontext()
         with ctx:
-            summary, records = plan.evaluator(m, tok, data=plan.ev_data, split=plan.ev_split, data_dir=c["data_dir"],
-                                              limit=c["eval"]["limit"], retain_records=plan.retain_records,
+            ev = c.eval
+            summary, records = plan.evaluator(m, tok, data=ev.data, split=ev.split, data_dir=c.data_dir,
+                                              limit=ev.limit, retain_records=plan.retain_records,
                                               formatter=fmt, progress=plan.cfg.progress, **plan.ev_extra)
             run.write_json(f"eval/{tag}/summary.json", summary)
             run.write_jsonl(f"eval/{tag}/items.jsonl", records)
@@ -528,7 +499,7 @@ def _train_select_save(run: Run, plan: UnlearnPlan, net, tok, fmt, prep, resume:
     run_state = _RunState(objective, step_fn, averager, best, evals)
     try:
         history = train(net, prep.batches, step_fn, cfg, out_dir=run.dir, resume=resume, on_epoch_end=on_epoch_end,
-                        desc=f"unlearn[{plan.config['method']}]", on_step_end=step_end, extra_state=run_state,
+                        desc=f"unlearn[{plan.settings.method}]", on_step_end=step_end, extra_state=run_state,
                         on_history=run.history_so_far)
     except NonFiniteLoss as e:
         msg = _non_finite_message(e, run.dir)
@@ -554,7 +525,7 @@ def _train_select_save(run: Run, plan: UnlearnPlan, net, tok, fmt, prep, resume:
         method_state=objective.extra_state() or None,
         weight_averaging=({**averager.state(), **({"note": avg_note} if avg_note else {})}
                           if averager is not None else None),
-        prompt_format={"style": fmt.style, "system_prompt": plan.config["system_prompt"]},
+        prompt_format={"style": fmt.style, "system_prompt": plan.settings.format.system_prompt},
     )
     return net
 
@@ -613,9 +584,9 @@ def _load_set(role: str, spec, data_dir: str | None):
     try:
         items = load_items(spec, data_dir=data_dir)
     except ObliviateError as e:
-        raise ObliviateError(f"--{role} {spec}: {e}") from None
+        raise ConfigError(role, f"{spec}: {e}") from None
     if not items:
-        raise ObliviateError(f"--{role} {spec}: the {role} set is empty")
+        raise ConfigError(role, f"{spec}: the {role} set is empty")
     return items
 
 

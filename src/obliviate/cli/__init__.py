@@ -49,16 +49,22 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     ap = build_parser()
     args = ap.parse_args(argv)
+    from ..config import ConfigError, flag_names
+
+    # field path -> flag: a setting named in an error is named as the flag that sets it
     try:
-        if getattr(args, "config", None):  # --config FILE: its settings become the defaults, the flags override
-            defaults = importlib.import_module(f"{__name__}.{args.command.replace('-', '_')}").config_defaults(args.config)
-            _subparser(ap, args.command).set_defaults(**defaults)
-            args = ap.parse_args(argv)
+        args.flag_names = flag_names(_subparser(ap, args.command))
+    except (AttributeError, KeyError):  # a parser without subcommands (a test's stand-in)
+        args.flag_names = {}
+    try:
         from ..runtime.dist import stdout_on_main
 
         with warnings.catch_warnings(), stdout_on_main():  # one copy of the results in a multi-process run
             warnings.filterwarnings("ignore", category=FutureWarning)
             return args.func(args) or 0
+    except ConfigError as e:
+        print(f"obliviate: error: {e.render(lambda f: args.flag_names.get(f, f))}", file=sys.stderr)
+        return 2
     except ObliviateError as e:
         print(f"obliviate: error: {e}", file=sys.stderr)
         return 2

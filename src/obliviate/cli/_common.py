@@ -1,4 +1,4 @@
-"""Arguments several subcommands share."""
+"""Arguments several subcommands share, and the one way a command builds its configuration from its flags."""
 
 from __future__ import annotations
 
@@ -13,22 +13,32 @@ def out_arg(value: str) -> str:
 
 
 def add_format_args(p):
+    """``--style`` / ``--system-prompt`` for a command without a config dataclass (generate)."""
     p.add_argument("--style", default="chat", help="prompt style: chat (default), plain, llama2")
     p.add_argument("--system-prompt", default=None, help="system prompt for the chat template (default: the template's)")
 
 
-# The training flags, in the order --help lists them; type, default and help come from TrainConfig's fields.
-TRAIN_FLAGS = ("epochs", "lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay", "seed", "lora", "lora_r",
-               "grad_checkpointing")
+def add_config_file_arg(p):
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="a run.json (repeat that run), or a TOML / YAML file with its config's keys; the flags "
+                        "given override its settings")
 
 
-def add_train_args(p, defaults: dict | None = None):
-    """TrainConfig's flags (``defaults``: overrides; ``--lora-r`` defaults to None, so that it can be refused
-    without ``--lora``), then the run flags of every training command."""
-    from ..config import TrainConfig, add_config_args
+def build_config(cls, args, command: str, extra: dict | None = None):
+    """The command's configuration ``cls``: its defaults, then ``--config FILE``, then the flags given (and
+    ``extra``: settings the command gathered itself, such as unlearn's KEY=VALUE method options)."""
+    from ..config import given_settings, merge, read_config
 
-    add_config_args(p, TrainConfig, TRAIN_FLAGS, {"lora_r": None, **(defaults or {})})
-    p.add_argument("--max-length", type=int, default=512)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.add_argument("--resume", action="store_true", help="continue from the last per-epoch checkpoint in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    given = merge(given_settings(args), extra or {})
+    if getattr(args, "config", None):
+        return read_config(cls, args.config, command, given)
+    return cls.from_dict(given)
+
+
+def require(config, command: str, names, alternative: str = "or a --config that sets it") -> None:
+    """``{command} needs --{name} ({alternative})`` for the first required setting left unset."""
+    from ..errors import ObliviateError
+
+    for name in names:
+        if getattr(config, name) is None:
+            raise ObliviateError(f"{command} needs --{name.replace('_', '-')} ({alternative})")

@@ -50,6 +50,21 @@ __all__ = [
 ]
 
 
+#: what --from-logs reads, for the message about a file it cannot
+LAYOUTS = ("--from-logs reads an original TOFU log (eval_log_aggregated.json, or one eval_log*.json: {field: "
+           "{index: value}} with avg_gt_loss ...), an open-unlearning *_EVAL.json ({metric: {agg_value, "
+           "value_by_index}}), an obliviate items.jsonl (one {set, index, ...} record per line), or a folder "
+           "holding one of them")
+
+
+def _metric_names(data: dict) -> bool:
+    """Whether a table of numbers is keyed by evaluation metric names (an open-unlearning *_SUMMARY.json)."""
+    from ..metrics.keys import MUSE_HEADLINE, TOFU_HEADLINE
+
+    known = set(TOFU_HEADLINE) | set(MUSE_HEADLINE)
+    return any(k in known or k.startswith(("forget_", "retain_", "mia_", "ra_", "wf_")) for k in data)
+
+
 def _resolve(path: Path) -> Path:
     if path.is_dir():
         for name in ("items.jsonl", "eval_log_aggregated.json", "TOFU_EVAL.json"):
@@ -78,17 +93,14 @@ def _load(path: Path):
             return "tofu", path, data
         if any(isinstance(v, dict) and "agg_value" in v for v in data.values()):
             return "open-unlearning", path, data
-        if data and all(isinstance(v, (int, float)) or v is None for v in data.values()):
+        if data and all(isinstance(v, (int, float)) or v is None for v in data.values()) and _metric_names(data):
             raise ObliviateError(
                 f"{path}: this looks like an open-unlearning *_SUMMARY.json (aggregates only); "
                 "per-item values are in the *_EVAL.json next to it"
             )
     if isinstance(data, list) and data and isinstance(data[0], dict) and "set" in data[0]:
         return "items", path, data
-    raise ObliviateError(
-        f"{path}: unrecognised log format; expected an original TOFU eval_log_aggregated.json, "
-        "an open-unlearning TOFU_EVAL.json, or an obliviate items.jsonl"
-    )
+    raise ObliviateError(f"{path}: unrecognised log format; {LAYOUTS}")
 
 
 def read_records(path) -> tuple[list[dict], str, dict | None]:

@@ -26,12 +26,14 @@ def records_from_items(path) -> list[dict]:
         if not isinstance(r, dict) or "set" not in r:
             raise ObliviateError(f"{path}: line {lineno} is not a per-item record (an object with a 'set' field)")
         _check_item(r, f"{path}: line {lineno}")
-        if "index" in r:
-            key = (r["set"], r["index"])
-            if key in seen:
-                raise ObliviateError(f"{path}: line {lineno} repeats {r['set']} item {r['index']} (first on line "
-                                     f"{seen[key]}): one record per item")
-            seen[key] = lineno
+        if "index" not in r:  # the metrics pair a forget item with its retain-model record by (set, index)
+            raise ObliviateError(f"{path}: line {lineno} has no 'index' field; each record needs its set and its "
+                                 "index (its position in the set, from 0)")
+        key = (r["set"], r["index"])
+        if key in seen:
+            raise ObliviateError(f"{path}: line {lineno} repeats {r['set']} item {r['index']} (first on line "
+                                 f"{seen[key]}): one record per item")
+        seen[key] = lineno
         out.append(r)
     if not out:
         raise ObliviateError(f"{path}: no records")
@@ -43,6 +45,9 @@ _SCORE_FIELDS = ("truth_ratio", "gradnorm", "exact_memorization", "extraction_st
                  "rouge1_recall", "rougeL_f1")
 _UNIT_FIELDS = ("exact_memorization", "extraction_strength", "rougeL_recall", "rouge1_recall", "rougeL_f1")  # in [0, 1]
 _LIST_FIELDS = ("perturbed_avg_nll", "token_logprobs", "token_minkpp", "argmax_hits")
+_TOKEN_FIELDS = ("token_logprobs", "token_minkpp", "argmax_hits")  # one value per scored answer token
+# log_softmax is <= 0 exactly; float32 rounding can leave a certain token at +1e-7, so a little slack
+_LOGPROB_SLACK = 1e-4
 
 
 def _check_item(r: dict, where: str) -> None:
@@ -78,6 +83,19 @@ def _check_item(r: dict, where: str) -> None:
                 if v is not None:
                     number(v, f"{where}: field {f!r}")
             r[f] = [math.nan if v is None else v for v in r[f]]
+    if r.get("num_tokens") is not None:  # the scored answer's token count: every per-token list has that length
+        n = r["num_tokens"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ObliviateError(f"{where}: field 'num_tokens' must be an integer >= 1 (the scored answer's tokens), "
+                                 f"got {_short(n)}")
+        for f in _TOKEN_FIELDS:
+            v = r.get(f)
+            if isinstance(v, list) and v and len(v) != n:  # token_minkpp is [] when it was not computed
+                raise ObliviateError(f"{where}: field {f!r} has {len(v)} values for num_tokens {n}; one per scored "
+                                     "token")
+    for x in r.get("token_logprobs") or []:
+        if not math.isnan(x) and x > _LOGPROB_SLACK:
+            raise ObliviateError(f"{where}: field 'token_logprobs' holds {x}: a log-probability is at most 0")
     if r.get("mia_scores") is not None:
         if not isinstance(r["mia_scores"], dict):
             raise ObliviateError(f"{where}: field 'mia_scores' must be an object {{attack: score}}")

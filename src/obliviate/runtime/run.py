@@ -139,10 +139,12 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def check_resume(out: str | os.PathLike, command: str, config: dict,
-                 may_change: dict[str, str] = RESUME_MAY_CHANGE) -> dict:
+                 may_change: dict[str, str] = RESUME_MAY_CHANGE, legacy: dict | None = None) -> dict:
     """For ``--resume``: the run in ``out`` must be the same command with the same settings, except
-    the keys of ``may_change`` (setting -> its flag). Returns ``{"previous": <old run.json>, "changed":
-    {key: [old, new]}}``; raises an :class:`ObliviateError` naming every other setting that differs."""
+    the keys of ``may_change`` (setting -> its flag). ``legacy``: flattened key -> the value a run.json
+    written before that setting existed implicitly used (``config.legacy_values``), so that such a run folder
+    still resumes. Returns ``{"previous": <old run.json>, "changed": {key: [old, new]}}``; raises an
+    :class:`ObliviateError` naming every other setting that differs."""
     path = Path(out) / "run.json"
     if not path.exists():
         raise ObliviateError(f"--resume: {path} not found, so the settings of the interrupted run are unknown")
@@ -156,6 +158,7 @@ def check_resume(out: str | os.PathLike, command: str, config: dict,
         print(f"note: --resume: {path} still says running (its process was killed without a chance to record it); "
               "continuing from its last checkpoint", file=sys.stderr)
     before = _flatten(old.get("config") or {})
+    before.update({k: v for k, v in (legacy or {}).items() if k not in before})
     now = _flatten(json.loads(json.dumps(config, default=_json_default)))  # compare as run.json stores it
     changed = {k: [before.get(k), now.get(k)] for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)}
     bad = {k: v for k, v in changed.items() if k not in may_change}
@@ -307,7 +310,8 @@ class Run:
     ``--out`` that is or holds one is refused); ``overwrite`` / ``resume`` / ``resumable``: the folder rules
     of :func:`check_out_dir`; ``checks``: callables run first on entering, before the folder is looked at;
     ``checkpoint``: with ``resume``, the checkpoint the run continues from (None: nothing to continue, the run
-    starts from the beginning in the same folder; see :meth:`resume_point`).
+    starts from the beginning in the same folder; see :meth:`resume_point`); ``legacy``: the values settings
+    added since older run folders were written stand for there (:func:`check_resume`).
 
     Entering checks everything that can be checked without the model and without writing. :meth:`start`
     (or the first write) prepares the folder and writes run.json; an error before it leaves ``--out`` as it was.
@@ -318,8 +322,8 @@ class Run:
     def __init__(self, command: str, out: str | os.PathLike | None, config: dict, *, seed: int | None = None,
                  inputs: dict[str, str | None] | None = None, overwrite: bool = False, resume: bool = False,
                  resumable: bool = False, checks: Iterable[Callable[[], Any]] = (),
-                 checkpoint: str | None = None):
-        self.command, self.config = command, config
+                 checkpoint: str | None = None, legacy: dict | None = None):
+        self.command, self.config, self.legacy = command, config, legacy
         self.dir = Path(out) if out is not None else None
         self.path = self.dir / "run.json" if self.dir is not None else None
         self.overwrite, self.resume, self.resumable = overwrite, resume, resumable
@@ -342,7 +346,7 @@ class Run:
             check_out_dir(self.dir, overwrite=self.overwrite, resume=self.resume, inputs=self.inputs,
                           resumable=self.resumable)
             if self.resume:  # before run.json is rewritten
-                self._resume_info = check_resume(self.dir, self.command, self.config)
+                self._resume_info = check_resume(self.dir, self.command, self.config, legacy=self.legacy)
 
         def on_term():
             self.data["signal"] = "SIGTERM"
