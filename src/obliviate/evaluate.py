@@ -100,15 +100,15 @@ def evaluate_tofu(
 ) -> tuple[dict, list[dict]]:
     """Run the TOFU evaluation; returns (summary, per-item records).
 
-    ``protocol``: a :class:`obliviate.protocols.Protocol` or preset name (default ``obliviate``, the
-    behaviour before protocols existed); it sets the formatter (unless ``formatter`` is given), the scored
+    ``protocol``: a :class:`obliviate.protocols.Protocol` or preset name (default ``open-unlearning``, TOFU's
+    default; ``obliviate`` is the behaviour before protocols existed); it sets the formatter (unless ``formatter`` is given), the scored
     tokens and mask, generation stops and lengths (``max_new_tokens`` overrides its length), the GradNorm
     statistic and the Min-K / ES definitions. In a multi-process run each process scores its shard of the items
     and every process gets all records and the summary (runtime/sharding.py)."""
-    from .protocols import get_protocol
+    from .protocols import default_protocol, get_protocol
 
     _check_variants(variants)
-    proto = get_protocol(protocol or "obliviate")
+    proto = get_protocol(protocol or default_protocol("tofu"))
     max_new_tokens = proto.max_new_tokens if max_new_tokens is None else max_new_tokens
     sets = sets if sets is not None else tofu_sets(data, split, data_dir, limit, utility_limit)
     fmt = formatter or Formatter.from_protocol(tokenizer, proto)
@@ -289,15 +289,18 @@ def run_tofu_eval(
     progress: bool = True,
     protocol=None,
     date_string: str | None = None,
+    pad_mask: str | None = None,
 ) -> dict:
     """TOFU: forget/retain/real-authors/world-facts/holdout sets, truth ratio, forget quality, utility.
 
-    ``protocol`` (a preset name or :class:`obliviate.protocols.Protocol`; default ``obliviate``); ``style``,
-    ``system_prompt`` and ``date_string`` override its fields when not None."""
+    ``protocol`` (a preset name or :class:`obliviate.protocols.Protocol`; default ``open-unlearning``); ``style``,
+    ``system_prompt``, ``date_string`` and ``pad_mask`` (``eos``: open-unlearning's attention-mask bug, to
+    reproduce its released numbers) override its fields when not None."""
     from .models import load_model
-    from .protocols import get_protocol
+    from .protocols import default_protocol, get_protocol, warn_protocol_mismatch
 
-    proto = get_protocol(protocol or "obliviate", style=style, system_prompt=system_prompt, date_string=date_string)
+    proto = get_protocol(protocol or default_protocol("tofu"), style=style, system_prompt=system_prompt,
+                         date_string=date_string, pad_mask=pad_mask)
     _check_eval_settings(model, batch_size, proto.style, proto.system_prompt)
     _check_variants(variants)
     check_data_dir(data_dir, [f"{data}:{split}"])
@@ -305,6 +308,7 @@ def run_tofu_eval(
     retain_records = None
     if retain_eval is not None:
         retain_records = load_retain_records(retain_eval, sets["forget"], "the same --data, --split and --limit")
+        warn_protocol_mismatch(retain_eval, proto)
     config = {"benchmark": "tofu", "model": model, "data": data, "split": split, "data_dir": data_dir,
               "limit": limit, "utility_limit": utility_limit, "retain_eval": retain_eval, "style": proto.style,
               "system_prompt": proto.system_prompt, "generation": generation, "gradnorm": gradnorm,
@@ -420,16 +424,16 @@ def run_muse_eval(
 ) -> dict:
     """MUSE (eval --benchmark muse-news | muse-books): VerbMem, KnowMem (forget, retain), PrivLeak (Min-K 40% AUC).
 
-    ``protocol`` (default ``obliviate``, the former encoding; ``muse`` is MUSE's own: BOS everywhere, every
-    PrivLeak text token scored, untruncated, ``Answer: `` with its trailing space, Min-K int(T k))."""
+    ``protocol`` (default ``muse``, MUSE's own: BOS everywhere, every PrivLeak text token scored, untruncated,
+    ``Answer: `` with its trailing space, Min-K int(T k); ``obliviate`` is the former encoding)."""
     from .data.muse import knowmem_prompt, muse_ids, privleak_pair, verbmem_reference
     from .interop import read_records
     from .metrics.mia import mia_auc, record_score
     from .metrics.muse import muse_summary
     from .models import load_model
-    from .protocols import get_protocol
+    from .protocols import default_protocol, get_protocol, warn_protocol_mismatch
 
-    proto = get_protocol(protocol or "obliviate")
+    proto = get_protocol(protocol or default_protocol("muse"))
     special = proto.muse_special_tokens
 
     _check_eval_settings(model, batch_size)
@@ -452,6 +456,7 @@ def run_muse_eval(
         rh = [r for r in rrecs if r.get("set") == "privleak_holdout"]
         if not rf or not rh:
             raise ObliviateError(f"{retain_eval}: no privleak_forget / privleak_holdout records (not a MUSE eval)")
+        warn_protocol_mismatch(retain_eval, proto)
         retrain_auc = mia_auc([record_score(r, "min_k", count=proto.min_k_count) for r in rf],
                               [record_score(r, "min_k", count=proto.min_k_count) for r in rh])
     config = {"benchmark": corpus, "model": model, "data_dir": data_dir, "limit": limit, "retain_eval": retain_eval,

@@ -29,7 +29,11 @@ def add_parser(subparsers):
     p.add_argument("--quiet", action="store_true")
     add_format_args(p)
     p.add_argument("--protocol", default=None,
-                   help="evaluation protocol (obliviate ls protocols): obliviate (default), open-unlearning, tofu, muse")
+                   help="evaluation protocol (obliviate ls protocols): open-unlearning (TOFU's default), muse "
+                        "(MUSE's default), tofu, obliviate")
+    p.add_argument("--pad-mask", default=None, choices=["correct", "eos"],
+                   help="TOFU attention mask: correct (every preset) or eos, open-unlearning's released "
+                        "input_ids != pad (= EOS) mask, to reproduce its published numbers (docs/metrics.md)")
     p.add_argument("--date-string", default=None,
                    help="the chat template's date_string (overrides the protocol's; never today's date)")
     p.set_defaults(func=run, style=None)  # None: not given (TOFU's default is chat; MUSE refuses it)
@@ -42,7 +46,7 @@ def run(args) -> int:
     tofu_only = [("--data", args.data), ("--split", args.split), ("--utility-limit", args.utility_limit),
                  ("--variants", args.variants), ("--no-generation", args.no_generation),
                  ("--no-gradnorm", args.no_gradnorm), ("--style", args.style), ("--system-prompt", args.system_prompt),
-                 ("--date-string", args.date_string)]
+                 ("--date-string", args.date_string), ("--pad-mask", args.pad_mask)]
     if args.from_logs:
         refuse_unused([("--model", args.model), ("--limit", args.limit), ("--retain-eval", args.retain_eval),
                        ("--protocol", args.protocol),
@@ -64,7 +68,7 @@ def run(args) -> int:
                 args.model, args.out, data=args.data or "tofu", split=args.split or "forget10", data_dir=args.data_dir,
                 limit=args.limit, utility_limit=args.utility_limit, retain_eval=args.retain_eval,
                 style=args.style, system_prompt=args.system_prompt, protocol=args.protocol,
-                date_string=args.date_string,
+                date_string=args.date_string, pad_mask=args.pad_mask,
                 generation=not args.no_generation, gradnorm=not args.no_gradnorm, variants=variants,
                 batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.quiet)
         else:
