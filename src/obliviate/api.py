@@ -38,27 +38,32 @@ def _items(x, data_dir):
     return load_items(x, data_dir=data_dir) if isinstance(x, str) else x
 
 
-def finetune(model, tokenizer, items, cfg: TrainConfig | None = None, *, style: str = "chat",
-             system_prompt: str | None = None, max_length: int = 512, data_dir: str | None = None,
-             out: str | Path | None = None, overwrite: bool = False):
-    """Fine-tune ``model`` on ``items`` (QA items or a data spec) with ``cfg`` (default ``TrainConfig()``).
+def finetune(model, tokenizer, items, cfg: TrainConfig | None = None, *, style: str | None = None,
+             system_prompt: str | None = None, max_length: int | None = None, data_dir: str | None = None,
+             out: str | Path | None = None, overwrite: bool = False, protocol=None, date_string: str | None = None):
+    """Fine-tune ``model`` on ``items`` (QA items or a data spec) with ``cfg`` (default ``TrainConfig()``), in
+    ``protocol``'s prompt format (default ``open-unlearning``; ``style`` ... ``date_string`` override it).
     Returns ``(model, record)``: the trained model (LoRA merged) and what run.json would hold."""
     from dataclasses import asdict
 
     from .finetune import train_on_items
     from .models import check_max_length
+    from .protocols import training_protocol
 
+    proto = training_protocol(protocol, style=style, system_prompt=system_prompt, max_length=max_length,
+                              date_string=date_string)
+    style, system_prompt, max_length = proto.style, proto.system_prompt, proto.max_length
     cfg = cfg or TrainConfig()
     cfg.validate()
     check_format(style, max_length, system_prompt)
     items = _items(items, data_dir)
     config = {"model": getattr(getattr(model, "config", None), "_name_or_path", None) or "<in memory>",
               "data": items if isinstance(items, str) else f"<{len(items)} items in memory>",
-              "style": style, "system_prompt": system_prompt, "max_length": max_length, "train": asdict(cfg),
-              "n_items": len(items)}
+              "style": style, "system_prompt": system_prompt, "max_length": max_length, "protocol": proto.as_dict(),
+              "train": asdict(cfg), "n_items": len(items)}
     with Run("finetune", out, config, seed=cfg.seed, overwrite=overwrite) as run:
         check_max_length(model, max_length)
-        fmt = Formatter(tokenizer, style=style, system_prompt=system_prompt, max_length=max_length)
+        fmt = Formatter.from_protocol(tokenizer, proto)
         model = train_on_items(run, model, tokenizer, items, cfg, fmt)
     return model, run.data
 
@@ -80,24 +85,30 @@ def unlearn(model, tokenizer, method: str, forget, retain=None, *, out: str | Pa
 
 
 def evaluate(model, tokenizer, data: str = "synthetic", split: str = "forget10", *, limit: int | None = None,
-             utility_limit: int | None = None, data_dir: str | None = None, style: str = "chat",
+             utility_limit: int | None = None, data_dir: str | None = None, style: str | None = None,
              system_prompt: str | None = None, retain_eval: str | None = None, out: str | Path | None = None,
-             overwrite: bool = False, **options):
-    """The TOFU evaluation of ``model`` on a TOFU-format family (``synthetic`` or ``tofu``) and ``split``.
+             overwrite: bool = False, protocol=None, date_string: str | None = None, **options):
+    """The TOFU evaluation of ``model`` on a TOFU-format family (``synthetic`` or ``tofu``) and ``split``, under
+    ``protocol`` (default ``open-unlearning``; ``style``, ``system_prompt``, ``date_string`` override it).
     ``options``: as :func:`obliviate.evaluate.evaluate_tofu` (``generation``, ``gradnorm``, ``variants``,
     ``batch_size``, ``progress``). Returns ``(summary, records)``."""
     from .evaluate import evaluate_tofu, load_retain_records, tofu_sets
+    from .protocols import default_protocol, get_protocol
 
+    proto = get_protocol(protocol or default_protocol("tofu"), style=style, system_prompt=system_prompt,
+                         date_string=date_string)
+    style, system_prompt = proto.style, proto.system_prompt
     check_format(style, system_prompt=system_prompt)
     sets = tofu_sets(data, split, data_dir, limit, utility_limit)
     retain_records = (load_retain_records(retain_eval, sets["forget"], "the same data, split and limit")
                       if retain_eval else None)
     config = {"benchmark": "tofu", "data": data, "split": split, "limit": limit, "utility_limit": utility_limit,
-              "style": style, "system_prompt": system_prompt, "retain_eval": retain_eval, **options}
+              "style": style, "system_prompt": system_prompt, "retain_eval": retain_eval, "protocol": proto.as_dict(),
+              **options}
     with Run("eval", out, config, overwrite=overwrite, inputs={"--retain-eval": retain_eval}) as run:
-        fmt = Formatter(tokenizer, style=style, system_prompt=system_prompt)
+        fmt = Formatter.from_protocol(tokenizer, proto)
         summary, records = evaluate_tofu(model, tokenizer, formatter=fmt, retain_records=retain_records,
-                                         sets=sets, **options)
+                                         sets=sets, protocol=proto, **options)
         summary.pop("timings", None)
         run.write_jsonl("items.jsonl", records)
         run.write_json("summary.json", summary)

@@ -24,12 +24,22 @@ def run_finetune(
     out: str | Path | None,
     cfg: TrainConfig,
     data_dir: str | None = None,
-    style: str = "chat",
+    style: str | None = None,
     system_prompt: str | None = None,
-    max_length: int = 512,
+    max_length: int | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    protocol=None,
+    date_string: str | None = None,
 ) -> dict:
+    """Fine-tune ``model`` on ``data``. QA items are formatted by ``protocol`` (default ``open-unlearning``, the
+    prompts TOFU's evaluation uses by default; ``style``, ``system_prompt``, ``max_length`` and ``date_string``
+    override its fields when not None); plain texts train as MUSE chunks whatever the protocol."""
+    from .protocols import training_protocol
+
+    proto = training_protocol(protocol, style=style, system_prompt=system_prompt, max_length=max_length,
+                              date_string=date_string)
+    style, system_prompt, max_length = proto.style, proto.system_prompt, proto.max_length
     cfg.validate()
     check_format(style, max_length, system_prompt)
     check_data_dir(data_dir, [data])
@@ -37,7 +47,7 @@ def run_finetune(
     ck, cfg = resume_point(out, cfg, resume)
     check_model_spec(model)  # a bad --model is refused before --overwrite empties anything
     config = {"model": model, "data": data, "data_dir": data_dir, "style": style, "system_prompt": system_prompt,
-              "max_length": max_length, "train": asdict(cfg), "n_items": len(items)}
+              "max_length": max_length, "protocol": proto.as_dict(), "train": asdict(cfg), "n_items": len(items)}
     with Run("finetune", out, config, seed=cfg.seed, overwrite=overwrite, resume=resume, resumable=True,
              checkpoint=ck,
              inputs={"--model": model, "--data": spec_path(data), "--data-dir": data_dir}) as run:
@@ -45,7 +55,7 @@ def run_finetune(
         net, tok = load_model(model, dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
         run.timing("load_model_s", time.time() - t0)
         check_max_length(net, max_length)
-        fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
+        fmt = Formatter.from_protocol(tok, proto)
         train_on_items(run, net, tok, items, cfg, fmt, resume=ck is not None)
     return run.data
 

@@ -44,7 +44,8 @@ from .methods.base import (
     make_config,
     parse_options,
 )
-from .refusals import assign_refusals, load_refusals
+from .protocols import get_protocol
+from .refusals import assign_refusals, load_refusals, protocol_refusal_file
 from .registry import METHODS
 from .robust import RobustConfig, WeightAveraging, wrap_step
 from .runtime.dist import split_rows
@@ -155,10 +156,9 @@ def prepare_unlearning(model, tokenizer, method: str, mcfg, forget_items, retain
     sensitive = None
     info: dict = {"n_forget": len(forget), "n_retain": len(retain) if retain else 0}
     if cls.uses_sensitive:
-        from .methods.palu import sensitive_mask
+        from .methods.palu import sensitive_codes
 
-        sensitive = [sensitive_mask(tokenizer, fmt.answer_text(it.answer), it.answer, it.question,
-                                    it.target_words, mcfg.n) for it in forget_items]
+        sensitive = [sensitive_codes(fmt, it, mcfg.n) for it in forget_items]  # on the tokens fmt scores
         info["sensitive_source"] = {"target_words": sum(1 for it in forget_items if it.target_words),
                                     "auto_rule": sum(1 for it in forget_items if not it.target_words)}
         info["prefix_tokens"] = sum(x == 1 for m in sensitive for x in m)  # palu.PREFIX
@@ -284,9 +284,9 @@ def plan_unlearning(
     cfg: TrainConfig | None = None,
     robust: RobustConfig | None = None,
     data_dir: str | None = None,
-    style: str = "chat",
+    style: str | None = None,
     system_prompt: str | None = None,
-    max_length: int = 512,
+    max_length: int | None = None,
     idk_file: str | None = None,
     eval_every_epoch: bool = False,
     retain_eval: str | None = None,
@@ -296,6 +296,8 @@ def plan_unlearning(
     eval_limit: int | None = None,
     evaluator: Callable | None = None,
     reference: str = "cached",
+    protocol=None,
+    date_string: str | None = None,
 ) -> UnlearnPlan:
     """Every input check of an unlearning run, before any model is loaded or file written: the method and its
     options, the training and robustness settings, the data (loaded), the per-epoch evaluation and selection."""
@@ -304,6 +306,12 @@ def plan_unlearning(
     mcfg = make_config(cls, opts)
     cfg = cfg or default_train_config(method)
     cfg.validate()
+    from .protocols import training_protocol, warn_protocol_mismatch
+
+    # the prompt format (default: TOFU's open-unlearning protocol, the one eval uses by default)
+    proto = training_protocol(protocol, style=style, system_prompt=system_prompt, max_length=max_length,
+                              date_string=date_string)
+    style, system_prompt, max_length = proto.style, proto.system_prompt, proto.max_length
     check_format(style, max_length, system_prompt)
     if eval_limit is not None:
         check_int("--eval-limit", eval_limit)
@@ -346,7 +354,11 @@ def plan_unlearning(
     if idk_file and not cls.uses_idk:
         idk_methods = ", ".join(sorted(m.name for m in METHODS.entries() if getattr(m.obj, "uses_idk", False)))
         raise ObliviateError(f"--idk-file is used by {idk_methods} only, not by {method}")
-    refusals = load_refusals(idk_file) if cls.uses_idk else None
+    refusals = None
+    if cls.uses_idk:  # --idk-file, else the protocol's list (TOFU's idontknow.jsonl under tofu / open-unlearning)
+        if idk_file is None:
+            idk_file = protocol_refusal_file(proto, data_dir, forget)
+        refusals = load_refusals(idk_file)
     sel_key = sel_score = None
     if select:
         eval_every_epoch = True
@@ -376,7 +388,7 @@ def plan_unlearning(
             except ObliviateError as e:
                 given = " ".join(f"{f} {v}" for f, v in (("--eval-data", eval_data), ("--eval-split", eval_split)) if v)
                 raise ObliviateError(f"{given or f'the per-epoch evaluation of --forget {forget}'}: {e}") from None
-            ev_extra = {"sets": ev_sets}
+            ev_extra = {"sets": ev_sets, "protocol": proto}
             evaluator = _default_evaluator()
         if retain_eval:
             from .evaluate import load_retain_records
@@ -385,12 +397,13 @@ def plan_unlearning(
                 retain_eval, ev_sets["forget"] if ev_sets is not None else None,
                 f"the same data, split and limit as this run's evaluations: {ev_data}, {ev_split}, --eval-limit "
                 f"{eval_limit}")
+            warn_protocol_mismatch(retain_eval, proto)
     check_data_dir(data_dir, [x for x in (forget, retain) if isinstance(x, str)] + [ev_data and f"{ev_data}:{ev_split}"])
     config = {
         "model": model, "method": method, "method_config": asdict(mcfg), "forget": _spec_or_count(forget),
         "retain": _spec_or_count(retain),
         "data_dir": data_dir, "style": style, "system_prompt": system_prompt, "max_length": max_length,
-        "train": asdict(cfg), "robust": asdict(robust), "reference": reference,
+        "protocol": proto.as_dict(), "train": asdict(cfg), "robust": asdict(robust), "reference": reference,
         "idk_file": idk_file if cls.uses_idk else None,
         "eval": {"every_epoch": eval_every_epoch, "data": ev_data, "split": ev_split, "limit": eval_limit,
                  "retain_eval": retain_eval, "select": select},
@@ -412,9 +425,9 @@ def run_unlearn(
     cfg: TrainConfig | None = None,
     robust: RobustConfig | None = None,
     data_dir: str | None = None,
-    style: str = "chat",
+    style: str | None = None,
     system_prompt: str | None = None,
-    max_length: int = 512,
+    max_length: int | None = None,
     idk_file: str | None = None,
     eval_every_epoch: bool = False,
     retain_eval: str | None = None,
@@ -427,6 +440,8 @@ def run_unlearn(
     reference_cache: str | Path | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    protocol=None,
+    date_string: str | None = None,
 ) -> dict:
     """Unlearn ``forget`` from ``model`` with ``method``; write the model, tokenizer and ``run.json`` to ``out``.
 
@@ -435,13 +450,16 @@ def run_unlearn(
     averaging. ``eval_every_epoch`` runs ``evaluator`` (default ``obliviate.evaluate.evaluate_tofu``) at the
     start and after every epoch; ``select`` (e.g. ``forget_quality``) keeps the best epoch's weights.
     ``reference_cache``: a folder to store / reuse the cached reference log-likelihoods in (a sweep's points
-    share it). Returns the run record.
+    share it). ``protocol`` (default ``open-unlearning``): the prompt format of the QA items (``style``,
+    ``system_prompt``, ``max_length``, ``date_string`` override its fields) and, for idk_nll / idk_dpo without
+    ``idk_file``, the refusal list (:func:`obliviate.refusals.protocol_refusal_file`). Returns the run record.
     """
     plan = plan_unlearning(
         model, method, forget, retain=retain, options=options, cfg=cfg, robust=robust, data_dir=data_dir,
         style=style, system_prompt=system_prompt, max_length=max_length, idk_file=idk_file,
         eval_every_epoch=eval_every_epoch, retain_eval=retain_eval, select=select, eval_data=eval_data,
-        eval_split=eval_split, eval_limit=eval_limit, evaluator=evaluator, reference=reference)
+        eval_split=eval_split, eval_limit=eval_limit, evaluator=evaluator, reference=reference, protocol=protocol,
+        date_string=date_string)
     from .finetune import resume_point
 
     ck, plan.cfg = resume_point(out, plan.cfg, resume)
@@ -451,7 +469,7 @@ def run_unlearn(
 
     check_model_spec(model)  # a bad --model is refused before --overwrite empties anything
     inputs = {"--model": model, "--retain-eval": retain_eval, "--forget": spec_path(forget),
-              "--retain": spec_path(retain), "--idk-file": idk_file, "--data-dir": data_dir}
+              "--retain": spec_path(retain), "--idk-file": plan.config["idk_file"], "--data-dir": data_dir}
     with Run("unlearn", out, plan.config, seed=cfg.seed, inputs=inputs, overwrite=overwrite, resume=resume,
              resumable=True, checkpoint=ck) as run:
         net, tok, fmt, prep = _load_and_prepare(run, plan, reference_cache=reference_cache)
@@ -470,7 +488,7 @@ def _load_and_prepare(run: Run, plan: UnlearnPlan, net=None, tok=None, reference
         net, tok = load_model(c["model"], dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
         run.timing("load_model_s", time.time() - t0)
     check_max_length(net, c["max_length"])
-    fmt = Formatter(tok, style=c["style"], system_prompt=c["system_prompt"], max_length=c["max_length"])
+    fmt = Formatter.from_protocol(tok, get_protocol(c["protocol"]))
     t0 = time.time()
     prep = prepare_unlearning(net, tok, c["method"], plan.mcfg, plan.forget_items, plan.retain_items, formatter=fmt,
                               tcfg=plan.cfg, refusals=plan.refusals,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ObliviateError, refuse_unused
-from ._common import add_format_args, add_train_args, out_arg
+from ._common import add_format_args, add_protocol_args, add_train_args, out_arg
 
 
 def add_parser(subparsers):
@@ -17,7 +17,8 @@ def add_parser(subparsers):
     p.add_argument("--out", required=True, type=out_arg)
     add_train_args(p)
     add_format_args(p)
-    p.set_defaults(func=run)
+    add_protocol_args(p)
+    p.set_defaults(func=run, style=None, max_length=None)  # None: the protocol's
     return p
 
 
@@ -46,7 +47,8 @@ def run(args) -> int:
     cfg = replace(train_config(args), **getattr(args, "config_train", {}))  # a --config's settings without a flag
     rec = run_finetune(args.model, args.data, args.out, cfg, data_dir=args.data_dir,
                        style=args.style, system_prompt=args.system_prompt, max_length=args.max_length,
-                       overwrite=args.overwrite, resume=args.resume)
+                       overwrite=args.overwrite, resume=args.resume, protocol=args.protocol,
+                       date_string=args.date_string)
     print(f"wrote {args.out} (final loss {rec['final_loss']:.4f}, {rec['timings']['total_s']:.0f}s)")
     return 0
 
@@ -57,10 +59,13 @@ def config_defaults(path) -> dict:
 
     from ..config import load_config_file, unknown_keys
     from ..train import TrainConfig
+    from ._common import protocol_defaults
 
     c = load_config_file(path, "finetune")
-    unknown_keys(c, {"model", "data", "data_dir", "style", "system_prompt", "max_length", "train", "n_items"}, path)
-    d = {k: c[k] for k in ("model", "data", "data_dir", "style", "system_prompt", "max_length") if k in c}
+    unknown_keys(c, {"model", "data", "data_dir", "style", "system_prompt", "max_length", "train", "n_items",
+                     "protocol", "date_string"}, path)
+    d = {k: c[k] for k in ("model", "data", "data_dir", "date_string") if k in c}
+    d.update(protocol_defaults(c, "n_items"))
     t = dict(c.get("train") or {})
     unknown_keys(t, {f.name for f in fields(TrainConfig)}, path, "train.")
     d.update({k: t[k] for k in ("epochs", "lr", "batch_size", "grad_accum", "warmup_ratio", "weight_decay", "seed",

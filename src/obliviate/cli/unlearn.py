@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import ObliviateError, refuse_unused
-from ._common import out_arg
+from ._common import add_protocol_args, out_arg
 
 
 def add_parser(subparsers):
@@ -35,7 +35,7 @@ def add_parser(subparsers):
     g.add_argument("--beta", type=float, default=None, help="the method's beta option")
     g.add_argument("--gamma", type=float, default=None, help="forget-term weight (the method's gamma option)")
     g.add_argument("--idk-file", default=None, help="refusal answers for idk_nll / idk_dpo (e.g. TOFU's idontknow.jsonl)")
-    g.add_argument("--max-length", type=int, default=512)
+    g.add_argument("--max-length", type=int, default=None, help="tokens of prompt + answer (default: the protocol's, 512)")
     g = p.add_argument_group("robustness (Fan et al. 2025)")
     g.add_argument("--sam-rho", type=float, default=None, help="sharpness-aware forget gradient, radius R (paper 0.01)")
     g.add_argument("--smooth-n", type=int, default=0, help="randomized smoothing with N Gaussian samples (paper 3)")
@@ -53,8 +53,9 @@ def add_parser(subparsers):
     g.add_argument("--eval-split", default=None, help="forget01|forget05|forget10 (default: from --forget)")
     g.add_argument("--eval-limit", type=int, default=None,
                    help="evaluate only the first N items of each set (forget, retain, holdout, real authors, world facts)")
-    p.add_argument("--style", default="chat", help="prompt style: chat (default), plain, llama2")
-    p.add_argument("--system-prompt", default=None)
+    p.add_argument("--style", default=None, help="prompt style: chat, plain, llama2 (default: the protocol's)")
+    p.add_argument("--system-prompt", default=None, help="the chat template's system prompt (default: the protocol's)")
+    add_protocol_args(p)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--resume", action="store_true", help="continue from the last per-epoch checkpoint in --out")
     p.add_argument("--quiet", action="store_true")
@@ -106,7 +107,7 @@ def run(args) -> int:
         max_length=args.max_length, idk_file=args.idk_file, eval_every_epoch=args.eval_every_epoch,
         retain_eval=args.retain_eval, select=args.select, eval_data=args.eval_data, eval_split=args.eval_split,
         eval_limit=args.eval_limit, overwrite=args.overwrite, resume=args.resume,
-        reference=getattr(args, "config_reference", "cached"),
+        reference=getattr(args, "config_reference", "cached"), protocol=args.protocol, date_string=args.date_string,
     )
     msg = f"wrote {args.out} (final loss {rec['final_loss']:.4f}, {rec['timings']['total_s']:.0f}s)"
     s = rec.get("selection") or {}
@@ -135,14 +136,15 @@ def config_defaults(path) -> dict:
 
     from ..config import load_config_file, unknown_keys
     from ..robust import RobustConfig
+    from ._common import protocol_defaults
     from ..train import TrainConfig
 
     c = load_config_file(path, "unlearn")
     top = {"model", "method", "method_config", "forget", "retain", "data_dir", "style", "system_prompt",
-           "max_length", "train", "robust", "reference", "idk_file", "eval"}
+           "max_length", "train", "robust", "reference", "idk_file", "eval", "protocol", "date_string"}
     unknown_keys(c, top | _RECORDED, path)
-    d = {k: c[k] for k in ("model", "method", "forget", "retain", "data_dir", "style", "system_prompt",
-                           "max_length", "idk_file") if k in c}
+    d = {k: c[k] for k in ("model", "method", "forget", "retain", "data_dir", "idk_file", "date_string") if k in c}
+    d.update(protocol_defaults(c, "n_forget"))
     d["config_options"] = dict(c.get("method_config") or {})
     if "reference" in c:
         d["config_reference"] = c["reference"]
