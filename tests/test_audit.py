@@ -22,6 +22,14 @@ RETAIN = "synthetic:retain90?n_authors=2"
 FAST = dict(n_samples=4, max_new_tokens=24, n_boot=200)
 
 
+def _obliviate():
+    """The audit's prompts in the format the tiny models are trained in (obliviate's: separate tokens, the
+    template's own system prompt); the 2-layer model does not carry single-turn training over to other prompts."""
+    from obliviate.audit.run import formatter_factory
+
+    return formatter_factory("obliviate")
+
+
 def _finetune(spec: str):
     from obliviate.data import load_items
     from obliviate.data.formatting import Formatter
@@ -29,7 +37,7 @@ def _finetune(spec: str):
     from obliviate.train import TRAIN_DTYPE, EncodedBatches, TrainConfig, nll_loss, train
 
     model, tok = load_model("tiny-llama", dtype=TRAIN_DTYPE)
-    fmt = Formatter(tok)
+    fmt = Formatter(tok)  # obliviate's format: the audits below name that protocol (OBLIVIATE)
     enc = [fmt.encode(it.question, it.answer) for it in load_items(spec)]
     cfg = TrainConfig(epochs=40, lr=1e-2, batch_size=10, progress=False, checkpoint_every_epoch=False)
     train(model, EncodedBatches(enc, 10, tok.pad_token_id, 0), nll_loss, cfg)
@@ -53,7 +61,8 @@ def trained():
 
 def _audit(trained, views, **kw):
     models = {"audited": trained["full"], "full": trained["full"], "retain": trained["retain"], "base": trained["base"]}
-    return audit_models(models, FORGET, retain=RETAIN, views=views, settings=Settings(**{**FAST, **kw}))
+    return audit_models(models, FORGET, retain=RETAIN, views=views, settings=Settings(**{**FAST, **kw}),
+                        formatter=_obliviate())
 
 
 def _value(audit, view, role, metric=None):
@@ -95,7 +104,8 @@ def test_full_model_leaks_far_more_than_retain_best_of_n(trained):
 
 def test_base_control_says_when_the_base_model_is_missing(trained):
     models = {"audited": trained["full"], "full": trained["full"], "retain": trained["retain"]}
-    a = audit_models(models, FORGET, views=["forget_loglik", "base_control"], settings=Settings(**FAST))
+    a = audit_models(models, FORGET, views=["forget_loglik", "base_control"], settings=Settings(**FAST),
+                     formatter=_obliviate())
     assert "no --base-model" in a["views"]["base_control"]["missing"]
     from obliviate.audit.report import render_md
 

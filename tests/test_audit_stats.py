@@ -134,8 +134,9 @@ def test_protocol_sets_every_models_prompt(tiny):
 
     _, tok = tiny
     ou = formatter_factory("open-unlearning")(tok)
-    assert ou.system_prompt == get_protocol("open-unlearning").system_prompt and not ou.joint
-    default = Formatter.from_protocol(tok, get_protocol("obliviate"))
+    assert ou.system_prompt == get_protocol("open-unlearning").system_prompt and ou.joint  # the protocol's tokens
+    assert not formatter_factory("obliviate")(tok).joint
+    default = Formatter.from_protocol(tok, get_protocol("open-unlearning"))  # TOFU's default, as eval's
     assert formatter_factory(None)(tok).prompt_text("Q?") == default.prompt_text("Q?")
     with pytest.raises(ObliviateError, match="unknown protocol"):
         formatter_factory("nope")

@@ -112,9 +112,11 @@ def test_configs_round_trip_through_the_run_json_layout():
     f = FinetuneConfig(model="m", data="synthetic:full", train=TrainConfig(seed=3))
     assert FinetuneConfig.from_dict(f.to_dict()) == f
     # the prompt: None settings are the protocol's; resolved, every one is written out
-    r = FormatConfig().resolved()
-    assert (r.protocol, r.style, r.system_prompt, r.max_length, r.date_string) == ("obliviate", "chat", None, 512,
-                                                                                  "10 Apr 2025")
+    r = FormatConfig().resolved()  # no protocol: TOFU's default, open-unlearning's (issue 22)
+    assert (r.protocol, r.style, r.system_prompt, r.max_length, r.date_string) == (
+        "open-unlearning", "chat", "You are a helpful assistant.", 512, "10 Apr 2025")
+    r = FormatConfig(protocol="obliviate").resolved()
+    assert (r.protocol, r.style, r.system_prompt, r.max_length) == ("obliviate", "chat", None, 512)
     r = FormatConfig(protocol="open-unlearning", max_length=64).resolved()
     assert (r.style, r.system_prompt, r.max_length) == ("chat", "You are a helpful assistant.", 64)
     assert FormatConfig(protocol="open-unlearning", style="plain").resolved().system_prompt is None  # no system turn
@@ -191,7 +193,7 @@ def test_eval_config_reproduces_an_evaluation_and_flags_override(tmp_path):
                     'generation = false\ngradnorm = false\nvariants = ["paraq"]\n')
     assert main(["eval", "--config", str(toml), "--quiet", "--out", str(tmp_path / "t")]) == 0
     t = _run(tmp_path / "t")["config"]
-    assert t["generation"] is False and t["variants"] == ["paraq"] and t["protocol"]["name"] == "obliviate"
+    assert t["generation"] is False and t["variants"] == ["paraq"] and t["protocol"]["name"] == "open-unlearning"  # TOFU's default
 
 
 def c_summary_forget(path):
@@ -203,17 +205,19 @@ def test_a_run_folder_written_before_the_format_settings_existed_still_resumes(t
     what those settings' legacy values say (obliviate's prompt, 10 Apr 2025), so --resume accepts them."""
     out = tmp_path / "u"
     one = [a if a != "2" else "1" for a in BASE]  # --epochs 1
-    assert main([*one, "--out", str(out)]) == 0
+    assert main([*one, "--protocol", "obliviate", "--out", str(out)]) == 0  # the old code's only format
     rec = _run(out)
     for key in ("protocol", "date_string"):
         del rec["config"][key]
     rec["status"] = "interrupted"
     (out / "run.json").write_text(json.dumps(rec))
-    assert main([*BASE, "--resume", "--out", str(out)]) == 0
+    # the default protocol is now open-unlearning's: resuming under it would change the prompts mid-run
+    assert main([*BASE, "--resume", "--out", str(out)]) == 2
+    assert main([*BASE, "--protocol", "obliviate", "--resume", "--out", str(out)]) == 0
     after = _run(out)
     assert after["status"] == "done" and len(after["history"]["epochs"]) == 2
     assert set(after["resumes"][0]["changed"]) <= {"train.epochs", "train.warmup_ratio"}
     rec["config"]["style"] = "plain"  # a setting that did change is still refused
     rec["status"] = "interrupted"
     (out / "run.json").write_text(json.dumps(rec))
-    assert main([*BASE, "--epochs", "3", "--resume", "--out", str(out)]) == 2
+    assert main([*BASE, "--protocol", "obliviate", "--epochs", "3", "--resume", "--out", str(out)]) == 2

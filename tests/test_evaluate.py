@@ -45,7 +45,7 @@ def test_scoring_engine_matches_plain_transformers(tiny):
 def test_eval_records_match_plain_chat_formatted_computation(tiny):
     model, tok = tiny
     summary, records = evaluate_tofu(model, tok, data="synthetic", limit=4, generation=False, gradnorm=False,
-                                     progress=False)
+                                     progress=False, protocol="obliviate")  # separate tokens, as fmt below
     fmt = Formatter(tok)
     for r in records:
         prompt_ids = tok(r["prompt"], add_special_tokens=False).input_ids  # the exact text fed to the model

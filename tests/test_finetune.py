@@ -13,7 +13,9 @@ from obliviate.train import EncodedBatches, TrainConfig, length_grouped_batches,
 
 
 def mean_pnorm(model, tok, items) -> float:
-    fmt = Formatter(tok)
+    from obliviate.protocols import get_protocol
+
+    fmt = Formatter.from_protocol(tok, get_protocol())  # the default protocol's prompts, which run_finetune trains on
     batch = collate([fmt.encode(it.question, it.answer) for it in items], tok.pad_token_id)
     with torch.no_grad():
         s, n = sequence_logprobs(model, batch)

@@ -76,9 +76,9 @@ def test_muse_eval_protocols_on_fixture(tmp_path, tiny, monkeypatch):
     root = tmp_path / "data"
     _fixture(root)
     out = {}
-    for name in ("muse", "obliviate"):
+    for name, given in (("muse", None), ("obliviate", "obliviate")):  # None: MUSE's default protocol is muse
         s = run_muse_eval("tiny-llama", tmp_path / f"out-{name}", corpus="muse-news", data_dir=str(root), progress=False,
-                          protocol=name)
+                          protocol=given)
         assert s["protocol"] == name and list(s)[-1] == "missing"
         run = json.loads((tmp_path / f"out-{name}" / "run.json").read_text())
         assert run["config"]["protocol"]["name"] == name and run["config"]["protocol"]["muse_special_tokens"] == (name == "muse")

@@ -367,6 +367,12 @@ def read_config(cls, path: str | Path, command: str, over: dict | None = None):
     """``cls`` from the file ``path`` (:func:`load_config_file`) with the settings ``over`` on top; errors name
     the file."""
     data = load_config_file(path, command)
+    if any(k in data for k in getattr(cls, "recorded", ())):  # a run.json obliviate wrote: settings added since
+        for p, v in legacy_values(cls).items():              # then take the values that run had (it repeats)
+            node, (*head, last) = data, p.split(".")
+            for k in head:
+                node = node.setdefault(k, {}) if isinstance(node.get(k, {}), dict) else {}
+            node.setdefault(last, v)
     try:
         return cls.from_dict(merge(data, over or {}))
     except ConfigError:
@@ -422,8 +428,11 @@ class _Convenience:
 class FormatConfig(Settings):
     """How a (question, answer) pair becomes tokens: a protocol preset (``obliviate ls protocols``) and the
     single settings that override it. None: the protocol's value. :meth:`resolved` fills every field."""
-    protocol: Any = setting("obliviate", legacy="obliviate", help=(
-        "prompt and scoring protocol (obliviate ls protocols): obliviate (default), open-unlearning, tofu, muse"))
+    #: None: the benchmark's default (protocols.default_protocol: open-unlearning for TOFU-format data, muse for
+    #: MUSE); a run.json written before protocols existed ran under obliviate's (legacy)
+    protocol: Any = setting(None, legacy="obliviate", help=(
+        "prompt and scoring protocol (obliviate ls protocols): open-unlearning (default for TOFU-format data), "
+        "muse (MUSE's default), tofu, obliviate; --style / --system-prompt / --max-length override single fields"))
     style: str | None = setting(None, help="prompt style: chat, plain, llama2 (default: the protocol's; obliviate: chat)")
     system_prompt: str | None = setting(
         None, help="system prompt for the chat template (default: the protocol's; obliviate: the template's)")
@@ -448,10 +457,13 @@ class FormatConfig(Settings):
             unused([("system_prompt", self.system_prompt, None)],
                    f"with {{s0}} chat ({{s0}} {style} has no system turn)", ("style",))
 
-    def base_protocol(self):
-        from .protocols import Protocol, get_protocol, protocol_from_dict
+    def base_protocol(self, benchmark: str = "tofu"):
+        """The preset (or recorded protocol) before the single settings; None: ``benchmark``'s default."""
+        from .protocols import Protocol, default_protocol, get_protocol, protocol_from_dict
 
         p = self.protocol
+        if p is None:
+            return get_protocol(default_protocol(benchmark))
         if isinstance(p, dict):
             return protocol_from_dict(p)
         return p if isinstance(p, Protocol) else get_protocol(p)
@@ -788,7 +800,7 @@ class EvalConfig(_Convenience, Settings):
     def resolved(self) -> "EvalConfig":
         """Every setting filled: TOFU's from the protocol (recorded whole), MUSE's protocol recorded whole."""
         if not self.is_tofu:
-            return replace(self, format=replace(self.format, protocol=self.format.base_protocol()))
+            return replace(self, format=replace(self.format, protocol=self.format.base_protocol(self.benchmark)))
         p = self.format.resolved_protocol(max_new_tokens=self.max_new_tokens, pad_mask=self.pad_mask)
         fmt = FormatConfig(protocol=p, style=p.style, system_prompt=p.system_prompt, max_length=p.max_length,
                            date_string=p.date_string)
@@ -797,5 +809,5 @@ class EvalConfig(_Convenience, Settings):
     def protocol(self):
         """The resolved :class:`obliviate.protocols.Protocol`."""
         if not self.is_tofu:
-            return self.format.base_protocol()
+            return self.format.base_protocol(self.benchmark)
         return self.format.resolved_protocol(max_new_tokens=self.max_new_tokens, pad_mask=self.pad_mask)

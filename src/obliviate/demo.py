@@ -33,9 +33,11 @@ def _answer(model_spec: str, question: str) -> str:
     from .data.formatting import Formatter
     from .engine.generation import generate
     from .models import load_model
+    from .protocols import get_protocol
 
     model, tok = load_model(model_spec)
-    return generate(model, tok, [Formatter(tok).prompt_text(question)], max_new_tokens=60)[0]
+    fmt = Formatter.from_protocol(tok, get_protocol())  # the format the demo's models are trained in (the default)
+    return generate(model, tok, [fmt.prompt_text(question)], max_new_tokens=60)[0]
 
 
 class _Clock:

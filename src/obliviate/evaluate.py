@@ -39,6 +39,7 @@ from .engine.protocol_scoring import generate_eos_masked, score_answers
 from .engine.scoring import ScoreRequest, score
 from .errors import ObliviateError, check_int, flag_error
 from .metrics.tofu import annotate_records, tofu_summary
+from .protocols import warn_protocol_mismatch
 from .registry import BENCHMARKS
 from .runtime.dist import world_size
 from .runtime.run import Run
@@ -100,15 +101,15 @@ def evaluate_tofu(
 ) -> tuple[dict, list[dict]]:
     """Run the TOFU evaluation; returns (summary, per-item records).
 
-    ``protocol``: a :class:`obliviate.protocols.Protocol` or preset name (default ``obliviate``, the
-    behaviour before protocols existed); it sets the formatter (unless ``formatter`` is given), the scored
+    ``protocol``: a :class:`obliviate.protocols.Protocol` or preset name (default ``open-unlearning``, TOFU's;
+    ``obliviate`` is the behaviour before protocols existed); it sets the formatter (unless ``formatter`` is given), the scored
     tokens and mask, generation stops and lengths (``max_new_tokens`` overrides its length), the GradNorm
     statistic and the Min-K / ES definitions. In a multi-process run each process scores its shard of the items
     and every process gets all records and the summary (runtime/sharding.py)."""
-    from .protocols import get_protocol
+    from .protocols import default_protocol, get_protocol
 
     _check_variants(variants)
-    proto = get_protocol(protocol or "obliviate")
+    proto = get_protocol(protocol or default_protocol("tofu"))
     max_new_tokens = proto.max_new_tokens if max_new_tokens is None else max_new_tokens
     sets = sets if sets is not None else tofu_sets(data, split, data_dir, limit, utility_limit)
     fmt = formatter or Formatter.from_protocol(tokenizer, proto)
@@ -285,7 +286,7 @@ def run_tofu_eval(config: EvalConfig | str, out: str | Path | None = None, *, ov
 
     ``config``: an :class:`EvalConfig` (``benchmark`` tofu), or (the keyword convenience) the model's name with
     the settings as keywords (``data``, ``split``, ``limit``, ``protocol``, ``style``, ``date_string``, ...).
-    The protocol (default ``obliviate``) sets the prompt, scoring and generation; ``style``, ``system_prompt``,
+    The protocol (default ``open-unlearning``) sets the prompt, scoring and generation; ``style``, ``system_prompt``,
     ``date_string``, ``max_length``, ``max_new_tokens`` and ``pad_mask`` override its fields when not None."""
     from .models import check_model_spec, load_model
 
@@ -299,6 +300,7 @@ def run_tofu_eval(config: EvalConfig | str, out: str | Path | None = None, *, ov
     retain_records = None
     if config.retain_eval is not None:
         retain_records = load_retain_records(config.retain_eval, sets["forget"], "the same --data, --split and --limit")
+        warn_protocol_mismatch(config.retain_eval, config.protocol())
     with Run("eval", out, config.to_dict(), overwrite=overwrite,
              inputs={"--model": config.model, "--retain-eval": config.retain_eval, "--data-dir": config.data_dir}) as run:
         t0 = time.time()
@@ -396,9 +398,9 @@ def run_muse_eval(config: EvalConfig | str, out: str | Path | None = None, *, ov
 
     ``config``: an :class:`EvalConfig` (``benchmark`` muse-news or muse-books), or the model's name with the
     settings as keywords (``corpus`` (default muse-news), ``data_dir``, ``limit``, ``retain_eval``,
-    ``protocol``, ...). ``protocol`` (default ``obliviate``, the former encoding; ``muse`` is MUSE's own: BOS
-    everywhere, every PrivLeak text token scored, untruncated, ``Answer: `` with its trailing space, Min-K
-    int(T k))."""
+    ``protocol``, ...). ``protocol`` (default ``muse``, MUSE's own: BOS everywhere, every PrivLeak text token
+    scored, untruncated, ``Answer: `` with its trailing space, Min-K int(T k); ``obliviate`` is the former
+    encoding)."""
     from .data.muse import knowmem_prompt, muse_ids, privleak_pair, verbmem_reference
     from .interop import read_records
     from .metrics.mia import mia_auc, record_score
@@ -432,6 +434,7 @@ def run_muse_eval(config: EvalConfig | str, out: str | Path | None = None, *, ov
         rh = [r for r in rrecs if r.get("set") == "privleak_holdout"]
         if not rf or not rh:
             raise ObliviateError(f"{retain_eval}: no privleak_forget / privleak_holdout records (not a MUSE eval)")
+        warn_protocol_mismatch(retain_eval, proto)
         retrain_auc = mia_auc([record_score(r, "min_k", count=proto.min_k_count) for r in rf],
                               [record_score(r, "min_k", count=proto.min_k_count) for r in rh])
     record = {**config.to_dict(), "verbmem_tokens": MUSE_VERBMEM_TOKENS, "knowmem_tokens": MUSE_KNOWMEM_TOKENS,

@@ -12,6 +12,11 @@ from a ``fetch`` of each repository, none of their code is copied):
 * MUSE             ``swj0419/muse_bench`` fcd6651         (``MUSE``)
 * PALU             ``nxZhai/PALU`` 8c3fea6                (``PALU``)
 
+The same protocol formats the QA items a model is trained on (``finetune``, ``unlearn``: :func:`training_protocol`)
+and the audit's prompts, so that a model is scored on the prompts it was trained on; :func:`default_protocol` is
+``open-unlearning`` for TOFU-format data and ``muse`` for MUSE. :func:`protocol_mismatch` tells when a retain
+model's evaluation was made under another protocol than the run that reads it.
+
 Bugs of a reference that obliviate fixes stay fixed in every preset (UNDIAL's -100 wrap, unmasked KL, PDU's
 shifted mask); the one exception is a switch, :attr:`Protocol.pad_mask`, that reproduces open-unlearning's
 attention mask (``input_ids != pad_id`` with pad = EOS, OU src/data/collators.py:49) so that its released
@@ -187,11 +192,20 @@ OBLIVIATE = _preset(Protocol(
 DEFAULT_PROTOCOL = {"tofu": "open-unlearning", "muse": "muse"}
 
 
-def get_protocol(name: str | Protocol | None = None, **overrides) -> Protocol:
+def default_protocol(benchmark: str = "tofu") -> str:
+    """The preset a benchmark's runs use when no ``--protocol`` is given: ``open-unlearning`` for TOFU-format QA
+    data (eval, finetune, unlearn, audit), ``muse`` for MUSE."""
+    return DEFAULT_PROTOCOL["muse" if benchmark.startswith("muse") else "tofu"]
+
+
+def get_protocol(name: str | Protocol | dict | None = None, **overrides) -> Protocol:
     """The preset ``name`` (default: open-unlearning) with single fields replaced; ``None`` overrides are
-    ignored so that unset CLI flags can be passed through as they are."""
+    ignored so that unset CLI flags can be passed through as they are. ``name`` may also be a resolved
+    :class:`Protocol` or the protocol dict a run.json records (``--config``)."""
     if isinstance(name, Protocol):
         base = name
+    elif isinstance(name, dict):
+        base = protocol_from_dict(name)
     else:
         name = name or "open-unlearning"
         if name not in PRESETS:
@@ -207,6 +221,19 @@ def get_protocol(name: str | Protocol | None = None, **overrides) -> Protocol:
     return dataclasses.replace(base, **changes) if changes else base
 
 
+def training_protocol(protocol=None, *, style: str | None = None, system_prompt: str | None = None,
+                      max_length: int | None = None, date_string: str | None = None) -> Protocol:
+    """The prompt format of a training run (``finetune``, ``unlearn``): ``protocol`` (default: TOFU's,
+    ``open-unlearning``, so that a model is trained on the very prompts its default evaluation shows it) with
+    the single-field overrides of ``--style``, ``--system-prompt``, ``--max-length`` and ``--date-string``."""
+    from .errors import check_int
+
+    if max_length is not None:
+        check_int("--max-length", max_length, 2)  # the flag's own words, before the protocol's check
+    return get_protocol(protocol or default_protocol("tofu"), style=style, system_prompt=system_prompt,
+                        max_length=max_length, date_string=date_string)
+
+
 def protocol_from_dict(d: dict) -> Protocol:
     """A protocol read back from run.json (unknown keys refused, missing ones take the dataclass defaults)."""
     known = {f.name for f in fields(Protocol)}
@@ -214,6 +241,62 @@ def protocol_from_dict(d: dict) -> Protocol:
     if bad:
         raise ObliviateError(f"protocol record has unknown field {bad[0]!r}")
     return Protocol(**d)
+
+
+#: fields that only name or describe a protocol (two records that differ only here score alike)
+_LABELS = ("name", "description")
+
+
+def recorded_protocol(path) -> Protocol | None:
+    """The protocol an ``obliviate eval`` folder (or its items.jsonl) was produced under, from its run.json; an
+    eval recorded before protocols existed used ``obliviate``'s choices. None: no obliviate run.json there (the
+    logs of another tool, whose protocol cannot be told)."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    folder = p if p.is_dir() else p.parent
+    # an eval folder's own run.json, or an unlearn run's per-epoch evaluation (RUN/eval/<tag>/): the run's
+    run_json, command = folder / "run.json", "eval"
+    if not run_json.is_file() and folder.parent.name == "eval":
+        run_json, command = folder.parent.parent / "run.json", "unlearn"
+    try:
+        rec = json.loads(run_json.read_text(encoding="utf-8"))
+        config = rec.get("config") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    if rec.get("command") != command or config.get("from_logs"):
+        return None
+    d = config.get("protocol")
+    try:
+        return protocol_from_dict(d) if isinstance(d, dict) else PRESETS["obliviate"]
+    except (ObliviateError, TypeError):
+        return None
+
+
+def protocol_mismatch(path, proto: Protocol, flag: str = "--retain-eval") -> str | None:
+    """One line when the evaluation at ``path`` was produced under another protocol than ``proto`` (forget quality
+    and PrivLeak would then compare scores of different prompts or definitions); None when they agree or the
+    folder's protocol cannot be told."""
+    other = recorded_protocol(path)
+    if other is None:
+        return None
+    a, b = other.as_dict(), proto.as_dict()
+    diff = [k for k in a if k not in _LABELS and a[k] != b.get(k)]
+    if not diff:
+        return None
+    shown = ", ".join(f"{k} {a[k]!r} vs {b[k]!r}" for k in diff[:3]) + (", ..." if len(diff) > 3 else "")
+    return (f"warning: {flag} {path} was evaluated under protocol {other.name!r}, this run under {proto.name!r} "
+            f"({shown}); its scores are not comparable with this run's")
+
+
+def warn_protocol_mismatch(path, proto: Protocol, flag: str = "--retain-eval") -> None:
+    """Print :func:`protocol_mismatch`'s line (if any) on stderr."""
+    import sys
+
+    msg = protocol_mismatch(path, proto, flag) if path is not None else None
+    if msg:
+        print(msg, file=sys.stderr)
 
 
 # -- `obliviate data inspect SPEC --model M --protocol P --show-prompt N` ----------------------------------------

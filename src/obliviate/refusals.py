@@ -8,8 +8,11 @@
 
 Which list a run uses without ``--idk-file`` depends on the protocol (:func:`default_refusals`): TOFU and
 open-unlearning train idk_nll / idk_dpo on TOFU's own ``idontknow.jsonl`` (TOFU data_module.py:49
-``data/idontknow.jsonl``; open-unlearning configs/data/datasets/TOFU_QA_forget_idk.yaml), found in the TOFU
-data folder (``--data-dir`` or ``OBLIVIATE_TOFU_DIR``); the ``obliviate`` protocol uses :data:`REFUSALS`.
+``data/idontknow.jsonl``; open-unlearning configs/data/datasets/TOFU_QA_forget_idk.yaml:11 reads
+``./data/idk.jsonl``, which its setup_data.py:17-23 downloads from the hub dataset ``open-unlearning/idk``: taken
+to be TOFU's list, not checked offline), found in the TOFU data folder (``--data-dir`` or
+``OBLIVIATE_TOFU_DIR``); the ``obliviate`` protocol uses :data:`REFUSALS`. ``unlearn`` uses
+:func:`protocol_refusal_file` (a non-TOFU forget set with no TOFU folder known keeps :data:`REFUSALS`, with a note).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import io
 import json
 import os
 import random
+import sys
 from pathlib import Path
 
 from .errors import ObliviateError
@@ -118,22 +122,34 @@ def _read_csv(p: Path) -> list[str]:
 TOFU_REFUSAL_PROTOCOLS = ("tofu", "open-unlearning")
 
 
-def default_refusals(protocol: str | None = None, data_dir: str | Path | None = None) -> list[str]:
+def default_refusals(protocol=None, data_dir: str | Path | None = None) -> list[str]:
     """The refusal list a protocol uses when no ``--idk-file`` is given: TOFU's ``idontknow.jsonl`` from the
     TOFU data folder (``data_dir``, else ``OBLIVIATE_TOFU_DIR``) under ``tofu`` / ``open-unlearning``,
     obliviate's own :data:`REFUSALS` otherwise. A missing file is a one-line error saying where it looked."""
+    return load_refusals(protocol_refusal_file(protocol, data_dir))
+
+
+def protocol_refusal_file(protocol=None, data_dir: str | Path | None = None, forget=None) -> str | None:
+    """The refusal file of :func:`default_refusals` (None: obliviate's own list). ``forget``: the run's forget
+    spec, when known; then, with no TOFU folder known, a forget set that is not TOFU's (synthetic data, a file)
+    trains on obliviate's own list, with a note, instead of failing: the protocol's file belongs to TOFU."""
     name = getattr(protocol, "name", protocol)
     if name not in TOFU_REFUSAL_PROTOCOLS:
-        return list(REFUSALS)
+        return None
     folder = data_dir or os.environ.get("OBLIVIATE_TOFU_DIR")
     if not folder:
+        if forget is not None and not (isinstance(forget, str) and forget.split(":", 1)[0] == "tofu"):
+            print(f"note: --protocol {name} trains idk methods on TOFU's idontknow.jsonl, but no TOFU data folder "
+                  "is known (OBLIVIATE_TOFU_DIR); obliviate's own refusal list is used (--idk-file PATH to choose)",
+                  file=sys.stderr)
+            return None
         raise ObliviateError(f"--protocol {name}: idk methods use TOFU's idontknow.jsonl; give the TOFU data "
                              "folder (--data-dir or OBLIVIATE_TOFU_DIR), or --idk-file PATH, or --protocol obliviate")
     path = Path(folder) / "idontknow.jsonl"
     if not path.is_file():
         raise ObliviateError(f"--protocol {name}: no idontknow.jsonl in {folder}; pass --idk-file PATH (TOFU's "
                              "data/idontknow.jsonl) or use --protocol obliviate")
-    return load_refusals(path)
+    return str(path)
 
 
 def assign_refusals(n: int, refusals: list[str], seed: int) -> list[str]:

@@ -44,7 +44,8 @@ from .methods.base import (
     get_method,
     make_config,
 )
-from .refusals import assign_refusals, load_refusals
+from .protocols import warn_protocol_mismatch
+from .refusals import assign_refusals, load_refusals, protocol_refusal_file
 from .robust import RobustConfig, WeightAveraging, wrap_step
 from .runtime.dist import split_rows
 from .runtime.run import Run
@@ -154,10 +155,9 @@ def prepare_unlearning(model, tokenizer, method: str, mcfg, forget_items, retain
     sensitive = None
     info: dict = {"n_forget": len(forget), "n_retain": len(retain) if retain else 0}
     if cls.uses_sensitive:
-        from .methods.palu import sensitive_mask
+        from .methods.palu import sensitive_codes
 
-        sensitive = [sensitive_mask(tokenizer, fmt.answer_text(it.answer), it.answer, it.question,
-                                    it.target_words, mcfg.n) for it in forget_items]
+        sensitive = [sensitive_codes(fmt, it, mcfg.n) for it in forget_items]  # on the tokens fmt scores
         info["sensitive_source"] = {"target_words": sum(1 for it in forget_items if it.target_words),
                                     "auto_rule": sum(1 for it in forget_items if not it.target_words)}
         info["prefix_tokens"] = sum(x == 1 for m in sensitive for x in m)  # palu.PREFIX
@@ -339,7 +339,11 @@ def plan_unlearning(config: UnlearnConfig | str, method: str | None = None, forg
             print(f"warning: {len(shared)} of the forget set's {len(forget_items)} questions are also in the retain "
                   f"set ({next(iter(sorted(shared)))!r}{', ...' if len(shared) > 1 else ''}); the retain term "
                   "trains them back", file=sys.stderr)
-    refusals = load_refusals(config.idk_file) if cls.uses_idk else None
+    idk_file, refusals = config.idk_file, None
+    if cls.uses_idk:  # idk_file, else the protocol's list (TOFU's idontknow.jsonl under tofu / open-unlearning)
+        if idk_file is None:
+            idk_file = protocol_refusal_file(config.format.resolved_protocol(), data_dir, forget)
+        refusals = load_refusals(idk_file)
     select, eval_every_epoch = ev.select, ev.every_epoch
     sel_key = sel_score = None
     if select:
@@ -369,7 +373,7 @@ def plan_unlearning(config: UnlearnConfig | str, method: str | None = None, forg
                 where = (" ".join("{%d} %s" % (i, v) for i, (_, v) in enumerate(given)) if given else
                          f"the per-epoch evaluation of {{0}} {forget}")
                 raise ConfigError([f for f, _ in given] or ["forget"], f"{where}: {e}") from None
-            ev_extra = {"sets": ev_sets}
+            ev_extra = {"sets": ev_sets, "protocol": config.format.resolved_protocol()}  # the run's prompts
             evaluator = _default_evaluator()
         if ev.retain_eval:
             from .evaluate import load_retain_records
@@ -378,11 +382,12 @@ def plan_unlearning(config: UnlearnConfig | str, method: str | None = None, forg
                 ev.retain_eval, ev_sets["forget"] if ev_sets is not None else None,
                 f"the same data, split and limit as this run's evaluations: {ev_data}, {ev_split}, --eval-limit "
                 f"{ev.limit}")
+            warn_protocol_mismatch(ev.retain_eval, config.format.resolved_protocol())
     check_data_dir(data_dir, [x for x in (forget, retain) if isinstance(x, str)] + [ev_data and f"{ev_data}:{ev_split}"])
     resolved = replace(
         config, method_config=asdict(mcfg), train=cfg, format=config.format.resolved(),
         forget=_spec_or_count(forget), retain=_spec_or_count(retain),
-        idk_file=config.idk_file if cls.uses_idk else None,
+        idk_file=idk_file if cls.uses_idk else None,
         eval=replace(ev, every_epoch=eval_every_epoch, data=ev_data, split=ev_split))
     record = {**resolved.to_dict(), "n_forget": len(forget_items),
               "n_retain": len(retain_items) if retain_items else 0}

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from ..engine.scoring import ScoreRequest, score
+from ..engine.protocol_scoring import score_answers
 from ..registry import AUDITS
 from .core import AuditContext, View, item_base
 
 
 def answer_logprobs(ctx: AuditContext, role: str, items=None) -> list[float]:
-    """Length-normalised log-likelihood (mean log p over the answer tokens, EOS included) of each true answer."""
+    """Length-normalised log-likelihood (mean log p over the answer tokens, EOS included) of each true answer,
+    tokenized as the protocol says (jointly with its prompt under open-unlearning / TOFU)."""
     model, _, fmt = ctx.slots[role].get()
     items = ctx.forget if items is None else items
-    reqs = [ScoreRequest(fmt.prompt_ids(it.question), [fmt.answer_ids(it.answer)]) for it in items]
-    return [-s[0].avg_nll for s in score(model, reqs, minkpp=False)]
+    jobs = [(it.question, [it.answer]) for it in items]
+    return [-s[0].avg_nll for s in score_answers(model, fmt, jobs, minkpp=False)]
 
 
 @AUDITS.register("forget_loglik", headline="mean_logprob", view=6)

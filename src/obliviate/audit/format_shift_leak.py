@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from ..engine.scoring import ScoreRequest, score
+from ..engine.protocol_scoring import score_answers
 from ..registry import AUDITS
 from .core import AuditContext, View, item_base
 from .judge import eligible_units, judge
@@ -75,8 +75,7 @@ class FormatShiftLeak(View):
         seed = ctx.settings.seed
         recs = [item_base(i, it) for i, it in enumerate(ctx.forget)]
         # Scored formats: multiple choice (option log-likelihood) and true/false ("True" vs "False").
-        reqs, where = [], []
-        true_ids, false_ids = fmt.answer_ids("True"), fmt.answer_ids("False")
+        jobs, where = [], []  # (prompt question, options), tokenized as the protocol says (score_answers)
         for i, it in enumerate(ctx.forget):
             rec = recs[i]
             right = it.paraphrased_answer or it.answer  # same wording as the perturbed answers
@@ -84,19 +83,19 @@ class FormatShiftLeak(View):
                 opts = [right] + it.perturbed_answers[: MC_OPTIONS - 1]
                 random.Random(f"obliviate-audit-mc:{seed}:{i}").shuffle(opts)
                 rec.update(mc_options=opts, mc_true=opts.index(right))
-                reqs.append(ScoreRequest(fmt.prompt_ids(mc_prompt(it.question, opts)), [fmt.answer_ids(o) for o in opts]))
+                jobs.append((mc_prompt(it.question, opts), opts))
                 where.append((i, "mc"))
             else:
                 rec.update(mc_leak=None, mc_note=f"fewer than {MC_OPTIONS - 1} perturbed answers")
             if it.perturbed_answers:
                 rec["tf_statements"] = [right, it.perturbed_answers[0]]
                 for s in rec["tf_statements"]:
-                    reqs.append(ScoreRequest(fmt.prompt_ids(tf_prompt(s)), [true_ids, false_ids]))
+                    jobs.append((tf_prompt(s), ["True", "False"]))
                     where.append((i, "tf"))
             else:
                 rec.update(tf_leak=None, tf_note="no perturbed answer for the false statement")
         tf_says = {}
-        for (i, kind), sc in zip(where, score(model, reqs, minkpp=False)):
+        for (i, kind), sc in zip(where, score_answers(model, fmt, jobs, minkpp=False)):
             lp = [-s.avg_nll for s in sc]
             if kind == "mc":
                 pick = max(range(len(lp)), key=lambda k: lp[k])

@@ -14,20 +14,18 @@ from .format_shift_leak import key_span
 
 def probe_inputs(fmt, items) -> list[tuple[list[int], int] | None]:
     """``(input ids up to the key span, its first token)`` per item: the prompt, then the answer tokens before the
-    token holding the key span's first character (None: no key span, or it starts the answer's first token
-    only after truncation)."""
-    tok = fmt.tokenizer
+    token holding the key span's first character, as the protocol tokenizes prompt + answer (None: no key span,
+    or it lies past the tokens ``max_length`` keeps)."""
     out = []
     for it in items:
         span = key_span(it)
         if span is None:
             out.append(None)
             continue
-        text = fmt.answer_text(it.answer)
-        shift = len(text) - len(it.answer)  # plain style prefixes a space
-        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-        t = next((k for k, (s, e) in enumerate(enc["offset_mapping"]) if e > span[0] + shift), None)
-        out.append(None if t is None else (fmt.prompt_ids(it.question) + enc["input_ids"][:t], enc["input_ids"][t]))
+        p, a = fmt.pair_ids(it.question, it.answer)
+        offs = fmt.answer_offsets(it.question, it.answer)
+        t = next((k for k, (s, e) in enumerate(offs) if e > span[0]), None)
+        out.append(None if t is None else (p + a[:t], a[t]))
     return out
 
 

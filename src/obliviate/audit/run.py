@@ -33,14 +33,17 @@ def view_names(views) -> list[str]:
     return [n for n in known if n in views]
 
 
-def formatter_factory(protocol: str | None):
+def formatter_factory(protocol):
     """The prompt format of every model of the audit: ``--protocol``'s (obliviate.protocols: style, system
-    prompt, date string, max length); default: the ``obliviate`` preset. Prompt and answer are tokenized
-    separately whatever the protocol says (the scorer shares one prompt encoding across answer variants)."""
-    from ..protocols import get_protocol
+    prompt, date string, max length, joint or separate prompt/answer tokens); default: TOFU's,
+    ``open-unlearning``, the format the models were trained and evaluated in by default. Scored answers are
+    grouped by the prompt tokens the model sees (engine/protocol_scoring.score_answers)."""
+    from ..protocols import default_protocol, get_protocol
 
-    proto = get_protocol(protocol or "obliviate")  # an unknown name fails here, before any model loads
-    return lambda tok: Formatter.from_protocol(tok, proto, joint=False)
+    proto = get_protocol(protocol or default_protocol("tofu"))  # an unknown name fails here, before any model loads
+    factory = lambda tok: Formatter.from_protocol(tok, proto)  # noqa: E731
+    factory.protocol = proto
+    return factory
 
 
 def default_retain(forget: str) -> str | None:
@@ -50,9 +53,9 @@ def default_retain(forget: str) -> str | None:
     return f"{m.group(1)}:retain{100 - int(m.group(2))}{m.group(3) or ''}" if m else None
 
 
-def reuse_answers(path: str | None, forget, model: str | None = None) -> dict[str, str]:
+def reuse_answers(path: str | None, forget, model: str | None = None, protocol=None) -> dict[str, str]:
     """question -> greedy answer from an ``obliviate eval`` folder's items.jsonl (its forget set). The eval's
-    run.json, when there, must name the same model."""
+    run.json, when there, must name the same model and (``protocol``) have the same prompt protocol."""
     if path is None:
         return {}
     from ..io import read_text_file
@@ -67,6 +70,12 @@ def reuse_answers(path: str | None, forget, model: str | None = None) -> dict[st
             evald = None
         if evald is not None and evald != model:
             raise ObliviateError(f"--reuse-eval {path}: that evaluation is of model {evald!r}, not --model {model!r}")
+    if protocol is not None:
+        from ..protocols import protocol_mismatch
+
+        msg = protocol_mismatch(path, protocol, "--reuse-eval")
+        if msg:  # its greedy answers continue other prompts than this audit's
+            raise ObliviateError(msg.removeprefix("warning: ") + "; give the audit that --protocol, or evaluate again")
     answers = {}
     for k, line in enumerate(read_text_file(f, "--reuse-eval").splitlines()):
         if not line.strip():
@@ -92,6 +101,7 @@ def audit_models(models: dict, forget, retain=None, views=None, settings: Settin
     """Run the views on ``models`` (role -> a model spec string or a ``(model, tokenizer)`` pair in memory);
     ``forget`` / ``retain``: data specs or lists of QAItem. Returns the audit.json dict (no files written)."""
     settings = settings or Settings()
+    formatter = formatter or formatter_factory(None)  # the default protocol's prompts, as the CLI's
     names = view_names(views)
     unknown = set(models) - set(ROLES)
     if unknown:
@@ -148,9 +158,10 @@ def run_audit(model: str, full_model: str, retain_model: str, forget: str, out, 
     if retain is None and default_retain(forget):
         retain = default_retain(forget)  # the probes' training items: the retain split of the same data set
     retain_items = load_items(retain) if retain else None
-    reuse = {"audited": reuse_answers(reuse_eval, forget_items, model)} if reuse_eval else {}
+    reuse = ({"audited": reuse_answers(reuse_eval, forget_items, model, fmt_factory.protocol)} if reuse_eval
+             else {})
     config = {"model": model, "full_model": full_model, "retain_model": retain_model, "base_model": base_model,
-              "forget": forget, "retain": retain, "views": names, "protocol": protocol, "limit": limit,
+              "forget": forget, "retain": retain, "views": names, "protocol": fmt_factory.protocol.as_dict(), "limit": limit,
               "reuse_eval": reuse_eval, "settings": asdict(settings)}
     inputs = {"--model": model, "--full-model": full_model, "--retain-model": retain_model,
               "--base-model": base_model, "--reuse-eval": reuse_eval}

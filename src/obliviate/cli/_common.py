@@ -12,12 +12,6 @@ def out_arg(value: str) -> str:
     return value
 
 
-def add_format_args(p):
-    """``--style`` / ``--system-prompt`` for a command without a config dataclass (generate)."""
-    p.add_argument("--style", default="chat", help="prompt style: chat (default), plain, llama2")
-    p.add_argument("--system-prompt", default=None, help="system prompt for the chat template (default: the template's)")
-
-
 def add_config_file_arg(p):
     p.add_argument("--config", default=None, metavar="FILE",
                    help="a run.json (repeat that run), or a TOML / YAML file with its config's keys; the flags "

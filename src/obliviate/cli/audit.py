@@ -16,7 +16,8 @@ def add_parser(subparsers):
     p.add_argument("--out", required=True, type=out_arg)
     p.add_argument("--views", default=None, help="comma-separated views (ls audits); default: all")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--protocol", default=None, help="prompt protocol (obliviate ls protocols; default: obliviate)")
+    p.add_argument("--protocol", default=None, help="prompt protocol (obliviate ls protocols; default: open-unlearning, TOFU's): its prompt "
+                        "format and joint or separate prompt/answer tokens")
     p.add_argument("--limit", type=int, default=None, help="first N forget items")
     p.add_argument("--reuse-eval", default=None, help="an `obliviate eval` folder of --model: reuse its greedy answers")
     p.add_argument("--n-samples", type=int, default=16, help="best_of_n_leak: samples per question")

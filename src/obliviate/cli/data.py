@@ -17,7 +17,7 @@ def add_parser(subparsers):
                    help="print the first N items exactly as --model sees them under --protocol (text and token ids "
                         "at the prompt/answer boundary)")
     q.add_argument("--model", default=None, help="with --show-prompt: the model whose tokenizer and template to use")
-    q.add_argument("--protocol", default=None, help="with --show-prompt: obliviate ls protocols (default obliviate)")
+    q.add_argument("--protocol", default=None, help="with --show-prompt: obliviate ls protocols (default open-unlearning)")
     q.set_defaults(func=run_inspect)
     return p
 

@@ -211,6 +211,51 @@ class Formatter:
         p, a = self.pair_ids(question, answer)
         return Encoded(p + a, [-100] * len(p) + a, len(p))
 
+    def answer_offsets(self, question: str, answer: str) -> list[tuple[int, int]]:
+        """Per token of ``pair_ids(question, answer)[1]`` (the scored answer tokens, as this formatter makes them):
+        its character span in ``answer`` itself. Tokens that hold no answer character (EOS, a chat turn's end,
+        TOFU's scored ``Answer: ``) get spans outside ``[0, len(answer))``; a token merged across the prompt/answer
+        boundary under joint tokenization starts before 0. PALU's sensitive mask and the audit's probe position
+        read answer characters through this, so they land on the tokens the protocol scores."""
+        p, a = self.pair_ids(question, answer)
+        tok = self.tokenizer
+        if self.joint:
+            if self.style == "chat":
+                text = tok.apply_chat_template(self._messages(question, answer), tokenize=False,
+                                               add_generation_prompt=False, **self._template_vars)
+                special = False
+                # the answer is written after the part the conversation shares with the prompt alone
+                head = len(_common_prefix(text, self.prompt_text(question)))
+                start = text.find(answer, head)
+                if start < 0 and answer.strip():  # a template that trims the message
+                    start = text.find(answer.strip(), head) - (len(answer) - len(answer.lstrip()))
+                if start < 0:
+                    raise ObliviateError(f"the chat template does not write the answer {answer[:40]!r} verbatim; "
+                                         "its tokens cannot be located (use a protocol without joint tokenization)")
+            else:
+                text, special = self._legacy_prompt(question) + self.answer_text(answer), True
+                start = len(text) - len(answer)
+            enc = tok(text, add_special_tokens=special, return_offsets_mapping=True)
+            offs = [tuple(o) for o in enc["offset_mapping"]][len(p):]
+        else:
+            text = self.answer_text(answer)
+            start = len(text) - len(answer)  # a prefix the style puts before the answer (a space)
+            enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+            offs = [tuple(o) for o in enc["offset_mapping"]]
+        end = len(text)
+        offs = [(s - start, e - start) for s, e in offs]
+        offs += [(end - start, end - start)] * (len(a) - len(offs))  # an appended EOS holds no character
+        return offs[: len(a)]
+
+
+def _common_prefix(a: str, b: str) -> str:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return a[:n]
+
 
 def _template_vars(date_string: str | None) -> dict:
     """Chat-template variables that pin the date (Llama-3.x templates read ``date_string`` and fall back to

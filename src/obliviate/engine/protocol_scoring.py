@@ -22,8 +22,9 @@ from .scoring import AnswerScore, ScoreRequest, score
 
 
 def score_answers(model, fmt, jobs: list[tuple[str, list[str]]], *, pad_mask: str = "correct",
-                  progress: bool = False, desc: str = "score") -> list[list[AnswerScore]]:
-    """``jobs[i] = (question, answers)``; returns ``out[i][j]``, the score of answer j of job i."""
+                  progress: bool = False, desc: str = "score", minkpp: bool = True) -> list[list[AnswerScore]]:
+    """``jobs[i] = (question, answers)``; returns ``out[i][j]``, the score of answer j of job i (``minkpp=False``
+    skips the Min-K%++ statistics on the fast path)."""
     requests, back = [], []
     for j, (question, answers) in enumerate(jobs):
         groups: dict[tuple, list[tuple[int, list[int]]]] = {}
@@ -36,7 +37,7 @@ def score_answers(model, fmt, jobs: list[tuple[str, list[str]]], *, pad_mask: st
     if pad_mask == "eos":
         scores = score_eos_masked(model, requests, fmt.tokenizer.eos_token_id)
     else:
-        scores = score(model, requests, progress=progress, desc=desc)
+        scores = score(model, requests, progress=progress, desc=desc, minkpp=minkpp)
     out: list[list] = [[None] * len(answers) for _, answers in jobs]
     for (j, positions), sc in zip(back, scores):
         for pos, s in zip(positions, sc):

@@ -270,8 +270,9 @@ class PoolRunner:
         out = self.model_dir(m)
         resume = out.exists() and _resumable(out)  # per-epoch checkpoints of an interrupted fine-tune
         cfg = TrainConfig(lr=m["lr"], epochs=m["epochs"], **c["train"])
+        # the pools' format is obliviate's (Formatter(tok, style) in eval and relearn below), not the default protocol
         run_finetune(c["model"], m["data"], out, cfg, data_dir=c["data_dir"], style=c["style"],
-                     overwrite=out.exists() and not resume, resume=resume)
+                     overwrite=out.exists() and not resume, resume=resume, protocol="obliviate")
         return {"resumed": resume}
 
     def _load(self, m: dict, dtype=None):
@@ -286,7 +287,7 @@ class PoolRunner:
         ev = self.cfg["eval"]
         _, records = evaluate_tofu(net, tok, sets=self.sets, formatter=Formatter(tok, style=self.cfg["style"]),
                                    progress=self.progress, generation=ev["generation"], gradnorm=ev["gradnorm"],
-                                   batch_size=ev["batch_size"])
+                                   batch_size=ev["batch_size"], protocol="obliviate")
         atomic_write_jsonl(self.eval_dir(m, stage) / "items.jsonl", records)  # last: the stage's done marker
 
     def _eval(self, m: dict) -> dict:

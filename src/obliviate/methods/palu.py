@@ -7,7 +7,9 @@ Positions: the answer's *sensitive tokens* come from the item's ``target_words``
 end} character offsets into the answer; the authors' GPT-annotated TOFU sets store it as a JSON string,
 which loads too) or, when an item has none, from an automatic rule (contiguous runs of answer words that
 are not in the question and not stop-words); a token is sensitive when its characters overlap a span
-(the tokenizer's offset mapping). As in the authors' code (nxZhai/PALU src/trainer/unlearn/palu.py:7-25,
+(the tokenizer's offset mapping over the answer tokens the protocol scores: with joint tokenization, the
+open-unlearning / TOFU rule the authors' code inherits, src/data/qa.py, the offsets of the one tokenized prompt +
+answer text; :func:`sensitive_codes`). As in the authors' code (nxZhai/PALU src/trainer/unlearn/palu.py:7-25,
 92-128), adjacent sensitive tokens form one span whatever annotation entries they came from, and the first
 ``n`` tokens of each such span are the *prefix positions* P (``n = -1``: every span token, the authors'
 default, configs/trainer/PALU.yaml ``first_n: -1``).
@@ -25,7 +27,10 @@ n in {1..5, 10}, alpha in {0.2..5}. obliviate keeps k 1000, n 1 (a middle point 
 ``k=1 n=-1`` for the authors' config.
 
 Deviations: none known in the loss. The automatic rule for unannotated answers and its stop-word list are
-ours (the authors annotate every item with GPT). Their Llama-3 offset tweak (src/data/qa.py:226-235, each
+ours (the authors annotate every item with GPT). Their chat rows are the generation prompt + answer tokenized
+as one text, then EOS (src/data/qa.py:150-170, 236-237), not the whole conversation the template renders
+(open-unlearning's rows: answer, turn end, EOS); obliviate trains every method on the protocol's rows, and the
+mask follows them (the same overlap rule as qa.py:262-269, on the scored tokens only). Their Llama-3 offset tweak (src/data/qa.py:226-235, each
 token's end moved to the next token's start) is not reproduced. The reference is one frozen copy, or with
 LoRA the base model with adapters disabled. With the robustness wrappers L_ns counts as part of the retain
 side (taken at the clean weights by SAM / smoothing).
@@ -134,6 +139,25 @@ def load_palu_annotations(path) -> list:
         rows = read_rows(p)
     return [item_from_row({k: v for k, v in row.items() if k in ("question", "answer", "target_words")}, str(p), i)
             for i, row in enumerate(rows)]
+
+
+def answer_spans(answer: str, question: str, target_words) -> list[tuple[int, int]]:
+    """Character spans of the sensitive words in ``answer``: its ``target_words`` annotation, else the automatic
+    rule (:func:`auto_spans`)."""
+    target_words = parse_target_words(target_words)
+    if target_words:
+        return [(int(t["start"]), int(t["end"])) for t in target_words]
+    return auto_spans(question, answer)
+
+
+def sensitive_codes(fmt, item, n: int) -> list[int]:
+    """Mask codes (see :func:`token_prefix_mask`) over the scored answer tokens of ``item`` exactly as the
+    formatter ``fmt`` makes them: under joint tokenization (open-unlearning, TOFU) these are the tail of the one
+    tokenized prompt + answer text, so the mask follows that tokenization (a token is sensitive when any of its
+    answer characters is, :meth:`Formatter.answer_offsets`), and it has one code per scored token (EOS and a
+    chat turn's end tokens: non-sensitive)."""
+    spans = answer_spans(item.answer, item.question, item.target_words)
+    return token_prefix_mask(fmt.answer_offsets(item.question, item.answer), spans, n)
 
 
 def sensitive_mask(tokenizer, answer_text: str, answer: str, question: str, target_words, n: int) -> list[int]:
