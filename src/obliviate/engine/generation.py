@@ -31,6 +31,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 from ..errors import ObliviateError
 from ..runtime.progress import progress_bar
 from .attention import uses_gqa_attention
+from .decode import llama_step
 from .forward import cache_kw, context_length, head_logits, out_cache
 from .scoring import _common_prefix
 
@@ -225,6 +226,7 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
     device = next(model.parameters()).device
     # argmax is unchanged by a monotone soft-cap or scale, but follow the model's own logits where known
     body, head = model.get_decoder(), head_logits(model) or model.get_output_embeddings()
+    step = llama_step(model)  # a plain Llama decoder: the decoding step written out (engine/decode.py)
     waiting = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i]), i))  # longest first
     out: list[list[int] | None] = [None] * len(prompts)
     pre = _common_prefix(prompts)
@@ -303,15 +305,20 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
             slots.compact(live_t)
         start = slots.first_used(live_t)
         slots.mask[:, slots.cursor] = 1  # every row attends its own new column (free slots compute garbage)
-        cache = Cache(layers=[_WindowLayer(k, v) for k, v in zip(slots.k, slots.v)])
-        for layer in cache.layers:
-            layer.start, layer.end = start, slots.cursor
-        o = body(input_ids=slots.nxt.unsqueeze(1), attention_mask=slots.mask[:, start : slots.cursor + 1],
-                 position_ids=slots.pos.unsqueeze(1), use_cache=True, **{ckw: cache})
+        window = slots.mask[:, start : slots.cursor + 1]
+        if step is not None:  # the same operations without Hugging Face's wrappers (bitwise the same)
+            h = step(slots.nxt.unsqueeze(1), slots.pos.unsqueeze(1), slots.k, slots.v, start, slots.cursor, window)
+        else:
+            cache = Cache(layers=[_WindowLayer(k, v) for k, v in zip(slots.k, slots.v)])
+            for layer in cache.layers:
+                layer.start, layer.end = start, slots.cursor
+            h = body(input_ids=slots.nxt.unsqueeze(1), attention_mask=window, position_ids=slots.pos.unsqueeze(1),
+                     use_cache=True, **{ckw: cache}).last_hidden_state[:, -1]
+            del cache  # it holds the KV buffers: `keep` below must not copy them while the old ones live
         slots.cursor += 1
         slots.pos += 1
-        slots.nxt = head(o.last_hidden_state[:, -1]).argmax(-1)
-        del o, cache  # they hold the KV buffers: `keep` below must not copy them while the old ones live
+        slots.nxt = head(h).argmax(-1)
+        del h
         take(live)
     bar.close()
     return out  # type: ignore[return-value]
