@@ -1,8 +1,8 @@
 """Generation engine: batched greedy decoding, deterministic, with a full batch at every step.
 
 * **Continuous batching.** The batch is a set of ``batch_size`` slots. A row that finishes (EOS, a stop
-  string or ``max_new_tokens``) frees its slot, and waiting prompts are prefilled into the free slots
-  (several at once), so the batch stays full until the prompts run out. Decoding is compute-bound on a
+  string or ``max_new_tokens``) frees its slot, and a waiting prompt is prefilled into it before the next
+  step (several free slots in one call), so the batch stays full until the prompts run out. Decoding is compute-bound on a
   CPU at batch 16-64 and slow per row at batch 1; Hugging Face's ``generate`` keeps finished rows
   computing until the longest answer of the batch ends.
 * **One preallocated KV buffer per layer** (``rows x kv heads x capacity x head dim``): each decoding step
@@ -240,7 +240,7 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
     slots = _Slots(model, rows_n, need + max_new_tokens + slack, device)
     owner: list[int | None] = [None] * rows_n  # slot -> prompt index
     gen: list[list[int]] = [[] for _ in range(rows_n)]
-    refill_at = max(1, rows_n // 4)  # prefill free slots in groups, not one by one
+    group_max = max(1, rows_n // 4)  # prompts per prefill call at most: small prefill caches
     bar = progress_bar(total=len(prompts), desc=desc, enabled=progress, unit="answers")  # a line off a terminal
 
     def prefill(slot_ids: list[int]) -> None:
@@ -283,12 +283,12 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
                 owner[s] = None
                 bar.update(1)
 
-    first = True
     while True:
         free = [s for s, o in enumerate(owner) if o is None]
-        while waiting and free and (first or len(free) >= refill_at or len(free) == len(owner)):
-            first = False
-            group = free[: min(len(waiting), refill_at)]  # groups of refill_at rows: small prefill caches
+        # A free slot is refilled at once: a slot left waiting computes garbage at every step, and a prompt
+        # suffix (~30 tokens on TOFU) is already a GEMM as tall as a decoding step's.
+        while waiting and free:
+            group = free[: min(len(waiting), group_max)]
             prefill(group)
             take(group)
             free = [s for s, o in enumerate(owner) if o is None]
