@@ -2,10 +2,9 @@
 
 Hugging Face's decoder forward is general: at every step it builds a 4D mask through its masking
 utilities, wraps the KV buffer in one ``Cache`` layer object per layer, routes every layer through
-keyword-argument decorators and returns output dataclasses. None of that changes a number, and on
-SmolLM2 at decoding batch 32 it is ~6 % of a step's CPU time (the rest: GEMMs ~70 %, attention ~18 %;
-docs/results.md). :class:`LlamaStep` runs the same operations in the same order — the model's own
-modules (RMSNorm, the q/k/v/o projections, the MLP), the rotary embedding computed as Hugging Face
+keyword-argument decorators and returns output dataclasses. None of that changes a number, but it is a
+measurable part of a decoding step at small batch sizes (docs/results.md, issue 23). :class:`LlamaStep`
+runs the same operations in the same order — the model's own modules (RMSNorm, the q/k/v/o projections, the MLP), the rotary embedding computed as Hugging Face
 computes it, ``scaled_dot_product_attention`` called as the engine's GQA function calls it
 (:mod:`.attention`) — straight on the generation engine's preallocated buffers: one token per row,
 written at column ``end``, attending to columns ``[start, end]`` where the row's mask is 1.

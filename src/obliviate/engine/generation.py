@@ -286,7 +286,7 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
     while True:
         free = [s for s, o in enumerate(owner) if o is None]
         # A free slot is refilled at once: a slot left waiting computes garbage at every step, and a prompt
-        # suffix (~30 tokens on TOFU) is already a GEMM as tall as a decoding step's.
+        # suffix of a few dozen tokens is already a GEMM as tall as a decoding step's.
         while waiting and free:
             group = free[: min(len(waiting), group_max)]
             prefill(group)

@@ -319,7 +319,7 @@ def answer_tree(answers: list[list[int]]):
     prompt). A prefix shared by several answers (TOFU's perturbed answers often start alike) is one path of
     nodes, and an answer's last token (EOS) is no node at all: its hidden state predicts nothing.
     ``contexts[a][t]`` is the node whose hidden state predicts token t of answer a (-1: the prompt's last
-    token). On the TOFU bar this feeds 20,008 answer tokens instead of 26,903."""
+    token)."""
     index: dict[tuple[int, int], int] = {}
     tokens: list[int] = []
     parent: list[int] = []
