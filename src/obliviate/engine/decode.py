@@ -4,10 +4,11 @@ Hugging Face's decoder forward is general: at every step it builds a 4D mask thr
 utilities, wraps the KV buffer in one ``Cache`` layer object per layer, routes every layer through
 keyword-argument decorators and returns output dataclasses. None of that changes a number, but it is a
 measurable part of a decoding step at small batch sizes (docs/results.md, issue 23). :class:`LlamaStep`
-runs the same operations in the same order — the model's own modules (RMSNorm, the q/k/v/o projections, the MLP), the rotary embedding computed as Hugging Face
-computes it, ``scaled_dot_product_attention`` called as the engine's GQA function calls it
-(:mod:`.attention`) — straight on the generation engine's preallocated buffers: one token per row,
-written at column ``end``, attending to columns ``[start, end]`` where the row's mask is 1.
+runs the same operations in the same order — the model's own modules (RMSNorm, the q/k/v/o
+projections, the MLP), the rotary embedding computed as Hugging Face computes it,
+``scaled_dot_product_attention`` called as the engine's GQA function calls it (:mod:`.attention`) —
+straight on the generation engine's preallocated buffers: one token per row, written at column ``end``,
+attending to columns ``[start, end]`` where the row's mask is 1.
 
 So its hidden states are bitwise those of the Hugging Face forward. :func:`llama_step` checks that
 once per model on a probe (random tokens, a window with masked columns) and returns None — the engine
