@@ -320,10 +320,11 @@ def matmul_peak_gflops(n: int = 1024, seconds: float = 3.0) -> float:
 
 def scoring_flops(model, requests) -> dict:
     """Model FLOPs of the engine's teacher-forced pass over ``requests``: 2 x body parameters per token
-    fed (each prompt once after the shared prefix, the prefix once, every answer token) + 2 x head
-    parameters per scored position (answer tokens), attention's own products left out. Also the issue's
-    plain 2 x params x tokens."""
-    from obliviate.engine.scoring import _common_prefix
+    fed (each prompt once after the shared prefix, the prefix once, the nodes of each prompt's answer tree:
+    shared answer starts once, no answer's last token) + 2 x head parameters per distribution computed
+    (the prompt's last token and every tree node), attention's own products left out. Also the issue's
+    plain 2 x params x tokens over every prompt and answer token (the work before the answer tree)."""
+    from obliviate.engine.scoring import _common_prefix, answer_tree
 
     head = model.get_output_embeddings()
     n_head = head.weight.numel()
@@ -331,10 +332,13 @@ def scoring_flops(model, requests) -> dict:
     emb = model.get_input_embeddings().weight
     n_body = n_all - (emb.numel() if emb is head.weight else emb.numel() + n_head)
     pre = len(_common_prefix([r.prompt_ids for r in requests]))
-    fed = pre + sum(len(r.prompt_ids) - pre + sum(len(a) for a in r.answers) for r in requests)
-    scored = sum(len(a) for r in requests for a in r.answers)
-    return {"tokens_fed": fed, "positions_scored": scored, "flops": 2 * n_body * fed + 2 * n_head * scored,
-            "flops_2_params_tokens": 2 * n_all * fed}
+    prompts = pre + sum(len(r.prompt_ids) - pre for r in requests)
+    nodes = sum(len(answer_tree(r.answers)[0]) for r in requests)
+    answer_tokens = sum(len(a) for r in requests for a in r.answers)
+    fed = prompts + nodes
+    return {"tokens_fed": fed, "positions_scored": answer_tokens, "distributions": nodes + len(requests),
+            "flops": 2 * n_body * fed + 2 * n_head * (nodes + len(requests)),
+            "flops_2_params_tokens": 2 * n_all * (prompts + answer_tokens)}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -378,8 +382,10 @@ def child(args):
         evaluate_mod.protocol_gradient_norms = cpu_timed("gradnorm", real["gradient_norms"])
         tofu_mod.rouge_scores = cpu_timed("rouge", real["rouge"])  # annotate_records calls it
         cpu0 = time.process_time()
+        # protocol obliviate: the formatter both modes share (Formatter(tok): prompt and answer tokenized
+        # apart, correct pad mask), as measured before TOFU's default became open-unlearning's
         summary, records = evaluate_tofu(model, tok, sets=sets, formatter=fmt, generation=not args.no_generation,
-                                         progress=not args.quiet)
+                                         progress=not args.quiet, protocol="obliviate")
         cpu_total = time.process_time() - cpu0
         timings = dict(summary["timings"])
         timings["rouge_s"] = wall["rouge"]
@@ -505,7 +511,7 @@ def main(argv=None):
     print(f"engine : {r['seconds']:8.1f} s, peak RSS {r['maxrss_mb']:.0f} MiB  {r['timings']}  CPU {r['cpu_s']}")
     st = r["scoring_throughput"]
     print(f"engine scoring: {st['gflops']:.1f} GFLOP/s of model FLOPs ({st['tokens_fed']} tokens fed, "
-          f"{st['positions_scored']} positions scored, {st['seconds']:.1f} s) = {st['fraction_of_peak']:.0%} of the "
+          f"{st['positions_scored']} answer tokens scored from {st['distributions']} distributions, {st['seconds']:.1f} s) = {st['fraction_of_peak']:.0%} of the "
           f"fp32 torch.mm peak {st['matmul_peak_gflops']:.1f} GFLOP/s (2 x params x tokens: "
           f"{st['fraction_of_peak_2_params_tokens']:.0%})")
     report = {"model": args.model, "data": args.data, "sets": r["n"], "engine": {k: v for k, v in r.items() if k != "records"}}

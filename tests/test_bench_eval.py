@@ -60,3 +60,19 @@ def test_compare_flags_a_changed_value():
 def test_matmul_peak_is_positive():
     assert _bench().matmul_peak_gflops(n=64, seconds=0.05) > 0
     assert torch.get_num_threads() == 1
+
+
+def test_scoring_flops_count_the_answer_tree(tiny):
+    """Hand count: shared prefix [1, 2] once, prompt suffixes [3] and [4, 5], tree nodes 5, 5-6, 5-7 and 9
+    (no EOS node), one distribution per node plus one per prompt."""
+    from obliviate.engine.scoring import ScoreRequest
+
+    model, _ = tiny
+    reqs = [ScoreRequest([1, 2, 3], [[5, 6, 2], [5, 7, 2]]), ScoreRequest([1, 2, 4, 5], [[9, 2]])]
+    fl = _bench().scoring_flops(model, reqs)
+    assert (fl["tokens_fed"], fl["distributions"], fl["positions_scored"]) == (2 + 1 + 2 + 4, 4 + 2, 8)
+    head = model.get_output_embeddings().weight.numel()
+    n_all = sum(p.numel() for p in model.parameters())
+    body = n_all - head  # tied: the embedding is the head
+    assert fl["flops"] == 2 * body * 9 + 2 * head * 6
+    assert fl["flops_2_params_tokens"] == 2 * n_all * (5 + 8)

@@ -91,3 +91,38 @@ def test_the_check_is_redone_when_the_attention_implementation_changes():
     assert not packing_ok(model)
     model.config._attn_implementation = "sdpa"
     assert packing_ok(model)
+
+
+def test_answer_tree_feeds_shared_prefixes_once_and_no_last_token():
+    from obliviate.engine.scoring import answer_tree
+
+    # a, b share [5, 6]; c is a prefix of a plus EOS 2; d repeats a
+    tokens, parent, depth, contexts = answer_tree([[5, 6, 7, 2], [5, 6, 8, 2], [5, 6, 2], [5, 6, 7, 2], [2]])
+    assert tokens == [5, 6, 7, 8]  # nodes 5 -> 6 -> {7, 8}; no EOS node, [2] alone needs no node
+    assert parent == [-1, 0, 1, 1] and depth == [0, 1, 2, 2]
+    assert contexts == [[-1, 0, 1, 2], [-1, 0, 1, 3], [-1, 0, 1], [-1, 0, 1, 2], [-1]]
+
+
+def test_answers_sharing_prefixes_score_like_each_answer_alone(tiny):
+    """Answers that share a start, repeat each other or are a prefix of another (plus EOS): every token's
+    log-prob equals plain transformers run on prompt + that answer alone."""
+    model, tok = tiny
+    fmt = Formatter(tok)
+    items = load_items("synthetic:forget10_perturbed")[:3]
+    reqs = []
+    for it in items:
+        base = fmt.answer_ids(it.answer)
+        reqs.append(ScoreRequest(fmt.prompt_ids(it.question),
+                                 [base, base[:3] + fmt.answer_ids("something else entirely"), base,
+                                  base[:2] + [tok.eos_token_id], fmt.answer_ids(it.perturbed_answers[0])]))
+    out = score(model, reqs, pack=True)
+    for r, scores in zip(reqs, out):
+        for a, sc in zip(r.answers, scores):
+            ids = torch.tensor([r.prompt_ids + a])
+            with torch.no_grad():
+                lp = torch.log_softmax(model(input_ids=ids).logits[0, len(r.prompt_ids) - 1 : -1].float(), -1)
+            ref = lp.gather(-1, torch.tensor(a).unsqueeze(-1)).squeeze(-1)
+            assert sc.num_tokens == len(a)
+            assert max(abs(u - v) for u, v in zip(sc.token_logprobs, ref.tolist())) <= 1e-5
+            assert sc.argmax_ids == lp.argmax(-1).tolist()
+    _same(out, score(model, reqs, pack=False))

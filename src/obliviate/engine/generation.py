@@ -1,8 +1,8 @@
 """Generation engine: batched greedy decoding, deterministic, with a full batch at every step.
 
 * **Continuous batching.** The batch is a set of ``batch_size`` slots. A row that finishes (EOS, a stop
-  string or ``max_new_tokens``) frees its slot, and waiting prompts are prefilled into the free slots
-  (several at once), so the batch stays full until the prompts run out. Decoding is compute-bound on a
+  string or ``max_new_tokens``) frees its slot, and a waiting prompt is prefilled into it before the next
+  step (several free slots in one call), so the batch stays full until the prompts run out. Decoding is compute-bound on a
   CPU at batch 16-64 and slow per row at batch 1; Hugging Face's ``generate`` keeps finished rows
   computing until the longest answer of the batch ends.
 * **One preallocated KV buffer per layer** (``rows x kv heads x capacity x head dim``): each decoding step
@@ -31,6 +31,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 from ..errors import ObliviateError
 from ..runtime.progress import progress_bar
 from .attention import uses_gqa_attention
+from .decode import llama_step
 from .forward import cache_kw, context_length, head_logits, out_cache
 from .scoring import _common_prefix
 
@@ -225,6 +226,7 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
     device = next(model.parameters()).device
     # argmax is unchanged by a monotone soft-cap or scale, but follow the model's own logits where known
     body, head = model.get_decoder(), head_logits(model) or model.get_output_embeddings()
+    step = llama_step(model)  # a plain Llama decoder: the decoding step written out (engine/decode.py)
     waiting = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i]), i))  # longest first
     out: list[list[int] | None] = [None] * len(prompts)
     pre = _common_prefix(prompts)
@@ -238,7 +240,7 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
     slots = _Slots(model, rows_n, need + max_new_tokens + slack, device)
     owner: list[int | None] = [None] * rows_n  # slot -> prompt index
     gen: list[list[int]] = [[] for _ in range(rows_n)]
-    refill_at = max(1, rows_n // 4)  # prefill free slots in groups, not one by one
+    group_max = max(1, rows_n // 4)  # prompts per prefill call at most: small prefill caches
     bar = progress_bar(total=len(prompts), desc=desc, enabled=progress, unit="answers")  # a line off a terminal
 
     def prefill(slot_ids: list[int]) -> None:
@@ -281,12 +283,12 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
                 owner[s] = None
                 bar.update(1)
 
-    first = True
     while True:
         free = [s for s, o in enumerate(owner) if o is None]
-        while waiting and free and (first or len(free) >= refill_at or len(free) == len(owner)):
-            first = False
-            group = free[: min(len(waiting), refill_at)]  # groups of refill_at rows: small prefill caches
+        # A free slot is refilled at once: a slot left waiting computes garbage at every step, and a prompt
+        # suffix of a few dozen tokens is already a GEMM as tall as a decoding step's.
+        while waiting and free:
+            group = free[: min(len(waiting), group_max)]
             prefill(group)
             take(group)
             free = [s for s, o in enumerate(owner) if o is None]
@@ -303,15 +305,20 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
             slots.compact(live_t)
         start = slots.first_used(live_t)
         slots.mask[:, slots.cursor] = 1  # every row attends its own new column (free slots compute garbage)
-        cache = Cache(layers=[_WindowLayer(k, v) for k, v in zip(slots.k, slots.v)])
-        for layer in cache.layers:
-            layer.start, layer.end = start, slots.cursor
-        o = body(input_ids=slots.nxt.unsqueeze(1), attention_mask=slots.mask[:, start : slots.cursor + 1],
-                 position_ids=slots.pos.unsqueeze(1), use_cache=True, **{ckw: cache})
+        window = slots.mask[:, start : slots.cursor + 1]
+        if step is not None:  # the same operations without Hugging Face's wrappers (bitwise the same)
+            h = step(slots.nxt.unsqueeze(1), slots.pos.unsqueeze(1), slots.k, slots.v, start, slots.cursor, window)
+        else:
+            cache = Cache(layers=[_WindowLayer(k, v) for k, v in zip(slots.k, slots.v)])
+            for layer in cache.layers:
+                layer.start, layer.end = start, slots.cursor
+            h = body(input_ids=slots.nxt.unsqueeze(1), attention_mask=window, position_ids=slots.pos.unsqueeze(1),
+                     use_cache=True, **{ckw: cache}).last_hidden_state[:, -1]
+            del cache  # it holds the KV buffers: `keep` below must not copy them while the old ones live
         slots.cursor += 1
         slots.pos += 1
-        slots.nxt = head(o.last_hidden_state[:, -1]).argmax(-1)
-        del o, cache  # they hold the KV buffers: `keep` below must not copy them while the old ones live
+        slots.nxt = head(h).argmax(-1)
+        del h
         take(live)
     bar.close()
     return out  # type: ignore[return-value]

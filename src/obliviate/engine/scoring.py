@@ -29,6 +29,7 @@ import copy
 import weakref
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from ..errors import ObliviateError
@@ -54,35 +55,51 @@ class AnswerScore:
     argmax_ids: list[int] = field(default_factory=list)  # the model's top token at each answer position
 
 
-def _token_stats(head, hidden: torch.Tensor, targets: torch.Tensor, chunk_tokens: int, minkpp: bool):
-    """log p(target), Min-K%++ z and argmax token per row of ``hidden`` ([N, d]), chunked over N.
+def _token_stats(head, hidden: torch.Tensor, targets: torch.Tensor, chunk_tokens: int, minkpp: bool,
+                 ctx: torch.Tensor | None = None):
+    """log p(target), Min-K%++ z and argmax token per target, from the hidden states ``hidden`` ([C, d]),
+    chunked over C. ``ctx[i]`` is the row of ``hidden`` that predicts ``targets[i]`` (default: row i): a row
+    read by several targets (a prefix shared by several answers) has its distribution computed once.
 
     Two vocabulary-sized buffers per chunk at most: the logits, turned into log-probs in place, and
     p log p for Min-K%++."""
-    lps, zs, tops = [], [], []
+    n = targets.numel()
+    if ctx is None:
+        ctx = torch.arange(n, device=targets.device)
+    order = torch.argsort(ctx, stable=True)  # targets grouped by the chunk their row falls in
+    cs, ts = ctx[order], targets[order]
+    lp_s = torch.empty(n, dtype=torch.float32, device=targets.device)
+    z_s = torch.empty_like(lp_s) if minkpp else None
+    tops = []
     for s in range(0, hidden.size(0), chunk_tokens):
         logp = head(hidden[s : s + chunk_tokens]).float()
         logp -= torch.logsumexp(logp, dim=-1, keepdim=True)  # log-softmax in place
-        t = targets[s : s + chunk_tokens]
-        lp = logp.gather(-1, t.unsqueeze(-1)).squeeze(-1)
-        lps.append(lp)
+        a, b = torch.searchsorted(cs, torch.tensor([s, s + chunk_tokens], device=cs.device)).tolist()
+        c, t = cs[a:b] - s, ts[a:b]
+        lp = logp[c, t]
+        lp_s[a:b] = lp
         tops.append(logp.argmax(-1))
         if minkpp:
             p = logp.exp()
             p.mul_(logp)  # p log p, in place
             mu = p.sum(-1)
             var = (p.mul_(logp)).sum(-1) - mu.square()  # sum p (log p)^2 - mu^2
-            zs.append((lp - mu) / var.clamp_min(1e-12).sqrt())
+            z_s[a:b] = (lp - mu[c]) / var[c].clamp_min(1e-12).sqrt()
             del p
         del logp
-    lp = torch.cat(lps)
-    return lp, (torch.cat(zs) if minkpp else None), torch.cat(tops)
+    lp = torch.empty_like(lp_s)
+    lp[order] = lp_s
+    z = None
+    if minkpp:
+        z = torch.empty_like(z_s)
+        z[order] = z_s
+    return lp, z, torch.cat(tops)[ctx]
 
 
-def _answer_scores(head, hidden, targets, lens, chunk_tokens, minkpp) -> list[AnswerScore]:
+def _answer_scores(head, hidden, targets, lens, chunk_tokens, minkpp, ctx=None) -> list[AnswerScore]:
     """One :class:`AnswerScore` per answer from the hidden states predicting its tokens (answers of
-    ``lens`` tokens, one after the other in ``hidden`` and ``targets``)."""
-    lp, z, top = _token_stats(head, hidden, targets, chunk_tokens, minkpp)
+    ``lens`` tokens, one after the other in ``targets``; ``ctx`` as in :func:`_token_stats`)."""
+    lp, z, top = _token_stats(head, hidden, targets, chunk_tokens, minkpp, ctx)
     hit = (top == targets).cpu()
     lp, top = lp.cpu(), top.cpu()
     z = z.cpu() if z is not None else None
@@ -295,33 +312,65 @@ def packing_ok(model) -> bool:
     return got
 
 
+def answer_tree(answers: list[list[int]]):
+    """The input tokens of a prompt's answers as a prefix tree: ``(tokens, parent, depth, contexts)``.
+
+    Node k feeds ``tokens[k]`` at answer position ``depth[k]`` after ``parent[k]`` (-1: right after the
+    prompt). A prefix shared by several answers (TOFU's perturbed answers often start alike) is one path of
+    nodes, and an answer's last token (EOS) is no node at all: its hidden state predicts nothing.
+    ``contexts[a][t]`` is the node whose hidden state predicts token t of answer a (-1: the prompt's last
+    token)."""
+    index: dict[tuple[int, int], int] = {}
+    tokens: list[int] = []
+    parent: list[int] = []
+    depth: list[int] = []
+    contexts: list[list[int]] = []
+    for a in answers:
+        node, ctx = -1, []
+        for t, tok in enumerate(a):
+            ctx.append(node)
+            if t == len(a) - 1:
+                break
+            nxt = index.get((node, tok))
+            if nxt is None:
+                nxt = index[(node, tok)] = len(tokens)
+                tokens.append(tok)
+                parent.append(node)
+                depth.append(t)
+            node = nxt
+        contexts.append(ctx)
+    return tokens, parent, depth, contexts
+
+
 def _rows(requests, L0: int, row_tokens: int):
     """Rows ``(request index, [answer indices])``: each request's answers after its prompt suffix, split
-    into several rows only where a row would pass ``row_tokens`` (then the suffix is encoded again)."""
+    into several rows only where a row (the suffix and the answers' tree) would pass ``row_tokens`` (then
+    the suffix is encoded again)."""
     rows = []
     for i, r in enumerate(requests):
         n_pre = len(r.prompt_ids) - L0
-        cur, n = [], n_pre
+        cur: list[int] = []
         for j, a in enumerate(r.answers):
-            if cur and n + len(a) > row_tokens:
+            if cur and n_pre + len(answer_tree([r.answers[x] for x in cur + [j]])[0]) > row_tokens:
                 rows.append((i, cur))
-                cur, n = [], n_pre
+                cur = []
             cur.append(j)
-            n += len(a)
         rows.append((i, cur))
     return rows
 
 
 def _score_packed(model, head, requests, batch_tokens, chunk_tokens, minkpp, progress, desc, share_prefix,
                   row_tokens: int = ROW_TOKENS):
-    """Each row holds a prompt (after the shared prefix) followed by its answers, one forward pass per batch.
+    """Each row holds a prompt (after the shared prefix) followed by its answers' prefix tree
+    (:func:`answer_tree`), one forward pass per batch.
 
-    A block mask lets the prompt tokens see the prefix and the earlier prompt tokens, and each answer the
-    prefix, its prompt and its own earlier tokens, never another answer; each answer's positions continue
-    its prompt's. So every answer is scored exactly as after its prompt alone, but the prompt is encoded
-    once for all its variants with no KV copy, and a batch pads rows to its longest *row* (a prompt and all
-    its answers: TOFU rows of 6-7 answers vary little) instead of every answer to the longest answer (46 %
-    of the padded path's answer tokens on TOFU were padding)."""
+    A mask lets the prompt tokens see the prefix and the earlier prompt tokens, and each tree node the
+    prefix, its prompt, its ancestors and itself, never another branch; a node's position continues its
+    prompt's by its depth. So every answer is scored exactly as after its prompt alone, but the prompt is
+    encoded once for all its variants with no KV copy, a prefix shared by several answers once, and each
+    distribution over the vocabulary once however many answers read it; a batch pads rows to its longest
+    *row* instead of every answer to the longest answer (46 % of the padded path's answer tokens on TOFU
+    were padding)."""
     device = next(model.parameters()).device
     body = model.get_decoder()
     ckw = cache_kw(body)
@@ -334,7 +383,8 @@ def _score_packed(model, head, requests, batch_tokens, chunk_tokens, minkpp, pro
     L0 = len(pre)
     prefix_cache = out_cache(body(input_ids=torch.tensor([pre], device=device), use_cache=True)) if pre else None
     rows = _rows(requests, L0, row_tokens)
-    length = [len(requests[i].prompt_ids) - L0 + sum(len(requests[i].answers[j]) for j in js) for i, js in rows]
+    trees = [answer_tree([requests[i].answers[j] for j in js]) for i, js in rows]
+    length = [len(requests[i].prompt_ids) - L0 + len(t[0]) for (i, _), t in zip(rows, trees)]
     order = sorted(range(len(rows)), key=lambda k: (-length[k], rows[k][0]))
     batches, cur = [], []
     for k in order:  # longest first: a batch costs (rows) x (its first row's length) + the prefix
@@ -353,35 +403,31 @@ def _score_packed(model, head, requests, batch_tokens, chunk_tokens, minkpp, pro
         B, N = len(b), length[b[0]]
         ids = torch.zeros((B, N), dtype=torch.long)
         pos = torch.zeros((B, N), dtype=torch.long)
-        seg = torch.full((B, N), -2, dtype=torch.long)  # -1: prompt, j >= 0: answer j of the row, -2: padding
-        sel, targets, lens, owners = [], [], [], []
+        allowed = np.zeros((B, N, N), dtype=bool)
+        allowed[:, np.arange(N), np.arange(N)] = True  # padded queries see only themselves
+        sel, ctx, targets, lens, owners = [], [], [], [], []
         for r, k in enumerate(b):
             i, js = rows[k]
+            tokens, parent, depth, contexts = trees[k]
             p = requests[i].prompt_ids[L0:]
-            n = len(p)
+            n, m = len(p), len(tokens)
             ids[r, :n] = torch.tensor(p)
+            ids[r, n : n + m] = torch.tensor(tokens, dtype=torch.long)
             pos[r, :n] = L0 + torch.arange(n)
-            seg[r, :n] = -1
-            s = n
-            for q, j in enumerate(js):
-                a = requests[i].answers[j]
-                ids[r, s : s + len(a)] = torch.tensor(a)
-                pos[r, s : s + len(a)] = L0 + n + torch.arange(len(a))
-                seg[r, s : s + len(a)] = q
-                # hidden state predicting answer token t: the prompt's last for t = 0, the answer's t-1 after
-                if a:
-                    sel.append(r * N + n - 1)
-                    sel.extend(r * N + s + t for t in range(len(a) - 1))
+            pos[r, n : n + m] = L0 + n + torch.tensor(depth, dtype=torch.long)
+            allowed[r, :n, :n] = np.tri(n, dtype=bool)
+            for c in range(m):  # a node sees what its parent sees (the prompt: its last token's row) and itself
+                allowed[r, n + c] = allowed[r, n + parent[c] if parent[c] >= 0 else n - 1]
+                allowed[r, n + c, n + c] = True
+            # the hidden states that predict answer tokens: the prompt's last token's and every node's
+            base = len(sel)
+            sel.extend(r * N + n - 1 + c for c in range(m + 1))
+            for j, a, cx in zip(js, (requests[i].answers[j] for j in js), contexts):
+                ctx.extend(base + 1 + c for c in cx)
                 targets.extend(a)
                 lens.append(len(a))
                 owners.append((i, j))
-                s += len(a)
-        real = seg > -2
-        causal = torch.ones((N, N), dtype=torch.bool).tril()
-        allowed = causal & ((seg.unsqueeze(1) == seg.unsqueeze(2)) | (seg == -1).unsqueeze(1))
-        allowed &= real.unsqueeze(2)  # padded queries see only themselves (no empty softmax row)
-        allowed |= torch.eye(N, dtype=torch.bool) & ~real.unsqueeze(2)
-        mask = torch.cat([torch.ones((B, N, L0), dtype=torch.bool), allowed], dim=2).unsqueeze(1)
+        mask = torch.cat([torch.ones((B, N, L0), dtype=torch.bool), torch.from_numpy(allowed)], dim=2).unsqueeze(1)
         if style == "additive":
             mask = torch.zeros(mask.shape, dtype=dtype).masked_fill_(~mask, torch.finfo(dtype).min)
         kw = {}
@@ -395,7 +441,8 @@ def _score_packed(model, head, requests, batch_tokens, chunk_tokens, minkpp, pro
         kw.clear()
         hidden = h.reshape(B * N, -1)[torch.tensor(sel, device=device)]
         del h
-        scores = _answer_scores(head, hidden, torch.tensor(targets, device=device), lens, chunk_tokens, minkpp)
+        scores = _answer_scores(head, hidden, torch.tensor(targets, dtype=torch.long, device=device), lens,
+                                chunk_tokens, minkpp, ctx=torch.tensor(ctx, dtype=torch.long, device=device))
         for (i, j), sc in zip(owners, scores):
             results[i][j] = sc
         for k in b:
