@@ -253,3 +253,105 @@ def test_resume_with_other_pools_or_bad_keys_is_refused(meta, tmp_path):
         cli([str(other), "--out", str(tmp_path / "o"), "--keys", "model_utility"])
     with pytest.raises(ObliviateError, match="exists and is not empty"):
         cli([str(other), "--out", str(meta["out"]), "--quiet"])
+
+
+# ------------------------------------------------------------------------------------------ parallel pools
+def _fake_stages(mp, done):
+    """Stages without a model: each model has one `eval` stage that writes an empty items.jsonl."""
+    mp.setattr(pools_mod.PoolRunner, "stages", lambda self, m: ["eval"])
+
+    def fake_eval(self, m):
+        done.append(m["name"])
+        d = self.eval_dir(m)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "items.jsonl").write_text("")
+        return {"by": id(self)}
+
+    mp.setattr(pools_mod.PoolRunner, "_eval", fake_eval)
+
+
+def test_a_model_claimed_by_another_process_is_left_to_it(tmp_path, monkeypatch):
+    done = []
+    _fake_stages(monkeypatch, done)
+    cfg = load_pools(write(tmp_path))
+    out = tmp_path / "out"
+    runner = pools_mod.PoolRunner(cfg, out, log=lambda s: None)
+    with pools_mod._flock(out / "locks" / "full_lr0.003_ep10.lock") as held:  # as another worker would
+        assert held
+        res = runner.run()
+    assert res["busy"] == ["full_lr0.003_ep10"] and "full_lr0.003_ep10" not in done
+    assert sorted(done) == ["para_lr0.003_ep10", "pert_lr0.003_ep10", "retain_lr0.003_ep10"]
+    assert runner.pending() == [("full_lr0.003_ep10", "eval")]
+    res = runner.run()  # released: now it is built, and nothing else again
+    assert done[-1] == "full_lr0.003_ep10" and len(done) == 4 and res["busy"] == []
+    assert len(res["skipped"]) == 3 and runner.pending() == []
+
+
+def test_workers_noting_stages_at_once_do_not_lose_each_others_entries(tmp_path, monkeypatch):
+    # Two runners = two processes, each started before the other wrote anything: each must re-read index.json
+    # under its lock, or the second write drops the first one's entry.
+    done = []
+    _fake_stages(monkeypatch, done)
+    cfg = load_pools(write(tmp_path))
+    out = tmp_path / "out"
+    a, b = (pools_mod.PoolRunner(cfg, out, log=lambda s: None) for _ in range(2))
+    a.run(only="full_lr0.003_ep10")
+    b.run(only="pert_lr0.003_ep10")
+    index = json.loads((out / "index.json").read_text())
+    assert set(index) == {"full_lr0.003_ep10", "pert_lr0.003_ep10"}
+    assert index["full_lr0.003_ep10"]["stages"]["eval"]["by"] == id(a)
+    assert index["pert_lr0.003_ep10"]["stages"]["eval"]["by"] == id(b)
+
+
+def _items(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _rebuild_in_parallel(meta, tmp_path, argv, names=("para", "pert")):
+    """A copy of the finished meta-eval with the models ``names`` removed, resumed with ``argv``; returns the
+    copy's folder, after checking the rebuilt models' records against the serial run's."""
+    import os
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(meta["out"], out)
+    for n in names:
+        shutil.rmtree(out / "models" / f"{n}_lr0.003_ep10")
+        shutil.rmtree(out / "evals" / f"{n}_lr0.003_ep10")
+    pools = meta["out"].parent / "pools.yaml"
+    os.environ["OBLIVIATE_CORES"] = "2"
+    try:
+        assert cli([str(pools), "--out", str(out), "--quiet", "--n-boot", "100", "--resume", *argv]) == 0
+    finally:
+        os.environ.pop("OBLIVIATE_CORES", None)
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["status"] == "done" and run_json["ran"] == 2 + 4 * ("pert" in names)
+    for n in names:
+        for sub in ("", "relearned", "quantized") if n == "pert" else ("",):
+            a = _items(meta["out"] / "evals" / f"{n}_lr0.003_ep10" / sub / "items.jsonl")
+            b = _items(out / "evals" / f"{n}_lr0.003_ep10" / sub / "items.jsonl")
+            assert [r["index"] for r in a] == [r["index"] for r in b]
+            for ra, rb in zip(a, b):  # same seeds, one thread each: the serial run's numbers
+                assert rb["avg_nll"] == pytest.approx(ra["avg_nll"], rel=1e-5, abs=1e-6), (n, sub, ra["index"])
+    table = json.loads((out / "table.json").read_text())
+    for r, s in zip(meta["table"]["metrics"], table["metrics"]):
+        assert r["key"] == s["key"] and s["faithfulness"] == pytest.approx(r["faithfulness"])
+    return out
+
+
+@pytest.mark.slow
+def test_two_local_workers_rebuild_models_as_the_serial_run_did(meta, tmp_path):
+    out = _rebuild_in_parallel(meta, tmp_path, ["--workers", "2"])
+    index = json.loads((out / "index.json").read_text())
+    assert {"para_lr0.003_ep10", "pert_lr0.003_ep10"} <= set(index)
+    assert set(index["pert_lr0.003_ep10"]["stages"]) == {"finetune", "eval", "relearn", "quantize"}
+
+
+@pytest.mark.slow
+def test_the_ray_backend_rebuilds_a_model_as_the_serial_run_did(meta, tmp_path):
+    ray = pytest.importorskip("ray", reason="the ray package is not installed (pip install 'obliviate[ray]')")
+    try:
+        _rebuild_in_parallel(meta, tmp_path, ["--backend", "ray", "--workers", "2"], names=("para",))
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
