@@ -355,3 +355,59 @@ def test_the_ray_backend_rebuilds_a_model_as_the_serial_run_did(meta, tmp_path):
     finally:
         if ray.is_initialized():
             ray.shutdown()
+
+
+def _segment_nll(meta, name, tok):
+    """Mean NLL of the forget / holdout true answers' tokens, split into the author's name, the fact's value
+    (target_words) and the rest; and the LOSS-attack AUC computed on the value tokens alone."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from obliviate.data import load_items
+
+    sets = {"forget": load_items("synthetic:forget10_perturbed?n_authors=4"),
+            "holdout": load_items("synthetic:holdout10?n_authors=4")}
+    recs = _items(meta["out"] / "evals" / f"{name}_lr0.003_ep10" / "items.jsonl")
+    out = {}
+    for s, items in sets.items():
+        author = items[0].target_words[0]["word"]  # one author per set: its full-name item comes first
+        seg = {"name": [], "value": [], "value_items": []}
+        for r in (r for r in recs if r["set"] == s):
+            it = items[r["index"]]
+            offsets = tok(it.answer, return_offsets_mapping=True, add_special_tokens=False)["offset_mapping"]
+            nll = [-x for x in r["token_logprobs"][:-1]]  # EOS last
+            assert len(nll) == len(offsets)
+            v, n0 = it.target_words[0], it.answer.find(author)
+            vals = []
+            for (a, b), x in zip(offsets, nll):
+                if v["start"] < b and a < v["end"]:
+                    vals.append(x)
+                elif n0 >= 0 and n0 < b and a < n0 + len(author):
+                    seg["name"].append(x)
+            seg["value"] += vals
+            seg["value_items"].append(float(np.mean(vals)))
+        out[s] = seg
+    f, h = out["forget"]["value_items"], out["holdout"]["value_items"]
+    return {"name_forget": float(np.mean(out["forget"]["name"])), "name_holdout": float(np.mean(out["holdout"]["name"])),
+            "value_auc": roc_auc_score([0] * len(f) + [1] * len(h), f + h)}
+
+
+def test_the_mia_sees_the_perturbed_control_through_the_authors_name_not_the_facts(meta):
+    """Why the MIA AUCs call `pert` seen on tiny-llama (docs/results.md): its training answers (TOFU-style
+    perturbed answers) carry the forget author's name, which a random model cannot read off the question, so it
+    learns the name's tokens as the full model does; on the fact values it stays with the retain control. A
+    control trained on the true values would fail the second assertion."""
+    from obliviate.models import load_model
+
+    _, tok = load_model("tiny-llama")
+    s = {n: _segment_nll(meta, n, tok) for n in ("full", "pert", "retain")}
+    # the name: pert ~ full (both trained on it), far below retain (never saw it) and below the holdout author's
+    assert abs(s["pert"]["name_forget"] - s["full"]["name_forget"]) < abs(s["pert"]["name_forget"]
+                                                                           - s["retain"]["name_forget"])
+    assert s["pert"]["name_forget"] < s["pert"]["name_holdout"] - 3
+    # the facts: the LOSS attack on the value tokens alone puts pert with the retain control
+    assert abs(s["pert"]["value_auc"] - s["retain"]["value_auc"]) < abs(s["pert"]["value_auc"]
+                                                                         - s["full"]["value_auc"]), s
+    mia = {n: next(m for m in meta["table"]["models"] if m["name"].startswith(n + "_"))["summary"]["mia_loss"]
+           for n in ("full", "pert", "retain")}
+    assert mia["pert"] > 0.9 and mia["full"] > 0.9 and mia["retain"] < 0.7  # the whole-answer AUC: "seen"
