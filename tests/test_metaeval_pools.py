@@ -170,7 +170,8 @@ def metric(meta, key):
 def test_faithfulness_of_probability_and_truth_ratio_is_well_above_chance(meta, key):
     r = metric(meta, key)
     assert (r["n_positive"], r["n_negative"]) == (2, 2)
-    assert r["faithfulness"] >= 0.75, r  # 2 x 2 pools: 0.75 = 3 of 4 pairs ordered right; 0.5 = chance
+    # 2 x 2 pools: 0.5 = chance, 0.75 = 3 of the 4 (positive, negative) pairs ordered right; these pools order all 4
+    assert r["faithfulness"] == 1.0, r
     for f in ("R", "Q", "robustness", "overall"):
         assert r[f] is None or 0 <= r[f] <= 1
     assert r["ci"]["faithfulness"]["n"] == 100
@@ -411,3 +412,49 @@ def test_the_mia_sees_the_perturbed_control_through_the_authors_name_not_the_fac
     mia = {n: next(m for m in meta["table"]["models"] if m["name"].startswith(n + "_"))["summary"]["mia_loss"]
            for n in ("full", "pert", "retain")}
     assert mia["pert"] > 0.9 and mia["full"] > 0.9 and mia["retain"] < 0.7  # the whole-answer AUC: "seen"
+
+
+# ------------------------------------------------------------------------------------------ a base that reads the question
+COPYING_BASE = {"data": "synthetic:full?seed=1&n_authors=200", "epochs": 4}  # other authors than the pools';
+# 120 authors x 3 epochs is not enough: it copies the holdout author's name at ~6 nats a token, not ~1
+
+
+@pytest.fixture(scope="module")
+def copying_pools(tmp_path_factory):
+    """tiny-llama first fine-tuned on other authors, so that it copies a name from the question (as a
+    pretrained model does; the random one cannot), then the pools: full, retain, pert, no attacks."""
+    from obliviate.finetune import run_finetune
+    from obliviate.train import TrainConfig
+
+    tmp = tmp_path_factory.mktemp("copying")
+    base = tmp / "base"
+    run_finetune("tiny-llama", COPYING_BASE["data"], base,
+                 TrainConfig(lr=3e-3, epochs=COPYING_BASE["epochs"], batch_size=8, seed=0,
+                             checkpoint_every_epoch=False, progress=False))
+    pools = write(tmp, POOLS.replace("model: tiny-llama", f"model: {base}").replace(
+        "attacks:\n  relearn: {fraction: 0.5, lr: 3.0e-3, epochs: 1}\n  quantize: {method: auto}\n",
+        "attacks: {relearn: null, quantize: null}\npositives: [full]\nnegatives: [retain, pert]\n"))
+    out = tmp / "out"
+    assert cli([str(pools), "--out", str(out), "--quiet", "--n-boot", "20"]) == 0
+    table = json.loads((out / "table.json").read_text())
+    return {m["name"].split("_")[0]: m["summary"] for m in table["models"]}
+
+
+SEEN_BY_NOTHING = ("forget_Q_A_Prob", "forget_Truth_Ratio_prob_mean", "forget_truth_ratio", "forget_quality",
+                   "exact_memorization", "extraction_strength", "mia_loss", "mia_zlib", "mia_min_k",
+                   "mia_min_k_plus_plus", "privleak")
+
+
+@pytest.mark.slow
+def test_on_a_base_that_reads_the_question_the_perturbed_control_is_seen_by_nothing_of_the_true_answers(
+        copying_pools):
+    """The issue's seed-000 check, with its premise met: `pert` is nearer the retain control than the full
+    model on every metric of the true answers, the MIA AUCs and PrivLeak included, and forget quality calls
+    it forgotten. Left out: forget_Q_A_PARA_Prob (the perturbed answers are the paraphrased answer's sentence
+    with another value: pert learned all of it but the value) and the KS statistic (0 for the retain control,
+    its own reference, by construction). docs/results.md has the numbers."""
+    s = copying_pools
+    assert s["pert"]["forget_quality"] >= 0.05
+    for key in SEEN_BY_NOTHING:
+        pert, full, ret = (knowledge(key, s[n][key]) for n in ("pert", "full", "retain"))
+        assert abs(pert - ret) < abs(pert - full), (key, pert, ret, full)
