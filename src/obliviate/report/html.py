@@ -266,7 +266,7 @@ def knowledge_strips_svg(me: dict) -> str:
                        f'fill="{ROLE_COLORS.get(role, "#000")}" fill-opacity="0.8"><title>{esc(name)} ({esc(role)}): '
                        f'm = {fmt(v)}</title></circle>')
     out.append(f'<text x="{(left + right) / 2:.0f}" y="{h - 6}" text-anchor="middle" font-size="11">knowledge score m '
-               '(each row on its own scale; higher = knows the forget facts)</text></svg>')
+               '(own scale per row; higher = knows more)</text></svg>')
     return "\n".join(out)
 
 
@@ -338,8 +338,9 @@ def render_html(data: ReportData, title: str = "obliviate report") -> str:
     for me in data.metaevals:
         b.append("<h2 id=\"metaeval\">Meta-evaluation: which metric can you trust?</h2>")
         b += metaeval_html(me)
-    b.append("<h2 id=\"audit\">Audit</h2>")
-    if not data.audits:
+    if data.audits or data.points:  # a meta-evaluation alone has no audit section
+        b.append("<h2 id=\"audit\">Audit</h2>")
+    if not data.audits and data.points:
         b.append("<p class=\"empty\">No audit.json given.</p>")
     for a in data.audits:
         roles, table = _audit_table(a["rows"])
