@@ -170,7 +170,8 @@ def metric(meta, key):
 def test_faithfulness_of_probability_and_truth_ratio_is_well_above_chance(meta, key):
     r = metric(meta, key)
     assert (r["n_positive"], r["n_negative"]) == (2, 2)
-    assert r["faithfulness"] >= 0.75, r  # 2 x 2 pools: 0.75 = 3 of 4 pairs ordered right; 0.5 = chance
+    # 2 x 2 pools: 0.5 = chance, 0.75 = 3 of the 4 (positive, negative) pairs ordered right; these pools order all 4
+    assert r["faithfulness"] == 1.0, r
     for f in ("R", "Q", "robustness", "overall"):
         assert r[f] is None or 0 <= r[f] <= 1
     assert r["ci"]["faithfulness"]["n"] == 100
@@ -253,3 +254,207 @@ def test_resume_with_other_pools_or_bad_keys_is_refused(meta, tmp_path):
         cli([str(other), "--out", str(tmp_path / "o"), "--keys", "model_utility"])
     with pytest.raises(ObliviateError, match="exists and is not empty"):
         cli([str(other), "--out", str(meta["out"]), "--quiet"])
+
+
+# ------------------------------------------------------------------------------------------ parallel pools
+def _fake_stages(mp, done):
+    """Stages without a model: each model has one `eval` stage that writes an empty items.jsonl."""
+    mp.setattr(pools_mod.PoolRunner, "stages", lambda self, m: ["eval"])
+
+    def fake_eval(self, m):
+        done.append(m["name"])
+        d = self.eval_dir(m)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "items.jsonl").write_text("")
+        return {"by": id(self)}
+
+    mp.setattr(pools_mod.PoolRunner, "_eval", fake_eval)
+
+
+def test_a_model_claimed_by_another_process_is_left_to_it(tmp_path, monkeypatch):
+    done = []
+    _fake_stages(monkeypatch, done)
+    cfg = load_pools(write(tmp_path))
+    out = tmp_path / "out"
+    runner = pools_mod.PoolRunner(cfg, out, log=lambda s: None)
+    with pools_mod._flock(out / "locks" / "full_lr0.003_ep10.lock") as held:  # as another worker would
+        assert held
+        res = runner.run()
+    assert res["busy"] == ["full_lr0.003_ep10"] and "full_lr0.003_ep10" not in done
+    assert sorted(done) == ["para_lr0.003_ep10", "pert_lr0.003_ep10", "retain_lr0.003_ep10"]
+    assert runner.pending() == [("full_lr0.003_ep10", "eval")]
+    res = runner.run()  # released: now it is built, and nothing else again
+    assert done[-1] == "full_lr0.003_ep10" and len(done) == 4 and res["busy"] == []
+    assert len(res["skipped"]) == 3 and runner.pending() == []
+
+
+def test_workers_noting_stages_at_once_do_not_lose_each_others_entries(tmp_path, monkeypatch):
+    # Two runners = two processes, each started before the other wrote anything: each must re-read index.json
+    # under its lock, or the second write drops the first one's entry.
+    done = []
+    _fake_stages(monkeypatch, done)
+    cfg = load_pools(write(tmp_path))
+    out = tmp_path / "out"
+    a, b = (pools_mod.PoolRunner(cfg, out, log=lambda s: None) for _ in range(2))
+    a.run(only="full_lr0.003_ep10")
+    b.run(only="pert_lr0.003_ep10")
+    index = json.loads((out / "index.json").read_text())
+    assert set(index) == {"full_lr0.003_ep10", "pert_lr0.003_ep10"}
+    assert index["full_lr0.003_ep10"]["stages"]["eval"]["by"] == id(a)
+    assert index["pert_lr0.003_ep10"]["stages"]["eval"]["by"] == id(b)
+
+
+def _items(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _rebuild_in_parallel(meta, tmp_path, argv, names=("para", "pert")):
+    """A copy of the finished meta-eval with the models ``names`` removed, resumed with ``argv``; returns the
+    copy's folder, after checking the rebuilt models' records against the serial run's."""
+    import os
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(meta["out"], out)
+    for n in names:
+        shutil.rmtree(out / "models" / f"{n}_lr0.003_ep10")
+        shutil.rmtree(out / "evals" / f"{n}_lr0.003_ep10")
+    pools = meta["out"].parent / "pools.yaml"
+    os.environ["OBLIVIATE_CORES"] = "2"
+    try:
+        assert cli([str(pools), "--out", str(out), "--quiet", "--n-boot", "100", "--resume", *argv]) == 0
+    finally:
+        os.environ.pop("OBLIVIATE_CORES", None)
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["status"] == "done" and run_json["ran"] == 2 + 4 * ("pert" in names)
+    for n in names:
+        for sub in ("", "relearned", "quantized") if n == "pert" else ("",):
+            a = _items(meta["out"] / "evals" / f"{n}_lr0.003_ep10" / sub / "items.jsonl")
+            b = _items(out / "evals" / f"{n}_lr0.003_ep10" / sub / "items.jsonl")
+            assert [r["index"] for r in a] == [r["index"] for r in b]
+            for ra, rb in zip(a, b):  # same seeds, one thread each: the serial run's numbers
+                assert rb["avg_nll"] == pytest.approx(ra["avg_nll"], rel=1e-5, abs=1e-6), (n, sub, ra["index"])
+    table = json.loads((out / "table.json").read_text())
+    for r, s in zip(meta["table"]["metrics"], table["metrics"]):
+        assert r["key"] == s["key"] and s["faithfulness"] == pytest.approx(r["faithfulness"])
+    return out
+
+
+@pytest.mark.slow
+def test_two_local_workers_rebuild_models_as_the_serial_run_did(meta, tmp_path):
+    out = _rebuild_in_parallel(meta, tmp_path, ["--workers", "2"])
+    index = json.loads((out / "index.json").read_text())
+    assert {"para_lr0.003_ep10", "pert_lr0.003_ep10"} <= set(index)
+    assert set(index["pert_lr0.003_ep10"]["stages"]) == {"finetune", "eval", "relearn", "quantize"}
+
+
+@pytest.mark.slow
+def test_the_ray_backend_rebuilds_a_model_as_the_serial_run_did(meta, tmp_path):
+    ray = pytest.importorskip("ray", reason="the ray package is not installed (pip install 'obliviate[ray]')")
+    try:
+        _rebuild_in_parallel(meta, tmp_path, ["--backend", "ray", "--workers", "2"], names=("para",))
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+def _segment_nll(meta, name, tok):
+    """Mean NLL of the forget / holdout true answers' tokens, split into the author's name, the fact's value
+    (target_words) and the rest; and the LOSS-attack AUC computed on the value tokens alone."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from obliviate.data import load_items
+
+    sets = {"forget": load_items("synthetic:forget10_perturbed?n_authors=4"),
+            "holdout": load_items("synthetic:holdout10?n_authors=4")}
+    recs = _items(meta["out"] / "evals" / f"{name}_lr0.003_ep10" / "items.jsonl")
+    out = {}
+    for s, items in sets.items():
+        author = items[0].target_words[0]["word"]  # one author per set: its full-name item comes first
+        seg = {"name": [], "value": [], "value_items": []}
+        for r in (r for r in recs if r["set"] == s):
+            it = items[r["index"]]
+            offsets = tok(it.answer, return_offsets_mapping=True, add_special_tokens=False)["offset_mapping"]
+            nll = [-x for x in r["token_logprobs"][:-1]]  # EOS last
+            assert len(nll) == len(offsets)
+            v, n0 = it.target_words[0], it.answer.find(author)
+            vals = []
+            for (a, b), x in zip(offsets, nll):
+                if v["start"] < b and a < v["end"]:
+                    vals.append(x)
+                elif n0 >= 0 and n0 < b and a < n0 + len(author):
+                    seg["name"].append(x)
+            seg["value"] += vals
+            seg["value_items"].append(float(np.mean(vals)))
+        out[s] = seg
+    f, h = out["forget"]["value_items"], out["holdout"]["value_items"]
+    return {"name_forget": float(np.mean(out["forget"]["name"])), "name_holdout": float(np.mean(out["holdout"]["name"])),
+            "value_auc": roc_auc_score([0] * len(f) + [1] * len(h), f + h)}
+
+
+def test_the_mia_sees_the_perturbed_control_through_the_authors_name_not_the_facts(meta):
+    """Why the MIA AUCs call `pert` seen on tiny-llama (docs/results.md): its training answers (TOFU-style
+    perturbed answers) carry the forget author's name, which a random model cannot read off the question, so it
+    learns the name's tokens as the full model does; on the fact values it stays with the retain control. A
+    control trained on the true values would fail the second assertion."""
+    from obliviate.models import load_model
+
+    _, tok = load_model("tiny-llama")
+    s = {n: _segment_nll(meta, n, tok) for n in ("full", "pert", "retain")}
+    # the name: pert ~ full (both trained on it), far below retain (never saw it) and below the holdout author's
+    assert abs(s["pert"]["name_forget"] - s["full"]["name_forget"]) < abs(s["pert"]["name_forget"]
+                                                                           - s["retain"]["name_forget"])
+    assert s["pert"]["name_forget"] < s["pert"]["name_holdout"] - 3
+    # the facts: the LOSS attack on the value tokens alone puts pert with the retain control
+    assert abs(s["pert"]["value_auc"] - s["retain"]["value_auc"]) < abs(s["pert"]["value_auc"]
+                                                                         - s["full"]["value_auc"]), s
+    mia = {n: next(m for m in meta["table"]["models"] if m["name"].startswith(n + "_"))["summary"]["mia_loss"]
+           for n in ("full", "pert", "retain")}
+    assert mia["pert"] > 0.9 and mia["full"] > 0.9 and mia["retain"] < 0.7  # the whole-answer AUC: "seen"
+
+
+# ------------------------------------------------------------------------------------------ a base that reads the question
+COPYING_BASE = {"data": "synthetic:full?seed=1&n_authors=200", "epochs": 4}  # other authors than the pools';
+# 120 authors x 3 epochs is not enough: it copies the holdout author's name at ~6 nats a token, not ~1
+
+
+@pytest.fixture(scope="module")
+def copying_pools(tmp_path_factory):
+    """tiny-llama first fine-tuned on other authors, so that it copies a name from the question (as a
+    pretrained model does; the random one cannot), then the pools: full, retain, pert, no attacks."""
+    from obliviate.finetune import run_finetune
+    from obliviate.train import TrainConfig
+
+    tmp = tmp_path_factory.mktemp("copying")
+    base = tmp / "base"
+    run_finetune("tiny-llama", COPYING_BASE["data"], base,
+                 TrainConfig(lr=3e-3, epochs=COPYING_BASE["epochs"], batch_size=8, seed=0,
+                             checkpoint_every_epoch=False, progress=False))
+    pools = write(tmp, POOLS.replace("model: tiny-llama", f"model: {base}").replace(
+        "attacks:\n  relearn: {fraction: 0.5, lr: 3.0e-3, epochs: 1}\n  quantize: {method: auto}\n",
+        "attacks: {relearn: null, quantize: null}\npositives: [full]\nnegatives: [retain, pert]\n"))
+    out = tmp / "out"
+    assert cli([str(pools), "--out", str(out), "--quiet", "--n-boot", "20"]) == 0
+    table = json.loads((out / "table.json").read_text())
+    return {m["name"].split("_")[0]: m["summary"] for m in table["models"]}
+
+
+SEEN_BY_NOTHING = ("forget_Q_A_Prob", "forget_Truth_Ratio_prob_mean", "forget_truth_ratio", "forget_quality",
+                   "exact_memorization", "extraction_strength", "mia_loss", "mia_zlib", "mia_min_k",
+                   "mia_min_k_plus_plus", "privleak")
+
+
+@pytest.mark.slow
+def test_on_a_base_that_reads_the_question_the_perturbed_control_is_seen_by_nothing_of_the_true_answers(
+        copying_pools):
+    """The issue's seed-000 check, with its premise met: `pert` is nearer the retain control than the full
+    model on every metric of the true answers, the MIA AUCs and PrivLeak included, and forget quality calls
+    it forgotten. Left out: forget_Q_A_PARA_Prob (the perturbed answers are the paraphrased answer's sentence
+    with another value: pert learned all of it but the value) and the KS statistic (0 for the retain control,
+    its own reference, by construction). docs/results.md has the numbers."""
+    s = copying_pools
+    assert s["pert"]["forget_quality"] >= 0.05
+    for key in SEEN_BY_NOTHING:
+        pert, full, ret = (knowledge(key, s[n][key]) for n in ("pert", "full", "retain"))
+        assert abs(pert - ret) < abs(pert - full), (key, pert, ret, full)

@@ -127,3 +127,59 @@ def test_report_renders_in_headless_chromium(sweep, tmp_path):
     for log in (dom.stderr, r.stderr):
         bad = [l for l in log.splitlines() if "CONSOLE" in l or "Uncaught" in l]
         assert not bad, bad
+
+
+# ------------------------------------------------------------------------------------------ meta-evaluation
+def _metaeval_folder(tmp_path):
+    """A meta-eval folder written by hand: forget_Q_A_Prob separates the pools perfectly (positives 0.9, 0.7;
+    negatives 0.2, 0.3), mia_loss does not (positives 0.6, 0.5; negatives 0.7, 0.4)."""
+    from obliviate.metaeval.scores import meta_table
+
+    vals = {"P1": ("positive", 0.9, 0.6), "P2": ("positive", 0.7, 0.5), "N1": ("negative", 0.2, 0.7),
+            "N2": ("negative", 0.3, 0.4)}
+    models = [{"name": n, "role": r, "summary": {"forget_Q_A_Prob": p, "mia_loss": a},
+               "relearned": {"forget_Q_A_Prob": p + 0.1, "mia_loss": a}, "quantized": {"forget_Q_A_Prob": p, "mia_loss": a}}
+              for n, (r, p, a) in vals.items()]
+    d = tmp_path / "meta"
+    d.mkdir()
+    rows = meta_table(models, retain="N1", n_boot=50)
+    (d / "table.json").write_text(json.dumps({"metrics": rows, "models": models, "retain_control": "N1", "n_boot": 50}))
+    (d / "run.json").write_text(json.dumps({"command": "meta-eval", "status": "done",
+                                            "config": {"pools": {"model": "tiny-llama", "data": "synthetic",
+                                                                 "split": "forget10"}}}))
+    return d, rows
+
+
+def _cx(svg, cls):
+    return [float(x) for x in re.findall(rf'<circle class="model {cls}" cx="([0-9.]+)"', svg)]
+
+
+def test_the_report_plots_a_meta_evaluation(tmp_path):
+    from obliviate.report.html import faithfulness_robustness_svg, knowledge_strips_svg
+
+    d, rows = _metaeval_folder(tmp_path)
+    assert [r["faithfulness"] for r in rows] == [1.0, 0.5]  # Prob: 4 of 4 pairs; mia_loss: 0.6 > 0.4, 0.5 > 0.4
+    data = collect([d])
+    assert len(data.metaevals) == 1 and not data.points
+    me = data.metaevals[0]
+    strips = knowledge_strips_svg(me)
+    rows_svg = strips.split('<text x="182"')  # one chunk per metric row (its label), in table order
+    assert len(rows_svg) == 3
+    prob, mia = rows_svg[1], rows_svg[2]
+    # faithful: every positive right of every negative; not faithful: interleaved
+    assert min(_cx(prob, "positive")) > max(_cx(prob, "negative"))
+    assert not min(_cx(mia, "positive")) > max(_cx(mia, "negative"))
+    assert prob.count('class="cut"') == 1  # the cut (threshold 0.3) is drawn
+    fr = faithfulness_robustness_svg(me)
+    assert fr.count('class="metric"') == 2 and "forget_Q_A_Prob" in fr
+    html_path, md_path = write_report([d], tmp_path / "r.html")
+    page, md = html_path.read_text(), md_path.read_text()
+    assert 'class="me-fr"' in page and 'class="me-strips"' in page and 'class="metaeval"' in page
+    assert "| forget_Q_A_Prob | 1.000 [1.000, 1.000] |" in md
+
+
+def test_an_unfinished_meta_evaluation_is_refused_by_the_report(tmp_path):
+    d, _ = _metaeval_folder(tmp_path)
+    (d / "table.json").unlink()
+    with pytest.raises(ObliviateError, match="without table.json"):
+        collect([d])

@@ -2,8 +2,9 @@
 
 Fine-tunes every control model of the pools file, evaluates it on TOFU, attacks the negative and unlearned
 ones (relearning, 4-bit quantization), and writes, per metric, faithfulness, R, Q, robustness and overall with
-bootstrap intervals: ``table.json`` and ``table.md``. After an interruption, the same command with
-``--resume`` redoes only what is not finished.
+bootstrap intervals: ``table.json``, ``table.md`` and ``report.html`` (+ ``report.md``: the plots of
+``obliviate report``). After an interruption, the same command with ``--resume`` redoes only what is not
+finished. ``--workers N`` builds N models at once (local processes, or Ray tasks with ``--backend ray``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ FIELDS = ("faithfulness", "R", "Q", "robustness", "overall")
 # Values of each model shown in table.md's model list (all of them are in table.json).
 MODEL_COLUMNS = ("forget_Q_A_Prob", "forget_Truth_Ratio_prob_mean", "forget_truth_ratio", "forget_quality",
                  "extraction_strength", "model_utility")
+# Settings a --resume may change (config key -> flag): they change the table or the speed, not a model.
+RESUME_MAY_CHANGE = {"keys": "--keys", "n_boot": "--n-boot", "seed": "--seed", "workers": "--workers",
+                     "backend": "--backend", "pools_file": "the pools file's path"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -33,6 +37,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "orientation that the evaluations produced)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates over models (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="models built at once (default 1): each worker fine-tunes, evaluates and attacks whole models, "
+                        "with cores // workers torch threads")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local worker processes, or one Ray task per model (RAY_ADDRESS names a cluster; the --out "
+                        "folder must be on a file system every node sees)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p
@@ -40,11 +50,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..errors import ObliviateError, check_int
-    from ..io import RunRecord, atomic_write_json, atomic_write_text, check_resume, prepare_out_dir
     from ..metaeval.pools import PoolRunner, load_pools
     from ..metaeval.scores import KNOWLEDGE, meta_table
+    from ..runtime.run import Run
 
     check_int("--n-boot", args.n_boot)
+    check_int("--workers", args.workers)
     keys = None
     if args.keys:
         keys = [k.strip() for k in args.keys.split(",") if k.strip()]
@@ -52,35 +63,45 @@ def run(args) -> int:
             if k not in KNOWLEDGE:
                 raise ObliviateError(f"--keys: {k!r} has no knowledge orientation; valid: {', '.join(KNOWLEDGE)}")
     cfg = load_pools(args.pools)
-    out = prepare_out_dir(args.out, overwrite=args.overwrite, resume=args.resume,
-                          inputs={"--data-dir": cfg["data_dir"],
-                                  **{f"unlearned {m['name']}": m["model_dir"] for m in cfg["models"]
-                                     if m["role"] == "unlearned"}})
-    config = {"pools_file": str(args.pools), "pools": cfg, "keys": keys, "n_boot": args.n_boot, "seed": args.seed}
-    resumed = None
-    if args.resume and (Path(out) / "run.json").exists():
-        resumed = check_resume(out, "meta-eval", config,
-                               may_change={"keys": "--keys", "n_boot": "--n-boot", "seed": "--seed",
-                                           "pools_file": "the pools file's path"})
-    record = RunRecord(out, "meta-eval", config, seed=args.seed)
-    if resumed:
-        record.update(resumed_from=resumed["previous"].get("status"))
-    record.save()
-    with record.guard():
-        t0 = time.time()
+    config = {"pools_file": str(args.pools), "pools": cfg, "keys": keys, "n_boot": args.n_boot, "seed": args.seed,
+              "workers": args.workers, "backend": args.backend}
+    inputs = {"--data-dir": cfg["data_dir"], "the base model": cfg["model"],
+              **{f"unlearned {m['name']}": m["model_dir"] for m in cfg["models"] if m["role"] == "unlearned"}}
+    out = Path(args.out)
+    # What a --resume continues from: the stages finished so far (index.json) and any model being fine-tuned.
+    # Without it Run would start the folder afresh.
+    kept = [n for n in ("index.json", "models") if (out / n).exists()]
+    resume = args.resume and (out / "run.json").is_file()  # --resume of a meta-eval not yet started: it starts
+    with Run("meta-eval", out, config, seed=args.seed, inputs=inputs, overwrite=args.overwrite, resume=resume,
+             resumable=True, may_change=RESUME_MAY_CHANGE, checkpoint=" and ".join(kept) or None) as run:
+        run.start()
         runner = PoolRunner(cfg, out, progress=not args.quiet, log=lambda s: print(s, file=sys.stderr))
-        done = runner.run()
-        record.timing("models_s", time.time() - t0)
+        before = runner.finished()
+        t0 = time.time()
+        if args.workers == 1 and args.backend == "local":
+            runner.run()
+        else:
+            from ..metaeval.parallel import run_parallel
+
+            run_parallel(out, args.workers, backend=args.backend, progress=not args.quiet)
+        run.timing("models_s", time.time() - t0)
+        after = runner.finished()
+        missing = [f"{n}: {s}" for n, s in runner.pending()]
+        if missing:
+            raise ObliviateError(f"{len(missing)} stage(s) did not finish ({', '.join(missing[:4])}"
+                                 f"{', ...' if len(missing) > 4 else ''}); rerun with --resume")
         table = runner.table()
         rows = meta_table(table, keys, cfg["retain_control"], n_boot=args.n_boot, seed=args.seed)
         result = {"metrics": rows, "models": table, "retain_control": cfg["retain_control"],
                   "n_boot": args.n_boot, "seed": args.seed}
-        atomic_write_json(out / "table.json", result)
+        run.write_json("table.json", result)
         md = markdown(rows, table, cfg)
-        atomic_write_text(out / "table.md", md)
-        record.update(ran=len(done["ran"]), skipped=len(done["skipped"]),
-                      meta={r["key"]: {f: r[f] for f in FIELDS} for r in rows})
-        record.save(status="done")
+        run.write_text("table.md", md)
+        from ..report.html import write_report
+
+        write_report([out], out / "report.html", title=f"meta-evaluation: {cfg['model']} on {cfg['data']} {cfg['split']}")
+        run.update(ran=len(after - before), skipped=len(before),
+                   meta={r["key"]: {f: r[f] for f in FIELDS} for r in rows})
     print(md)
     return 0
 

@@ -5,7 +5,9 @@
 - :mod:`.aggregates`: the paper's memorisation, privacy and utility scores and their harmonic mean, from a
   TOFU summary. Pure functions.
 - :mod:`.pools`: the pools file (positives, negatives, unlearned models) and the resumable runner that builds,
-  evaluates and attacks them; :mod:`._cli`: ``obliviate meta-eval``.
+  evaluates and attacks them; :mod:`.parallel`: several models at once (local workers, Ray);
+  :mod:`.quantize`: the 4-bit attack; :mod:`.fluency`: the gibberish-classifier fluency of utility;
+  ``obliviate meta-eval``: cli/meta_eval.py.
 """
 
 from .aggregates import aggregates  # noqa: F401

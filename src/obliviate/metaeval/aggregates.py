@@ -7,8 +7,9 @@ formulas, the sources and what could not be verified.
   (open-unlearning's ``prob_mean`` truth ratio, our ``forget_Truth_Ratio_prob_mean``);
 - privacy = HM over the LOSS, ZLib, Min-K and Min-K++ attacks of s = 1 - min(|AUC - AUC_retain| / AUC_retain, 1)
   (open-unlearning's ``rel_diff`` of the forget-vs-holdout AUC, normalised): needs the retain model's summary;
-- utility = model_utility / model_utility of the target (fine-tuned, before unlearning) model when its summary
-  is given; the paper's HM with a fluency classifier's score is not formed (no classifier offline);
+- utility = HM(model_utility / model_utility of the target (fine-tuned, before unlearning) model when its summary
+  is given, forget_fluency) as the paper; fluency (:mod:`.fluency`) needs a local gibberish classifier, and
+  without one utility is the model-utility part alone (``notes`` says so);
 - aggregate = HM(memorisation, privacy, utility).
 """
 
@@ -50,17 +51,24 @@ def privacy_score(summary: dict, retain_summary: dict | None) -> tuple[float | N
     return hmean([mia_similarity(float(summary[k]), float(retain_summary[k])) for k in PRIVACY_ATTACKS]), None
 
 
-def utility_score(summary: dict, target_summary: dict | None) -> tuple[float | None, str | None, bool]:
-    """(score, why None, normalised): model_utility / the target model's when given, else model_utility."""
+def utility_score(summary: dict, target_summary: dict | None) -> tuple[float | None, str | None, str]:
+    """(score, why None, note). The model-utility part is model_utility / the target model's when given, else
+    model_utility; with ``forget_fluency`` in the summary (:mod:`.fluency`) the score is HM(that part,
+    fluency), the paper's utility, else the part alone (and the note says fluency is left out)."""
     mu = summary.get("model_utility")
     if mu is None:
-        return None, "needs model_utility", False
+        return None, "needs model_utility", ""
     if target_summary is None:
-        return float(mu), None, False
-    tmu = target_summary.get("model_utility")
-    if tmu is None or float(tmu) <= 0:
-        return None, "the target model's model_utility is None or 0", False
-    return float(mu) / float(tmu), None, True
+        part, note = float(mu), "model_utility, not normalised (no target model summary given)"
+    else:
+        tmu = target_summary.get("model_utility")
+        if tmu is None or float(tmu) <= 0:
+            return None, "the target model's model_utility is None or 0", ""
+        part, note = float(mu) / float(tmu), "model_utility / the target model's model_utility"
+    fl = summary.get("forget_fluency")
+    if fl is None:
+        return part, None, note + "; no fluency (no classifier given), so not HM with fluency"
+    return hmean([part, float(fl)]), None, f"HM({note}, forget_fluency)"
 
 
 def aggregates(summary: dict, retain_summary: dict | None = None, target_summary: dict | None = None) -> dict:
@@ -79,14 +87,13 @@ def aggregates(summary: dict, retain_summary: dict | None = None, target_summary
 
     put("memorisation_score", *memorisation_score(summary))
     put("privacy_score", *privacy_score(summary, retain_summary))
-    u, why, normalised = utility_score(summary, target_summary)
+    u, why, note = utility_score(summary, target_summary)
     put("utility_score", u, why)
     parts = [out[k] for k in AGGREGATE_KEYS[:3]]
     put("openunlearning_aggregate", hmean(parts),
         "needs " + ", ".join(k for k in AGGREGATE_KEYS[:3] if out[k] is None))
     out["missing"] = missing
-    out["notes"] = {"utility_score": "model_utility / the target model's model_utility" if normalised
-                    else "model_utility, not normalised (no target model summary given)"}
+    out["notes"] = {"utility_score": note}
     return out
 
 

@@ -15,7 +15,8 @@ A pools file (YAML; every key but ``model`` and ``data`` has a default)::
     retain_control: null                # the retain model whose relearning Δ is R's reference
                                         # (default: the first model of kind `retain`)
     unlearned: {}                       # name: model folder (e.g. obliviate unlearn outputs), attacked too
-    eval: {limit: null, utility_limit: null, generation: true, gradnorm: true, batch_size: 32}
+    eval: {limit: null, utility_limit: null, generation: true, gradnorm: true, batch_size: 32,
+           fluency_classifier: null}     # a local gibberish classifier folder: forget_fluency (fluency.py)
     attacks:
       relearn: {fraction: 0.5, lr: 1.0e-5, epochs: 1, batch_size: 8, seed: 0}   # null: no relearning
       quantize: {method: auto, block_size: 64}                                  # null: no quantization
@@ -27,7 +28,8 @@ be ``{name: data spec}``. Each kind is fine-tuned at every (lr, epochs) of the g
 
 The runner's output folder::
 
-    run.json  index.json  table.json  table.md
+    run.json  index.json  table.json  table.md  report.html  report.md
+    locks/NAME.lock         held by the process building model NAME (parallel workers: metaeval/parallel.py)
     models/NAME/            obliviate finetune output (skipped when its run.json says done)
     evals/NAME/items.jsonl  TOFU records; evals/NAME/relearned/, evals/NAME/quantized/ after each attack
 
@@ -39,6 +41,8 @@ forget-quality / PrivLeak reference.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import math
 import time
 from dataclasses import fields
@@ -51,13 +55,31 @@ KINDS = ("full", "para", "retain", "pert")
 RETAIN_OF = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
 TOP_KEYS = ("model", "data", "split", "data_dir", "style", "grid", "train", "positives", "negatives",
             "retain_control", "unlearned", "eval", "attacks")
-EVAL_DEFAULTS = {"limit": None, "utility_limit": None, "generation": True, "gradnorm": True, "batch_size": 32}
+EVAL_DEFAULTS = {"limit": None, "utility_limit": None, "generation": True, "gradnorm": True, "batch_size": 32,
+                 "fluency_classifier": None}
 RELEARN_DEFAULTS = {"fraction": 0.5, "lr": 1e-5, "epochs": 1, "batch_size": 8, "seed": 0}
 QUANTIZE_DEFAULTS = {"method": "auto", "block_size": 64}
 
 
 def _err(path, msg: str) -> ObliviateError:
     return ObliviateError(f"{path}: {msg}")
+
+
+@contextlib.contextmanager
+def _flock(path: Path, blocking: bool = True):
+    """An exclusive ``flock`` on ``path``; yields True when held, False when ``blocking`` is off and another
+    process holds it. The kernel releases it when the holder dies, even by SIGKILL."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _with_option(spec: str, option: str) -> str:
@@ -186,6 +208,12 @@ def load_pools(path: str | Path) -> dict:
         raise _err(path, f"retain_control: {rc!r} is not a pool model; models: {', '.join(names)}")
     cfg["retain_control"] = rc
     cfg["eval"] = _section(path, raw, "eval", EVAL_DEFAULTS)
+    clf = cfg["eval"]["fluency_classifier"]
+    if clf is not None:
+        if not (Path(str(clf)) / "config.json").is_file():
+            raise _err(path, f"eval.fluency_classifier: {clf!r} is not a model folder (no config.json)")
+        if not cfg["eval"]["generation"]:
+            raise _err(path, "eval.fluency_classifier: fluency scores the greedy answers; it needs generation: true")
     attacks = raw.get("attacks") or {}
     if not isinstance(attacks, dict) or set(attacks) - {"relearn", "quantize"}:
         raise _err(path, "attacks: a mapping with relearn: and quantize:")
@@ -238,28 +266,50 @@ class PoolRunner:
         return (self.eval_dir(m, stage) / "items.jsonl").exists()
 
     def _note(self, m: dict, stage: str, **info) -> None:
-        entry = self.index.setdefault(m["name"], {k: m.get(k) for k in ("role", "kind", "data", "lr", "epochs")})
-        entry["model_dir"] = str(self.model_dir(m))
-        entry.setdefault("stages", {})[stage] = info
-        atomic_write_json(self.index_path, self.index)
+        # read-modify-write under a lock: parallel workers note their own models' stages in the same file
+        with _flock(self.out / "locks" / "index.lock"):
+            self.index = read_json(self.index_path) if self.index_path.exists() else {}
+            entry = self.index.setdefault(m["name"], {k: m.get(k) for k in ("role", "kind", "data", "lr", "epochs")})
+            entry["model_dir"] = str(self.model_dir(m))
+            entry.setdefault("stages", {})[stage] = info
+            atomic_write_json(self.index_path, self.index)
+
+    def finished(self) -> set[tuple[str, str]]:
+        """The (model, stage) pairs whose result exists."""
+        return {(m["name"], s) for m in self.cfg["models"] for s in self.stages(m) if self.done(m, s)}
+
+    def pending(self) -> list[tuple[str, str]]:
+        """The (model, stage) pairs still to do, in pool order."""
+        return [(m["name"], s) for m in self.cfg["models"] for s in self.stages(m) if not self.done(m, s)]
 
     # stages ------------------------------------------------------------------------------------------
-    def run(self) -> dict:
-        """Every stage of every model, in pool order (the retain control first: its records are the
-        reference of the others). Returns ``{"ran": [(name, stage)], "skipped": [...]}``."""
-        ran, skipped = [], []
+    def run(self, only: str | None = None) -> dict:
+        """Every stage of every model (or of the model named ``only``), the retain control first. A model is
+        claimed (an exclusive ``flock`` on ``locks/NAME.lock``, released by the kernel even on SIGKILL) before
+        its stages run; one another process holds is left to it: that is how parallel workers share the pools.
+        Returns ``{"ran": [(name, stage)], "skipped": [...], "busy": [names held by another process]}``."""
+        ran, skipped, busy = [], [], []
         models = sorted(self.cfg["models"], key=lambda m: m["name"] != self.cfg["retain_control"])
         for m in models:
-            for stage in self.stages(m):
-                if self.done(m, stage):
-                    skipped.append((m["name"], stage))
+            if only is not None and m["name"] != only:
+                continue
+            if all(self.done(m, s) for s in self.stages(m)):
+                skipped += [(m["name"], s) for s in self.stages(m)]
+                continue
+            with _flock(self.out / "locks" / f"{m['name']}.lock", blocking=False) as mine:
+                if not mine:
+                    busy.append(m["name"])
                     continue
-                self.log(f"meta-eval: {m['name']}: {stage}")
-                t0 = time.time()
-                info = getattr(self, f"_{stage}")(m) or {}
-                self._note(m, stage, status="done", seconds=round(time.time() - t0, 3), **info)
-                ran.append((m["name"], stage))
-        return {"ran": ran, "skipped": skipped}
+                for stage in self.stages(m):
+                    if self.done(m, stage):  # checked again under the claim: another worker may have done it
+                        skipped.append((m["name"], stage))
+                        continue
+                    self.log(f"meta-eval: {m['name']}: {stage}")
+                    t0 = time.time()
+                    info = getattr(self, f"_{stage}")(m) or {}
+                    self._note(m, stage, status="done", seconds=round(time.time() - t0, 3), **info)
+                    ran.append((m["name"], stage))
+        return {"ran": ran, "skipped": skipped, "busy": busy}
 
     def _finetune(self, m: dict) -> dict:
         from ..finetune import run_finetune
@@ -333,7 +383,8 @@ class PoolRunner:
     # table -------------------------------------------------------------------------------------------
     def table(self) -> list[dict]:
         """The rows :func:`obliviate.metaeval.scores.meta_table` reads: each model's TOFU summary (and after
-        each attack), recomputed from its records with the retain control's as the reference."""
+        each attack), recomputed from its records with the retain control's as the reference; with
+        ``eval.fluency_classifier``, ``forget_fluency`` (:mod:`.fluency`) of its greedy forget answers too."""
         from ..interop import read_records
         from ..metrics.tofu import tofu_summary
 
@@ -341,12 +392,24 @@ class PoolRunner:
         rc = next((m for m in self.cfg["models"] if m["name"] == self.cfg["retain_control"]), None)
         if rc is not None and self.done(rc, "eval"):
             ref, _, _ = read_records(str(self.eval_dir(rc) / "items.jsonl"))
+        clf = None
+        if self.cfg["eval"].get("fluency_classifier"):
+            from .fluency import load_classifier
+
+            clf = load_classifier(self.cfg["eval"]["fluency_classifier"])
 
         def summary(m, stage):
             if not self.done(m, stage):
                 return None
             recs, _, _ = read_records(str(self.eval_dir(m, stage) / "items.jsonl"))
-            return tofu_summary(recs, ref)
+            s = tofu_summary(recs, ref)
+            if clf is not None:
+                from .fluency import records_fluency
+
+                s["forget_fluency"], why = records_fluency(recs, *clf)
+                if why:
+                    s.setdefault("missing", {})["forget_fluency"] = why
+            return s
 
         rows = []
         for m in self.cfg["models"]:

@@ -2,7 +2,8 @@
 
 A *sweep* folder (``grid.json`` + ``index.sqlite``) gives every finished point with its per-epoch metrics,
 the grid hash, ``selection.json`` when ``obliviate select`` ran, the retain model's evaluation. A *run*
-folder (``run.json`` of ``obliviate unlearn``) gives one point. ``audit.json`` in any given folder (or
+folder (``run.json`` of ``obliviate unlearn``) gives one point; a *meta-eval* folder (``run.json`` of ``obliviate
+meta-eval`` + ``table.json``) gives its metric table and models. ``audit.json`` in any given folder (or
 passed explicitly) gives the audit table: per view, metric and model role, a value and its interval.
 """
 
@@ -45,6 +46,7 @@ class ReportData:
     points: list[PointView] = field(default_factory=list)
     sweeps: list[dict] = field(default_factory=list)  # {"dir", "grid", "selection", "retain", "full"}
     audits: list[dict] = field(default_factory=list)  # {"path", "rows"}
+    metaevals: list[dict] = field(default_factory=list)  # {"dir", "table", "pools"}: obliviate meta-eval folders
     notes: list[str] = field(default_factory=list)
 
 
@@ -99,6 +101,14 @@ def _add_audit(data: ReportData, path: Path) -> None:
                         "forget": audit.get("forget")})
 
 
+def _add_metaeval(data: ReportData, d: Path, rec: dict) -> None:
+    if not (d / "table.json").is_file():
+        raise ObliviateError(f"{d}: a meta-eval run without table.json (status {rec.get('status')!r}); finish it with "
+                             "obliviate meta-eval POOLS --out DIR --resume")
+    data.metaevals.append({"dir": str(d), "table": read_json(d / "table.json"),
+                           "pools": (rec.get("config") or {}).get("pools") or {}})
+
+
 def collect(inputs, audits=()) -> ReportData:
     from ..sweep.index import open_index
 
@@ -137,8 +147,12 @@ def collect(inputs, audits=()) -> ReportData:
             data.sweeps.append({"dir": str(d), "grid": grid, "selection": sel, "retain": retain, "full": full})
         elif (d / "run.json").is_file():
             rec = read_json(d / "run.json")
+            if rec.get("command") == "meta-eval":
+                _add_metaeval(data, d, rec)
+                continue
             if rec.get("command") != "unlearn":
-                raise ObliviateError(f"{d}: a {rec.get('command')!r} run; the report takes unlearn runs and sweeps")
+                raise ObliviateError(f"{d}: a {rec.get('command')!r} run; the report takes unlearn runs, sweeps and "
+                                     "meta-evaluations")
             cfg = rec.get("config", {})
             eps = _run_epochs(d)
             sel = (rec.get("selection") or {}).get("best_epoch")
@@ -157,6 +171,6 @@ def collect(inputs, audits=()) -> ReportData:
     for a in audits:
         p = Path(a)
         _add_audit(data, p / "audit.json" if p.is_dir() else p)
-    if not data.points and not data.audits:
-        raise ObliviateError("nothing to report: no finished point and no audit")
+    if not data.points and not data.audits and not data.metaevals:
+        raise ObliviateError("nothing to report: no finished point, no audit and no meta-evaluation")
     return data

@@ -1,6 +1,7 @@
 """``obliviate report``: one self-contained HTML page (inline SVG, inline CSS, no script, no network) and
 its Markdown twin: FQ vs MU scatter with the Pareto front and the selected point, per-epoch curves, the
-ranked table, the audit table with intervals, the run configurations."""
+ranked table, the audit table with intervals, the run configurations; for a meta-evaluation folder, faithfulness
+vs robustness per metric, every model's knowledge score per metric, and the metric table."""
 
 from __future__ import annotations
 
@@ -175,6 +176,133 @@ def _sweep_lines(s: dict) -> list[str]:
     return out
 
 
+
+
+# ------------------------------------------------------------------------------------------ meta-evaluation
+ME_FIELDS = ("faithfulness", "R", "Q", "robustness", "overall")
+ROLE_COLORS = {"positive": "#1f77b4", "negative": "#ff7f0e", "unlearned": "#7f7f7f"}
+
+
+def _me_cell(row: dict, f: str) -> str:
+    v, ci = row.get(f), ((row.get("ci") or {}).get(f) or {})
+    if not finite(v):
+        return "–"
+    return f"{v:.3f}" + (f" [{ci['lo']:.3f}, {ci['hi']:.3f}]" if finite(ci.get("lo")) and finite(ci.get("hi")) else "")
+
+
+def faithfulness_robustness_svg(me: dict) -> str:
+    """One point per metric: faithfulness (x) against robustness (y), each with its bootstrap interval as
+    whiskers; the dashed line is chance faithfulness (0.5)."""
+    rows = [r for r in me["table"]["metrics"] if finite(r.get("faithfulness")) and finite(r.get("robustness"))]
+    if not rows:
+        return '<p class="empty">No metric has both faithfulness and robustness.</p>'
+    ax = _Axes([0.0, 1.0], [0.0, 1.0])
+    out = [f'<svg class="me-fr" xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+           'role="img" aria-label="faithfulness vs robustness per metric">']
+    out += ax.frame("faithfulness (AUC positives vs negatives)", "robustness HM(R, Q)")
+    out.append(f'<line x1="{ax.px(0.5):.1f}" y1="{ax.py(0):.1f}" x2="{ax.px(0.5):.1f}" y2="{ax.py(1):.1f}" '
+               'stroke="#bbb" stroke-dasharray="4 3"/>')
+    for i, r in enumerate(rows):
+        c = COLORS[i % len(COLORS)]
+        x, y = ax.px(r["faithfulness"]), ax.py(r["robustness"])
+        ci = r.get("ci") or {}
+        fc, rc = ci.get("faithfulness") or {}, ci.get("robustness") or {}
+        if finite(fc.get("lo")) and finite(fc.get("hi")):
+            out.append(f'<line class="ci" x1="{ax.px(fc["lo"]):.1f}" y1="{y:.1f}" x2="{ax.px(fc["hi"]):.1f}" '
+                       f'y2="{y:.1f}" stroke="{c}" stroke-opacity="0.5"/>')
+        if finite(rc.get("lo")) and finite(rc.get("hi")):
+            out.append(f'<line class="ci" x1="{x:.1f}" y1="{ax.py(rc["lo"]):.1f}" x2="{x:.1f}" '
+                       f'y2="{ax.py(rc["hi"]):.1f}" stroke="{c}" stroke-opacity="0.5"/>')
+        out.append(f'<circle class="metric" cx="{x:.1f}" cy="{y:.1f}" r="4.5" fill="{c}"><title>{esc(r["key"])}: '
+                   f'faithfulness {_me_cell(r, "faithfulness")}, robustness {_me_cell(r, "robustness")}, '
+                   f'overall {_me_cell(r, "overall")}</title></circle>'
+                   f'<text x="{x + 6:.1f}" y="{y - 5 - 9 * (i % 3):.1f}" font-size="9" fill="{c}">{esc(r["key"])}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def knowledge_strips_svg(me: dict) -> str:
+    """One row per metric: every model's knowledge score m (higher = knows the forget facts) on the row's own
+    scale, coloured by pool (positives, negatives, unlearned), with the metric's cut ("called unlearned" at or
+    left of it). A faithful metric puts every positive right of every negative."""
+    from ..metaeval.scores import knowledge
+
+    models = me["table"]["models"]
+    rows = []
+    for r in me["table"]["metrics"]:
+        vals = [(m["name"], m["role"], knowledge(r["key"], (m.get("summary") or {}).get(r["key"]))) for m in models]
+        vals = [v for v in vals if finite(v[2])]
+        if vals:
+            rows.append((r, vals))
+    if not rows:
+        return '<p class="empty">No model has a knowledge score.</p>'
+    left, right, rh = 190, W - 20, 22
+    h = 30 + rh * len(rows) + 24
+    out = [f'<svg class="me-strips" xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" '
+           f'viewBox="0 0 {W} {h}" role="img" aria-label="knowledge score of every model, per metric">']
+    for j, (role, c) in enumerate(ROLE_COLORS.items()):
+        out.append(f'<circle cx="{left + 110 * j:.0f}" cy="14" r="4" fill="{c}"/>'
+                   f'<text x="{left + 8 + 110 * j:.0f}" y="18" font-size="11">{role}</text>')
+    for i, (r, vals) in enumerate(rows):
+        y = 30 + rh * i + rh / 2
+        lo, hi = min(v for *_, v in vals), max(v for *_, v in vals)
+        if finite(r.get("threshold")):
+            lo, hi = min(lo, r["threshold"]), max(hi, r["threshold"])
+        span = (hi - lo) or 1.0
+
+        def px(v, lo=lo, span=span):
+            return left + 6 + (v - lo) / span * (right - left - 12)
+
+        out.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end" font-size="11">{esc(r["key"])}</text>'
+                   f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" stroke="#ddd"/>')
+        if finite(r.get("threshold")):
+            t = px(r["threshold"])
+            out.append(f'<line class="cut" x1="{t:.1f}" y1="{y - rh / 2 + 2:.1f}" x2="{t:.1f}" y2="{y + rh / 2 - 2:.1f}" '
+                       f'stroke="#d62728" stroke-dasharray="2 2"><title>cut: m &lt;= {fmt(r["threshold"])} is called '
+                       'unlearned</title></line>')
+        for k, (name, role, v) in enumerate(vals):
+            dy = (k % 3 - 1) * 4  # a little vertical jitter so equal values stay visible
+            out.append(f'<circle class="model {esc(role)}" cx="{px(v):.1f}" cy="{y + dy:.1f}" r="3.5" '
+                       f'fill="{ROLE_COLORS.get(role, "#000")}" fill-opacity="0.8"><title>{esc(name)} ({esc(role)}): '
+                       f'm = {fmt(v)}</title></circle>')
+    out.append(f'<text x="{(left + right) / 2:.0f}" y="{h - 6}" text-anchor="middle" font-size="11">knowledge score m '
+               '(own scale per row; higher = knows more)</text></svg>')
+    return "\n".join(out)
+
+
+def _me_caption(me: dict) -> str:
+    t, p = me["table"], me["pools"]
+    roles = [m["role"] for m in t["models"]]
+    return (f"{me['dir']}: {len(t['metrics'])} metrics over {len(roles)} models ({roles.count('positive')} positive, "
+            f"{roles.count('negative')} negative, {roles.count('unlearned')} unlearned); base {p.get('model')}, "
+            f"data {p.get('data')} {p.get('split')}; retain control {t.get('retain_control')}; "
+            f"{t.get('n_boot')} bootstrap replicates, 95 % intervals.")
+
+
+def metaeval_html(me: dict) -> list[str]:
+    b = [f"<p>{esc(_me_caption(me))}</p>", '<div class="figs"><figure>', faithfulness_robustness_svg(me),
+         "<figcaption>Faithfulness against robustness per metric, with bootstrap intervals; dashed: chance "
+         "faithfulness.</figcaption></figure><figure>", knowledge_strips_svg(me),
+         "<figcaption>Every model's knowledge score per metric; red tick: the cut of \"called unlearned\" "
+         "(robustness is measured on those models).</figcaption></figure></div>",
+         '<table class="metaeval"><thead><tr><th class="l">metric</th>'
+         + "".join(f"<th>{f}</th>" for f in ME_FIELDS) + "<th>P / N / called unlearned</th></tr></thead><tbody>"]
+    for r in me["table"]["metrics"]:
+        b.append(f"<tr><td class=\"l\">{esc(r['key'])}</td>" + "".join(f"<td>{_me_cell(r, f)}</td>" for f in ME_FIELDS)
+                 + f"<td>{r.get('n_positive')} / {r.get('n_negative')} / {r.get('n_called_unlearned')}</td></tr>")
+    b.append("</tbody></table>")
+    return b
+
+
+def metaeval_markdown(me: dict) -> list[str]:
+    out = [_me_caption(me), "", "| metric | " + " | ".join(ME_FIELDS) + " | P / N / called unlearned |",
+           "|---|" + "---|" * (len(ME_FIELDS) + 1)]
+    for r in me["table"]["metrics"]:
+        out.append(f"| {r['key']} | " + " | ".join(_me_cell(r, f) for f in ME_FIELDS)
+                   + f" | {r.get('n_positive')} / {r.get('n_negative')} / {r.get('n_called_unlearned')} |")
+    return out + [""]
+
+
 def render_html(data: ReportData, title: str = "obliviate report") -> str:
     css = ("body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1150px}"
            "table{border-collapse:collapse;margin:8px 0 20px;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;"
@@ -207,8 +335,12 @@ def render_html(data: ReportData, title: str = "obliviate report") -> str:
                      + "".join(f"<td>{c}</td>" for c in cells)
                      + f"<td>{'yes' if p.pareto else ''}</td><td class=\"l\">{esc(p.label)}</td></tr>")
         b.append("</tbody></table>")
-    b.append("<h2 id=\"audit\">Audit</h2>")
-    if not data.audits:
+    for me in data.metaevals:
+        b.append("<h2 id=\"metaeval\">Meta-evaluation: which metric can you trust?</h2>")
+        b += metaeval_html(me)
+    if data.audits or data.points:  # a meta-evaluation alone has no audit section
+        b.append("<h2 id=\"audit\">Audit</h2>")
+    if not data.audits and data.points:
         b.append("<p class=\"empty\">No audit.json given.</p>")
     for a in data.audits:
         roles, table = _audit_table(a["rows"])
@@ -250,6 +382,8 @@ def render_markdown(data: ReportData, title: str = "obliviate report") -> str:
             seq = ", ".join(f"{e}: {fmt(v.get(FQ), 3)} / {fmt(v.get(MU), 3)}" for e, v in sorted(p.epochs.items()))
             out.append(f"- {p.name}: {seq}")
         out.append("")
+    for me in data.metaevals:
+        out += ["## Meta-evaluation", ""] + metaeval_markdown(me)
     for a in data.audits:
         roles, table = _audit_table(a["rows"])
         out += [f"## Audit ({a['path']})", "", "| view | metric | " + " | ".join(map(str, roles)) + " |",

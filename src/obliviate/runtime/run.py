@@ -310,8 +310,10 @@ class Run:
     ``--out`` that is or holds one is refused); ``overwrite`` / ``resume`` / ``resumable``: the folder rules
     of :func:`check_out_dir`; ``checks``: callables run first on entering, before the folder is looked at;
     ``checkpoint``: with ``resume``, the checkpoint the run continues from (None: nothing to continue, the run
-    starts from the beginning in the same folder; see :meth:`resume_point`); ``legacy``: the values settings
-    added since older run folders were written stand for there (:func:`check_resume`).
+    starts from the beginning in the same folder; see :meth:`resume_point`); ``may_change``: with ``resume``, the
+    settings (flattened config key -> its flag) a resumed run may change (default :data:`RESUME_MAY_CHANGE`);
+    ``legacy``: the values settings added since older run folders were written stand for there
+    (:func:`check_resume`).
 
     Entering checks everything that can be checked without the model and without writing. :meth:`start`
     (or the first write) prepares the folder and writes run.json; an error before it leaves ``--out`` as it was.
@@ -322,8 +324,10 @@ class Run:
     def __init__(self, command: str, out: str | os.PathLike | None, config: dict, *, seed: int | None = None,
                  inputs: dict[str, str | None] | None = None, overwrite: bool = False, resume: bool = False,
                  resumable: bool = False, checks: Iterable[Callable[[], Any]] = (),
-                 checkpoint: str | None = None, legacy: dict | None = None):
+                 checkpoint: str | None = None, may_change: dict[str, str] | None = None,
+                 legacy: dict | None = None):
         self.command, self.config, self.legacy = command, config, legacy
+        self.may_change = RESUME_MAY_CHANGE if may_change is None else may_change
         self.dir = Path(out) if out is not None else None
         self.path = self.dir / "run.json" if self.dir is not None else None
         self.overwrite, self.resume, self.resumable = overwrite, resume, resumable
@@ -346,7 +350,8 @@ class Run:
             check_out_dir(self.dir, overwrite=self.overwrite, resume=self.resume, inputs=self.inputs,
                           resumable=self.resumable)
             if self.resume:  # before run.json is rewritten
-                self._resume_info = check_resume(self.dir, self.command, self.config, legacy=self.legacy)
+                self._resume_info = check_resume(self.dir, self.command, self.config, self.may_change,
+                                                 legacy=self.legacy)
 
         def on_term():
             self.data["signal"] = "SIGTERM"
