@@ -33,6 +33,8 @@ from .data.formatting import Encoded, Formatter, check_format, collate
 from .data.text import encode_items
 from .errors import ObliviateError, check_int
 from .metrics.keys import EPOCH_HEADLINE, metric_direction
+from .muse_eval import check_select_key as check_muse_select_key, muse_corpus
+from .muse_eval import epoch_evaluation as muse_epoch_evaluation
 from .methods.base import (
     LiveSequenceReference,
     References,
@@ -354,7 +356,9 @@ def plan_unlearning(
             sel_key, sel_score = metric_direction(select)
         except ObliviateError as e:
             raise ObliviateError(f"--select {e}") from None
-        if evaluator is None:  # the TOFU evaluation: its summary keys are known
+        if evaluator is None and muse_corpus(eval_data or forget):  # MUSE's evaluation: its keys are known
+            check_muse_select_key(select, sel_key)
+        elif evaluator is None:  # the TOFU evaluation: its summary keys are known
             _check_select_key(select, sel_key)
         if sel_key.startswith("forget_quality") or sel_key == "privleak":
             if not retain_eval:
@@ -362,7 +366,12 @@ def plan_unlearning(
     retain_records = None
     ev_data = ev_split = None
     ev_extra: dict = {}  # what every per-epoch evaluation gets besides the common arguments
-    if eval_every_epoch:
+    muse = None
+    if eval_every_epoch and evaluator is None:  # a MUSE-format forget set (or --eval-data): MUSE's evaluation
+        muse = muse_epoch_evaluation(forget, eval_data, eval_split, data_dir, eval_limit, retain_eval)
+    if muse is not None:
+        ev_data, ev_split, evaluator, ev_extra, retain_records = muse
+    elif eval_every_epoch:
         if eval_data and ":" in eval_data:
             raise ObliviateError(f"--eval-data {eval_data}: takes a TOFU-format family (synthetic or tofu, loader "
                                  "options after '?'), not a data spec; the split goes in --eval-split")

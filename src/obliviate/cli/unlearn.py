@@ -45,11 +45,13 @@ def add_parser(subparsers):
     g.add_argument("--avg-start", type=int, default=None, help="first averaged optimiser step (default 100)")
     g.add_argument("--avg-every", type=int, default=None, help="averaging interval in steps (default 5)")
     g = p.add_argument_group("evaluation")
-    g.add_argument("--eval-every-epoch", action="store_true", help="TOFU evaluation at the start and after each epoch")
+    g.add_argument("--eval-every-epoch", action="store_true",
+                   help="evaluation at the start and after each epoch: TOFU's, or MUSE's on a MUSE-format --forget")
     g.add_argument("--retain-eval", default=None, help="the retain model's eval folder/log (for forget quality)")
     g.add_argument("--select", default=None,
                    help="keep the best epoch by this summary key: forget_quality, model_utility, … (max:KEY / min:KEY)")
-    g.add_argument("--eval-data", default=None, help="synthetic or tofu (default: from --forget)")
+    g.add_argument("--eval-data", default=None,
+                   help="synthetic or tofu; muse-news, muse-books or synthetic-news for MUSE (default: from --forget)")
     g.add_argument("--eval-split", default=None, help="forget01|forget05|forget10 (default: from --forget)")
     g.add_argument("--eval-limit", type=int, default=None,
                    help="evaluate only the first N items of each set (forget, retain, holdout, real authors, world facts)")
