@@ -30,7 +30,7 @@ import torch
 
 from .data import check_data_dir, load_items, parse_spec, spec_path
 from .data.formatting import Encoded, Formatter, check_format, collate
-from .data.text import encode_items
+from .data.text import check_method_takes_texts, encode_items
 from .errors import ObliviateError, check_int
 from .metrics.keys import EPOCH_HEADLINE, metric_direction
 from .muse_eval import check_select_key as check_muse_select_key, muse_corpus
@@ -141,6 +141,7 @@ def prepare_unlearning(model, tokenizer, method: str, mcfg, forget_items, retain
     scores them at every step: for tests and the benchmark). Returns the (possibly LoRA-wrapped) model.
     """
     cls = get_method(method)
+    check_method_takes_texts(method, cls, forget_items)
     tcfg = tcfg or TrainConfig()
     fmt = formatter or Formatter(tokenizer)
     pad = tokenizer.pad_token_id
@@ -323,6 +324,7 @@ def plan_unlearning(
     if reference not in ("cached", "live"):
         raise ObliviateError(f"reference={reference!r}; valid: cached, live")
     forget_items = _load_set("forget", forget, data_dir)  # an empty split raises here
+    check_method_takes_texts(method, cls, forget_items)  # idk / PALU on MUSE's text chunks
     retain_items = None
     if cls.needs_retain(mcfg):
         if not retain:
