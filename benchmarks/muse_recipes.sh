@@ -8,9 +8,12 @@
 # The corpus is written by `obliviate data news` in muse_bench's file layout and read back as muse-news with
 # --data-dir, the code path of the real MUSE-News files (DATA=path/to/muse_bench/data runs the recipe on those).
 # Each step is skipped when its output exists (re-run after an interruption). Wall times go to $OUT/*.time.
+#   UNLEARNED: the unlearned models of main (default "npo npo_sam grad_diff");
 #   sizes: N_FORGET, N_RETAIN, N_HOLDOUT (articles, default 8 each; scal/sust need N_FORGET >= 4), SEED;
-#   training: MAX_LEN (chunk tokens, 128), FT_EPOCHS / FT_LR (10, 2e-4), UL_EPOCHS / UL_LR (10, 5e-5),
-#   RELEARN_STEPS / RELEARN_LR / RELEARN_ITEMS (10 steps, 5e-5, on the first 4 forget articles).
+#   training: MAX_LEN (chunk tokens, 128), FT_EPOCHS / FT_LR / FT_BATCH (10, 2e-4, 4), UL_EPOCHS / UL_LR /
+#   UL_BATCH (10, 5e-5, 2), RELEARN_STEPS / RELEARN_LR / RELEARN_BATCH / RELEARN_ITEMS (10 steps, 5e-5, 2, on the
+#   first 4 forget articles). CPU time grows with the tokens seen, not the steps: a smaller batch is more steps
+#   for the same time.
 #
 # Usage: bash benchmarks/muse_recipes.sh [OUT] [all|main|scal|sust|table]     (default runs/muse, all)
 #   MODEL=smollm2-135m (default) or tiny-llama for a smoke run; OBLIVIATE='python -m obliviate.cli' from a checkout;
@@ -24,12 +27,14 @@ MODEL=${MODEL:-smollm2-135m}
 OBL=${OBLIVIATE:-obliviate}
 NICE=${NICE-nice -n 10}  # NICE= (empty): normal priority
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+UNLEARNED=${UNLEARNED:-npo npo_sam grad_diff}  # which unlearned models main() makes (and relearns)
 N_FORGET=${N_FORGET:-8}; N_RETAIN=${N_RETAIN:-8}; N_HOLDOUT=${N_HOLDOUT:-8}; SEED=${SEED:-0}
 NOCK="$OUT/no-checkpoints.toml"  # written below
 MAX_LEN=${MAX_LEN:-128}  # tokens per training chunk (MUSE: 2048); short chunks give a few steps per epoch here
-FT="--config $NOCK --epochs ${FT_EPOCHS:-10} --lr ${FT_LR:-2e-4} --batch-size 4 --warmup-ratio 0.1 --max-length $MAX_LEN"
-UL="--config $NOCK --epochs ${UL_EPOCHS:-10} --lr ${UL_LR:-5e-5} --batch-size 2 --max-length $MAX_LEN"
-RELEARN="--steps ${RELEARN_STEPS:-10} --lr ${RELEARN_LR:-5e-5} --batch-size 2 --n-items ${RELEARN_ITEMS:-4}"
+FT="--config $NOCK --epochs ${FT_EPOCHS:-10} --lr ${FT_LR:-2e-4} --batch-size ${FT_BATCH:-4} --warmup-ratio 0.1"
+FT="$FT --max-length $MAX_LEN"
+UL="--config $NOCK --epochs ${UL_EPOCHS:-10} --lr ${UL_LR:-5e-5} --batch-size ${UL_BATCH:-2} --max-length $MAX_LEN"
+RELEARN="--steps ${RELEARN_STEPS:-10} --lr ${RELEARN_LR:-5e-5} --batch-size ${RELEARN_BATCH:-2} --n-items ${RELEARN_ITEMS:-4}"
 mkdir -p "$OUT"
 # no per-epoch checkpoints (each is the model plus AdamW's two moments, ~1.6 GB on smollm2): an interrupted step
 # reruns from its start
@@ -60,6 +65,7 @@ main() {
 
   # unlearning on the chunked forget corpus, retain1 as the retain set
   while IFS='|' read -r name method args; do
+    case " $UNLEARNED " in *" $name "*) ;; *) continue ;; esac
     done_ "$OUT/$name/model.safetensors" || t "ul-$name" $OBL unlearn --model "$OUT/target" --method "$method" \
         --forget muse-news:raw/forget --retain muse-news:raw/retain1 $D $UL $args \
         --out "$OUT/$name" --overwrite --quiet
@@ -69,12 +75,12 @@ npo_sam|npo|--sam-rho 0.01
 grad_diff|grad_diff|"
 
   # the relearning attack: the same steps on the first forget articles for each unlearned model and for retrain
-  for name in retrain npo npo_sam grad_diff; do
+  for name in retrain $UNLEARNED; do
     done_ "$OUT/relearn-$name/model.safetensors" || t "relearn-$name" $OBL relearn --model "$OUT/$name" \
         --data muse-news:raw/forget $D $RELEARN --max-length "$MAX_LEN" --out "$OUT/relearn-$name" --overwrite
     ev "relearn-$name" "$OUT/relearn-$name" --retain-eval "$OUT/eval-retrain"
   done
-  for name in npo npo_sam grad_diff; do
+  for name in $UNLEARNED; do
     $OBL relearn-report --before "$OUT/eval-$name" --after "$OUT/eval-relearn-$name" \
         --retrain-before "$OUT/eval-retrain" --retrain-after "$OUT/eval-relearn-retrain" --target "$OUT/eval-target" \
         --out "$OUT/recovery-$name" > /dev/null
