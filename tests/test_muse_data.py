@@ -9,6 +9,7 @@ import pytest
 
 from obliviate.data import QAItem, load_items
 from obliviate.data.muse import (
+    FOLD_CONFIGS,
     MUSE_CONFIGS,
     MUSE_RETRAIN_PRIVLEAK_AUC,
     chunk_text,
@@ -76,7 +77,8 @@ def test_both_families_registered_with_all_configs():
         entry = DATASETS.get(family)
         assert entry.meta["source"] == hub_id
         assert entry.meta["paper"] == "arXiv:2407.06460"
-        assert entry.meta["configs"] == MUSE_CONFIGS
+        assert entry.meta["configs"] == MUSE_CONFIGS + (FOLD_CONFIGS if family == "muse-news" else [])
+    assert FOLD_CONFIGS == [f"{c}/forget_{k}" for c in ("scal", "sust") for k in (1, 2, 3, 4)]
     assert set(MUSE_CONFIGS) == {
         "raw/forget", "raw/retain1", "raw/retain2", "raw/holdout",
         "verbmem/forget",
@@ -126,6 +128,25 @@ def test_corpus_subfolder_layout(tmp_path):
     _write_json(tmp_path / "books" / "verbmem" / "forget.json", VERBMEM[:1])
     assert len(load_items("muse-news:verbmem/forget", data_dir=str(tmp_path))) == 2
     assert len(load_items("muse-books:verbmem/forget", data_dir=str(tmp_path))) == 1
+
+
+def test_news_scal_and_sust_folds_read_from_a_folder(tmp_path):
+    # muse_bench's load_data.py: data/news/<crit>/forget_<k>.json (an array of strings) and .txt (joined by a
+    # blank line); the .json is read first (article boundaries kept), a lone .txt is one text
+    fold = ["Fold one, article a.", "", "Fold one, article b."]  # an empty text adds nothing to the corpus
+    _write_json(tmp_path / "news" / "scal" / "forget_1.json", fold)
+    (tmp_path / "news" / "scal" / "forget_1.txt").write_text("\n\n".join(fold), encoding="utf-8")
+    (tmp_path / "news" / "sust").mkdir(parents=True)
+    (tmp_path / "news" / "sust" / "forget_3.txt").write_text("Request three.", encoding="utf-8")
+    got = load_items("muse-news:scal/forget_1", data_dir=str(tmp_path))
+    assert [(it.question, it.answer) for it in got] == [("", fold[0]), ("", fold[2])]
+    assert [it.answer for it in load_items("muse-news:sust/forget_3", data_dir=str(tmp_path))] == ["Request three."]
+    _write_jsonl(tmp_path / "sust" / "forget_2.jsonl", _text_rows(["jsonl fold"]))  # the JSON Lines layout
+    assert [it.answer for it in load_items("muse-news:sust/forget_2", data_dir=str(tmp_path))] == ["jsonl fold"]
+    with pytest.raises(ObliviateError, match=r"sust/forget_4\.jsonl or sust/forget_4\.json or sust/forget_4\.txt"):
+        load_items("muse-news:sust/forget_4", data_dir=str(tmp_path / "news"))
+    with pytest.raises(ObliviateError, match=r"unknown muse-books config 'scal/forget_1'"):  # News's folds only
+        load_items("muse-books:scal/forget_1", data_dir=str(tmp_path))
 
 
 def test_missing_field_error_names_file_row_field(muse_dir):

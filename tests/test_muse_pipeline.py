@@ -129,8 +129,8 @@ def test_muse_eval_on_the_written_corpus_uses_the_retrain_models_own_auc(tmp_pat
     from obliviate.data.synthetic_news import write_muse_dir
     from obliviate.evaluate import run_muse_eval
 
-    data = write_muse_dir(tmp_path / "data", n_forget=4, n_retain=2, n_holdout=4)
-    kw = dict(data_dir=str(data), progress=False, batch_size=8)
+    write_muse_dir(tmp_path / "data", n_forget=4, n_retain=2, n_holdout=4)
+    kw = dict(data_dir=str(tmp_path / "data"), progress=False, batch_size=8)
     r = run_muse_eval("tiny-llama?seed=1", tmp_path / "eval-retrain", **kw)
     u = run_muse_eval("tiny-llama", tmp_path / "eval-u", retain_eval=str(tmp_path / "eval-retrain"), **kw)
     assert {"verbmem_f", "knowmem_f", "knowmem_r", "privleak_auc", "privleak"} <= set(u)

@@ -74,3 +74,24 @@ def test_relearn_command_takes_exactly_n_steps_and_saves_a_model(tmp_path):
     assert (out / "config.json").is_file()
     with pytest.raises(ObliviateError, match="--steps"):
         run(_parse(argv[:-2] + ["--steps", "0", "--out", str(tmp_path / "x")]))
+
+
+def test_relearn_runs_on_the_run_lifecycle(tmp_path, capsys):
+    """The --out rules of every run (obliviate.runtime.run.Run): a refusal once the model has loaded leaves --out
+    as it was, an existing run needs --overwrite, and --out may not hold the model it relearns."""
+    base = ["relearn", "--model", "tiny-llama", "--data", "synthetic-news:raw/forget?n_forget=1", "--steps", "1",
+            "--lr", "1e-3", "--batch-size", "1"]
+    out = tmp_path / "r"
+    with pytest.raises(ObliviateError, match="above the model's context"):
+        run(_parse(base + ["--max-length", "1000000", "--out", str(out)]))
+    assert not out.exists()
+    assert run(_parse(base + ["--max-length", "32", "--out", str(out)])) == 0
+    first = json.loads((out / "run.json").read_text())
+    assert first["command"] == "relearn" and first["config"]["n_items"] == 1 and first["world_size"] == 1
+    with pytest.raises(ObliviateError, match="--overwrite"):
+        run(_parse(base + ["--max-length", "32", "--out", str(out)]))
+    assert run(_parse(base + ["--max-length", "32", "--out", str(out), "--overwrite"])) == 0
+    with pytest.raises(ObliviateError, match="is \\(or holds\\) the --model"):
+        run(_parse(["relearn", "--model", str(out), "--data", "synthetic-news:raw/forget?n_forget=1", "--steps", "1",
+                    "--max-length", "32", "--out", str(out), "--overwrite"]))
+    assert (out / "model.safetensors").is_file()

@@ -25,10 +25,20 @@ def test_registered_with_muse_configs_and_every_split_loads():
         assert load_items(f"synthetic-news:{config}"), config
 
 
-def test_same_seed_same_bytes_other_seed_other_corpus():
+def _file_hashes(d):
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_same_bytes_other_seed_other_corpus(tmp_path):
     a, b = hashlib.sha256(_dump(0)).hexdigest(), hashlib.sha256(_dump(0)).hexdigest()
     assert a == b
     assert _dump(0) != _dump(1)
+    # the written files too, byte for byte
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        write_muse_dir(tmp_path / name, seed=seed)
+    ha, hb, hc = (_file_hashes(tmp_path / n) for n in "abc")
+    assert ha == hb and len(ha) == 32
+    assert set(ha) == set(hc) and all(ha[k] != hc[k] for k in ha)
 
 
 def test_sizes_and_layout():
@@ -71,16 +81,32 @@ def test_splits_share_no_facts_and_knowmem_asks_the_forget_articles():
 
 @pytest.mark.parametrize("layout", ["muse_bench", "jsonl"])
 def test_written_layouts_load_through_the_muse_loaders(tmp_path, layout):
-    d = write_muse_dir(tmp_path / layout, layout=layout, seed=2, n_forget=3)
-    for config in MUSE_CONFIGS:
+    files = write_muse_dir(tmp_path / layout, layout=layout, seed=2, n_forget=4)
+    d = tmp_path / layout
+    for config in MUSE_CONFIGS + FOLD_CONFIGS:
         got = [it.to_dict() for it in load_items(f"muse-news:{config}", data_dir=str(d))]
-        want = [it.to_dict() for it in load_items(f"synthetic-news:{config}?seed=2&n_forget=3")]
+        want = [it.to_dict() for it in load_items(f"synthetic-news:{config}?seed=2&n_forget=4")]
         assert got == want, config
     if layout == "muse_bench":  # muse_bench's files: arrays of strings for text configs, the .txt joined by a blank line
         raw = json.loads((d / "news" / "raw" / "forget.json").read_text())
         assert all(isinstance(t, str) for t in raw)
         assert (d / "news" / "raw" / "forget.txt").read_text() == "\n\n".join(raw)
-        assert set(p.name for p in (d / "news").iterdir()) == set(MUSE_SPLITS)
+        assert set(p.name for p in (d / "news").iterdir()) == set(MUSE_SPLITS) | {"scal", "sust"}
+        assert len(files) == len(MUSE_CONFIGS) + 4 + 2 * len(FOLD_CONFIGS)  # + the raw and fold .txt twins
+        # the whole-file .txt twin is what the loader reads once the .json is gone: one text, the articles joined
+        (d / "news" / "scal" / "forget_2.json").unlink()
+        text = load_items("muse-news:scal/forget_2", data_dir=str(d))
+        arts = load_items("synthetic-news:scal/forget_2?seed=2&n_forget=4")
+        assert len(arts) == 2 and [it.answer for it in text] == ["\n\n".join(it.answer for it in arts)]
+    else:
+        assert len(files) == len(MUSE_CONFIGS) + len(FOLD_CONFIGS)
+        row = json.loads((d / "verbmem" / "forget.jsonl").read_text().splitlines()[0])
+        assert set(row) == {"prompt", "gt"}
+
+
+def test_folds_are_written_only_when_every_fold_has_an_article(tmp_path):
+    write_muse_dir(tmp_path, n_forget=3)
+    assert not (tmp_path / "news" / "scal").exists() and (tmp_path / "news" / "raw" / "forget.json").is_file()
 
 
 def test_bad_options_fail_in_one_line():
@@ -92,13 +118,25 @@ def test_bad_options_fail_in_one_line():
         load_items("synthetic-news:raw/forget?n_authors=3")
 
 
-def test_module_command_writes_the_folder(tmp_path, capsys):
-    from obliviate.data.synthetic_news import main
+def test_data_news_command_writes_the_folder_with_a_run_record(tmp_path, capsys):
+    from obliviate.cli import main
 
-    assert main([str(tmp_path / "d"), "--n-forget", "2", "--seed", "4"]) == 0
-    got = load_items("muse-news:raw/forget", data_dir=str(tmp_path / "d"))
-    assert got == load_items("synthetic-news:raw/forget?n_forget=2&seed=4")
-    assert main([str(tmp_path / "e"), "--n-forget", "0"]) == 2
+    out = tmp_path / "d"
+    assert main(["data", "news", "--out", str(out), "--n-forget", "4", "--seed", "4"]) == 0
+    assert "--data-dir" in capsys.readouterr().out
+    got = load_items("muse-news:scal/forget_2", data_dir=str(out))
+    assert got == load_items("synthetic-news:scal/forget_2?n_forget=4&seed=4")
+    rec = json.loads((out / "run.json").read_text())
+    assert rec["command"] == "data-news" and rec["status"] == "done" and rec["seed"] == 4
+    assert "news/raw/forget.txt" in rec["files"] and rec["config"]["n_forget"] == 4
+    # an existing corpus is kept unless --overwrite; a bad size is refused before the folder is touched
+    assert main(["data", "news", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["data", "news", "--out", str(out), "--n-forget", "0", "--overwrite"]) == 2
+    assert "n_forget must be >= 1" in capsys.readouterr().err
+    assert json.loads((out / "run.json").read_text())["seed"] == 4
+    assert main(["data", "news", "--out", str(out), "--layout", "jsonl", "--overwrite"]) == 0
+    assert not (out / "news").exists() and (out / "raw" / "forget.jsonl").is_file()
 
 
 def test_scal_and_sust_folds_cut_the_forget_articles():

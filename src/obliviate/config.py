@@ -588,8 +588,10 @@ class RobustConfig(Settings):
 class EpochEvalConfig(Settings):
     """Unlearning's TOFU evaluation at the start and after every epoch, and the choice of the best epoch."""
     every_epoch: bool = setting(False, flag="--eval-every-epoch",
-                                help="TOFU evaluation at the start and after each epoch")
-    data: str | None = setting(None, flag="--eval-data", help="synthetic or tofu (default: from --forget)")
+                                help="evaluation at the start and after each epoch: TOFU's, or MUSE's on a "
+                                     "MUSE-format --forget")
+    data: str | None = setting(None, flag="--eval-data", help=(
+        "synthetic or tofu; muse-news, muse-books or synthetic-news for MUSE (default: from --forget)"))
     split: str | None = setting(None, flag="--eval-split", help="forget01|forget05|forget10 (default: from --forget)")
     limit: int | None = setting(None, flag="--eval-limit", help=(
         "evaluate only the first N items of each set (forget, retain, holdout, real authors, world facts)"))

@@ -36,10 +36,11 @@ from .engine.generation import generate, greedy_draft, stop_token_ids
 from .engine.gradnorm import protocol_gradient_norms
 from .engine.memory import release_memory
 from .engine.protocol_scoring import generate_eos_masked, score_answers
-from .engine.scoring import ScoreRequest, score
 from .errors import ObliviateError, check_int, flag_error
 from .metrics.tofu import annotate_records, tofu_summary
 from .protocols import warn_protocol_mismatch
+# MUSE's evaluation (sets, records, summary) is muse_eval.py's, shared with unlearn's per-epoch evaluation
+from .muse_eval import MUSE_KNOWMEM_TOKENS, MUSE_VERBMEM_TOKENS
 from .registry import BENCHMARKS
 from .runtime.dist import world_size
 from .runtime.run import Run
@@ -383,12 +384,6 @@ def format_summary(summary: dict, keys=TOFU_HEADLINE) -> str:
     return "\n".join(lines)
 
 
-MUSE_VERBMEM_TOKENS = 128
-MUSE_KNOWMEM_TOKENS = 32
-MUSE_KNOWMEM_STOPS = ["\n\n", "\nQuestion", "Question:"]
-MUSE_PRIVLEAK_MAX_TOKENS = 512
-
-
 @BENCHMARKS.register("muse", paper="arXiv:2407.06460", corpora=["muse-news", "muse-books"],
                      sets=["verbmem/forget", "knowmem/forget_qa", "knowmem/retain_qa", "privleak/forget",
                            "privleak/holdout"])
@@ -400,12 +395,11 @@ def run_muse_eval(config: EvalConfig | str, out: str | Path | None = None, *, ov
     settings as keywords (``corpus`` (default muse-news), ``data_dir``, ``limit``, ``retain_eval``,
     ``protocol``, ...). ``protocol`` (default ``muse``, MUSE's own: BOS everywhere, every PrivLeak text token
     scored, untruncated, ``Answer: `` with its trailing space, Min-K int(T k); ``obliviate`` is the former
-    encoding)."""
-    from .data.muse import knowmem_prompt, muse_ids, privleak_pair, verbmem_reference
+    encoding). The evaluation itself is :func:`obliviate.muse_eval.evaluate_muse`, which unlearn's per-epoch
+    evaluation runs too."""
     from .interop import read_records
-    from .metrics.mia import mia_auc, record_score
-    from .metrics.muse import muse_summary
     from .models import check_model_spec, load_model
+    from .muse_eval import evaluate_muse, muse_sets, retrain_auc
 
     config = _eval_config(config, {("benchmark" if k == "corpus" else k): v for k, v in settings.items()},
                           benchmark="muse-news")
@@ -413,83 +407,22 @@ def run_muse_eval(config: EvalConfig | str, out: str | Path | None = None, *, ov
     config = config.resolved()
     check_model_spec(config.model)
     proto = config.protocol()
-    special = proto.muse_special_tokens
-    model, corpus, data_dir, limit, retain_eval = (config.model, config.benchmark, config.data_dir, config.limit,
-                                                   config.retain_eval)
-    batch_size, progress = config.batch_size, config.progress
-
-    def get(cfg):
-        items = load_items(f"{corpus}:{cfg}", data_dir=data_dir)
-        return items[:limit] if limit else items
-
-    verb = get("verbmem/forget")
-    kf, kr = get("knowmem/forget_qa"), get("knowmem/retain_qa")
-    kf_icl = load_items(f"{corpus}:knowmem/forget_qa_icl", data_dir=data_dir)
-    kr_icl = load_items(f"{corpus}:knowmem/retain_qa_icl", data_dir=data_dir)
-    pf, ph = get("privleak/forget"), get("privleak/holdout")
-    retrain_auc = None
+    model, corpus, data_dir, retain_eval = config.model, config.benchmark, config.data_dir, config.retain_eval
+    sets = muse_sets(corpus, data_dir, config.limit)
+    ref_auc = None
     if retain_eval is not None:
-        rrecs, _, _ = read_records(retain_eval)
-        rf = [r for r in rrecs if r.get("set") == "privleak_forget"]
-        rh = [r for r in rrecs if r.get("set") == "privleak_holdout"]
-        if not rf or not rh:
-            raise ObliviateError(f"{retain_eval}: no privleak_forget / privleak_holdout records (not a MUSE eval)")
+        ref_auc = retrain_auc(read_records(retain_eval)[0], proto, retain_eval)
         warn_protocol_mismatch(retain_eval, proto)
-        retrain_auc = mia_auc([record_score(r, "min_k", count=proto.min_k_count) for r in rf],
-                              [record_score(r, "min_k", count=proto.min_k_count) for r in rh])
     record = {**config.to_dict(), "verbmem_tokens": MUSE_VERBMEM_TOKENS, "knowmem_tokens": MUSE_KNOWMEM_TOKENS,
               "privleak_max_tokens": proto.muse_privleak_max_tokens}
     with Run("eval", out, record, overwrite=overwrite,
              inputs={"--model": model, "--retain-eval": retain_eval, "--data-dir": data_dir}) as run:
         net, tok = load_model(model)
         run.start()
-        records: list[dict] = []
-
-        # VerbMem: the greedy 128-token continuation of each prompt vs the true continuation (128 tokens).
-        t0 = time.time()
-        gens = generate(net, tok, [it.question for it in verb], max_new_tokens=MUSE_VERBMEM_TOKENS,
-                        batch_size=batch_size, progress=progress, desc="MUSE verbmem", all_eos=proto.stop_at_all_eos,
-                        prompt_ids=[muse_ids(tok, it.question, special) for it in verb])
-        for i, (it, g) in enumerate(zip(verb, gens)):
-            gt = verbmem_reference(tok, it.answer, MUSE_VERBMEM_TOKENS, special)
-            records.append({"set": "verbmem", "index": i, "prompt": it.question, "answer": gt, "generation": g})
-        # KnowMem: 10 in-context QA pairs, greedy 32 tokens, cut at the next question.
-        for name, items, icl in (("knowmem_forget", kf, kf_icl), ("knowmem_retain", kr, kr_icl)):
-            prompts = [knowmem_prompt(icl[:10], it.question, proto.muse_knowmem_trailing_space) for it in items]
-            gens = generate(net, tok, prompts, max_new_tokens=MUSE_KNOWMEM_TOKENS, batch_size=batch_size,
-                            stop_strings=MUSE_KNOWMEM_STOPS, progress=progress, desc=f"MUSE {name}",
-                            all_eos=proto.stop_at_all_eos, prompt_ids=[muse_ids(tok, p, special) for p in prompts])
-            for i, (it, g, p) in enumerate(zip(items, gens, prompts)):
-                records.append({"set": name, "index": i, "question": it.question, "answer": it.answer,
-                                "prompt": p, "generation": g})
-        run.timing("generation_s", time.time() - t0)
-        # PrivLeak: per-token log-probs of each text after its first id (MUSE: the BOS; without special
-        # tokens the first text token is the prompt).
-        t0 = time.time()
-        reqs, names = [], []
-        for name, items in (("privleak_forget", pf), ("privleak_holdout", ph)):
-            for i, it in enumerate(items):
-                p_ids, t_ids = privleak_pair(tok, it.answer, special, proto.muse_privleak_max_tokens,
-                                             where=f"{corpus}:privleak/{name.split('_')[1]} row {i + 1}")
-                # EOS appended so records share the TOFU layout (the metrics drop the final EOS entry).
-                reqs.append(ScoreRequest(p_ids, [t_ids + [tok.eos_token_id]]))
-                names.append((name, i))
-        for (name, i), sc in zip(names, score(net, reqs, progress=progress, desc="MUSE privleak")):
-            a = sc[0]
-            records.append({"set": name, "index": i, "avg_nll": a.avg_nll, "num_tokens": a.num_tokens,
-                            "token_logprobs": a.token_logprobs})
-        run.timing("scoring_s", time.time() - t0)
-
-        by = {}
-        for r in records:
-            by.setdefault(r["set"], []).append(r)
-        summary = muse_summary(
-            verbmem_records=by.get("verbmem"), knowmem_forget_records=by.get("knowmem_forget"),
-            knowmem_retain_records=by.get("knowmem_retain"), privleak_forget_records=by.get("privleak_forget"),
-            privleak_holdout_records=by.get("privleak_holdout"), retrain_auc=retrain_auc,
-            corpus=None if retrain_auc is not None else corpus.split("-")[1], min_k_count=proto.min_k_count)
-        summary = {**{k: v for k, v in summary.items() if k != "missing"}, "protocol": proto.name,
-                   "missing": summary.get("missing", {})}
+        summary, records = evaluate_muse(net, tok, data=corpus, sets=sets, retain_auc=ref_auc, protocol=proto,
+                                         batch_size=config.batch_size, progress=config.progress)
+        for k, v in summary.pop("timings").items():
+            run.timing(k, v)
         run.write_jsonl("items.jsonl", records)
         run.write_json("summary.json", summary)
         run.update(summary=summary)

@@ -31,9 +31,11 @@ import torch
 from .data import check_data_dir, load_items, parse_spec, spec_path
 from .config import ConfigError, UnlearnConfig, legacy_values
 from .data.formatting import Encoded, Formatter, collate
-from .data.text import encode_items
+from .data.text import check_method_takes_texts, encode_items
 from .errors import ObliviateError
 from .metrics.keys import EPOCH_HEADLINE, metric_direction
+from .muse_eval import check_select_key as check_muse_select_key, muse_corpus
+from .muse_eval import epoch_evaluation as muse_epoch_evaluation
 from .methods.base import (
     LiveSequenceReference,
     References,
@@ -139,6 +141,7 @@ def prepare_unlearning(model, tokenizer, method: str, mcfg, forget_items, retain
     scores them at every step: for tests and the benchmark). Returns the (possibly LoRA-wrapped) model.
     """
     cls = get_method(method)
+    check_method_takes_texts(method, cls, forget_items)
     tcfg = tcfg or TrainConfig()
     fmt = formatter or Formatter(tokenizer)
     pad = tokenizer.pad_token_id
@@ -318,6 +321,7 @@ def plan_unlearning(config: UnlearnConfig | str, method: str | None = None, forg
     ev = config.eval
     forget, retain, data_dir = config.forget, config.retain, config.data_dir
     forget_items = _load_set("forget", forget, data_dir)  # an empty split raises here
+    check_method_takes_texts(config.method, cls, forget_items)  # idk / PALU on MUSE's text chunks
     retain_items = None
     if cls.needs_retain(mcfg):
         if not retain:
@@ -352,7 +356,9 @@ def plan_unlearning(config: UnlearnConfig | str, method: str | None = None, forg
             sel_key, sel_score = metric_direction(select)
         except ObliviateError as e:
             raise ConfigError("eval.select", "{0} " + str(e)) from None
-        if evaluator is None:  # the TOFU evaluation: its summary keys are known
+        if evaluator is None and muse_corpus(ev.data or forget):  # MUSE's evaluation: its keys are known
+            check_muse_select_key(select, sel_key)
+        elif evaluator is None:  # the TOFU evaluation: its summary keys are known
             _check_select_key(select, sel_key)
         if (sel_key.startswith("forget_quality") or sel_key == "privleak") and not ev.retain_eval:
             raise ConfigError(("eval.select", "eval.retain_eval"),
@@ -360,7 +366,12 @@ def plan_unlearning(config: UnlearnConfig | str, method: str | None = None, forg
     retain_records = None
     ev_data = ev_split = None
     ev_extra: dict = {}  # what every per-epoch evaluation gets besides the common arguments
-    if eval_every_epoch:
+    muse = None
+    if eval_every_epoch and evaluator is None:  # a MUSE-format forget set (or eval.data): MUSE's evaluation
+        muse = muse_epoch_evaluation(forget, ev.data, ev.split, data_dir, ev.limit, ev.retain_eval)
+    if muse is not None:
+        ev_data, ev_split, evaluator, ev_extra, retain_records = muse
+    elif eval_every_epoch:
         ev_data, ev_split = _eval_target(forget, ev.data, ev.split)
         ev_sets = None
         if evaluator is None:  # the TOFU evaluation: its sets, loaded once (--eval-limit cuts all five)

@@ -11,25 +11,31 @@ hub config     splits                                            hub fields     
 ``verbmem``    forget                                            prompt, gt          question=prompt, answer=gt
 ``knowmem``    forget_qa, retain_qa, forget_qa_icl, retain_qa_icl question, answer   question, answer
 ``privleak``   forget, retain, holdout                           text                question="", answer=text
+``scal``       forget_1 .. forget_4 (MUSE-News only)             text                question="", answer=text
+``sust``       forget_1 .. forget_4 (MUSE-News only)             text                question="", answer=text
 =============  ================================================  ==================  =====================
+
+``scal`` / ``sust`` are MUSE-News's scalability and sustainability folds (forget sets of growing size;
+successive unlearning requests), read like ``raw``.
 
 e.g. ``muse-news:knowmem/forget_qa``, ``muse-news:verbmem/forget``, ``muse-books:raw/forget``,
 ``muse-news:privleak/holdout``.
 
 Local folder (``--data-dir`` or ``OBLIVIATE_MUSE_DIR``)::
 
-    <dir>/<config>/<split>.jsonl      (or .json: JSON Lines or a JSON array of objects; for raw and
-                                       privleak also a JSON array of strings, as muse_bench writes them)
-    <dir>/raw/<split>.txt             (raw only: the whole file is one text, as in the muse_bench repo)
+    <dir>/<config>/<split>.jsonl      (or .json: JSON Lines or a JSON array of objects; for raw, privleak,
+                                       scal and sust also a JSON array of strings, as muse_bench writes them)
+    <dir>/raw/<split>.txt             (raw, scal, sust: the whole file is one text, as in the muse_bench repo;
+                                       a .jsonl / .json of the same split is read first)
 
 Because one environment variable serves both corpora, ``<dir>/news/<config>/...`` (for ``muse-news``)
 and ``<dir>/books/<config>/...`` (for ``muse-books``) are used when ``<dir>/<config>`` does not exist,
 so the ``data/`` folder of the muse_bench repository can be pointed at directly. Without a folder the
 hub is read with ``datasets.load_dataset(hub_id, config, split=split)``.
 
-Text rows (``raw``, ``privleak``) have no question: they become ``QAItem(question="", answer=text)``;
-consumers treat the answer as a plain document. Empty ``raw`` texts are skipped (they add no tokens to
-the concatenated unlearning corpus); empty fields anywhere else are errors.
+Text rows (``raw``, ``privleak``, ``scal``, ``sust``) have no question: they become ``QAItem(question="",
+answer=text)``; consumers treat the answer as a plain document. Empty ``raw`` / ``scal`` / ``sust`` texts are
+skipped (they add no tokens to the concatenated unlearning corpus); empty fields anywhere else are errors.
 
 Also here: :func:`chunk_text` (MUSE's unlearning corpus: concatenate the tokenized texts, cut into
 fixed-size chunks, 2048 tokens in the paper), :func:`knowmem_prompt` (the KnowMem few-shot prompt) and
@@ -67,15 +73,34 @@ MUSE_SPLITS: dict[str, tuple[str, ...]] = {
     "knowmem": ("forget_qa", "retain_qa", "forget_qa_icl", "retain_qa_icl"),
     "privleak": ("forget", "retain", "holdout"),
 }
-#: hub config -> (field read as the question or None, field read as the answer)
-_FIELDS: dict[str, tuple[str | None, str]] = {
+#: valid ``<config>/<split>`` names of both corpora
+MUSE_CONFIGS = [f"{config}/{split}" for config, splits in MUSE_SPLITS.items() for split in splits]
+#: MUSE-News only: the scalability / sustainability folds (hub configs ``scal`` / ``sust``; muse_bench's
+#: ``load_data.py`` writes ``data/news/<crit>/forget_<k>.json`` and ``.txt``)
+N_FOLDS = 4
+FOLD_SPLITS: dict[str, tuple[str, ...]] = {c: tuple(f"forget_{k}" for k in range(1, N_FOLDS + 1))
+                                           for c in ("scal", "sust")}
+FOLD_CONFIGS = [f"{config}/{split}" for config, splits in FOLD_SPLITS.items() for split in splits]
+#: hub config -> (field read as the question or None, field read as the answer): what the hub rows and a
+#: JSON Lines copy carry
+HUB_FIELDS: dict[str, tuple[str | None, str]] = {
     "raw": (None, "text"),
     "verbmem": ("prompt", "gt"),
     "knowmem": ("question", "answer"),
     "privleak": (None, "text"),
+    "scal": (None, "text"),
+    "sust": (None, "text"),
 }
-#: valid ``<config>/<split>`` names (the same for both corpora)
-MUSE_CONFIGS = [f"{config}/{split}" for config, splits in MUSE_SPLITS.items() for split in splits]
+#: configs whose rows are pieces of one training corpus: an empty text is skipped, a .txt file is one text
+TEXT_CORPUS_CONFIGS = ("raw", *FOLD_SPLITS)
+#: how muse_bench's ``load_data.py`` joins a split's texts into its ``.txt`` twin (``raw/<split>.txt``)
+TEXT_SEPARATOR = "\n\n"
+
+
+def family_configs(family: str) -> list[str]:
+    """The ``<config>/<split>`` names of one MUSE corpus (MUSE-News adds the ``scal`` / ``sust`` folds)."""
+    return MUSE_CONFIGS + (FOLD_CONFIGS if family == "muse-news" else [])
+
 
 # PrivLeak = (AUC_unlearned - AUC_retrain) / AUC_retrain * 100, with AUC the ROC-AUC of Min-K% (k = 40%)
 # scores separating the privleak `forget` split from the `holdout` split. MUSE hard-codes the retrained
@@ -85,10 +110,9 @@ MUSE_RETRAIN_PRIVLEAK_AUC = {"muse-news": 0.4772, "muse-books": 0.5393}
 
 
 def _split_config(family: str, config: str) -> tuple[str, str]:
-    if config not in MUSE_CONFIGS:
-        raise ObliviateError(
-            f"unknown {family} config {config!r}; valid configs: {', '.join(MUSE_CONFIGS)}"
-        )
+    valid = family_configs(family)
+    if config not in valid:
+        raise ObliviateError(f"unknown {family} config {config!r}; valid configs: {', '.join(valid)}")
     hub_config, split = config.split("/", 1)
     return hub_config, split
 
@@ -103,7 +127,7 @@ def find_local_file(data_dir: str | Path, config: str, family: str = "muse-news"
     corpus_dir = data_dir / _CORPUS_DIRS.get(family, "")
     if not (data_dir / hub_config).is_dir() and (corpus_dir / hub_config).is_dir():
         base = corpus_dir
-    suffixes = (".jsonl", ".json", ".txt") if hub_config == "raw" else (".jsonl", ".json")
+    suffixes = (".jsonl", ".json", ".txt") if hub_config in TEXT_CORPUS_CONFIGS else (".jsonl", ".json")
     for suffix in suffixes:
         p = base / hub_config / f"{split}{suffix}"
         if p.is_file():
@@ -129,9 +153,9 @@ def items_from_rows(rows: list[Any], hub_config: str, source: str) -> list[QAIte
 
     Errors name ``source`` (a file or hub split), the row (1-based) and the field.
     """
-    if hub_config not in _FIELDS:
-        raise ObliviateError(f"unknown MUSE config {hub_config!r}; valid: {', '.join(_FIELDS)}")
-    q_field, a_field = _FIELDS[hub_config]
+    if hub_config not in HUB_FIELDS:
+        raise ObliviateError(f"unknown MUSE config {hub_config!r}; valid: {', '.join(HUB_FIELDS)}")
+    q_field, a_field = HUB_FIELDS[hub_config]
     items: list[QAItem] = []
     for i, row in enumerate(rows):
         where = f"{source}: row {i + 1}"
@@ -142,8 +166,8 @@ def items_from_rows(rows: list[Any], hub_config: str, source: str) -> list[QAIte
             raise ObliviateError(f"{where}: expected an object with {wanted}, got {type(row).__name__}")
         row = dict(row)
         if q_field is None:
-            text = _text_field(row, a_field, where, allow_empty=hub_config == "raw")
-            if not text.strip():  # raw only: contributes nothing to the concatenated corpus
+            text = _text_field(row, a_field, where, allow_empty=hub_config in TEXT_CORPUS_CONFIGS)
+            if not text.strip():  # raw / scal / sust only: contributes nothing to the concatenated corpus
                 continue
             items.append(QAItem(question="", answer=text))
         else:
@@ -186,7 +210,7 @@ def load_muse(family: str, config: str, data_dir: str | Path | None = None) -> l
     return _load_hub(MUSE_HUB_IDS[family], hub_config, split)
 
 
-@DATASETS.register("muse-news", configs=MUSE_CONFIGS, source=MUSE_HUB_IDS["muse-news"], paper=PAPER)
+@DATASETS.register("muse-news", configs=MUSE_CONFIGS + FOLD_CONFIGS, source=MUSE_HUB_IDS["muse-news"], paper=PAPER)
 def load_muse_news(config: str, data_dir: str | None = None, **_) -> list[QAItem]:
     """MUSE-News: BBC news articles to unlearn, with VerbMem/KnowMem/PrivLeak sets (Shi et al. 2024)."""
     return load_muse("muse-news", config, data_dir)

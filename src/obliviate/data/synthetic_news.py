@@ -34,10 +34,10 @@ Splits (MUSE's layout, :data:`obliviate.data.muse.MUSE_SPLITS`)
 * MUSE-News's scalability and sustainability folds (:data:`FOLD_CONFIGS`), from the forget articles cut
   into :data:`N_FOLDS` contiguous folds: ``sust/forget_k`` = fold ``k`` (successive unlearning requests),
   ``scal/forget_k`` = folds ``1..k`` (forget sets of growing size). Empty folds (``n_forget < 4``) are
-  errors. The MUSE loaders do not read these configs from a folder (``--data-dir``) yet.
+  errors.
 
-:func:`write_muse_dir` writes the corpus as files that the MUSE loaders read with ``--data-dir``
-(``muse-news:<config>``), in the muse_bench repository's layout or as JSON Lines.
+:func:`write_muse_dir` (``obliviate data news --out DIR``) writes the corpus as files that the MUSE loaders
+read with ``--data-dir`` (``muse-news:<config>``), in the muse_bench repository's layout or as JSON Lines.
 """
 
 from __future__ import annotations
@@ -51,20 +51,17 @@ from ..errors import ObliviateError
 from ..io import atomic_write_text
 from ..registry import DATASETS
 from . import synthetic
-from .muse import MUSE_CONFIGS, MUSE_SPLITS
+from .muse import FOLD_CONFIGS, HUB_FIELDS, MUSE_CONFIGS, N_FOLDS, TEXT_CORPUS_CONFIGS, TEXT_SEPARATOR
 from .schema import QAItem
 
 __all__ = ["FOLD_CONFIGS", "Article", "generate_articles", "corpus", "load_synthetic_news", "write_muse_dir",
-           "QA_PER_ARTICLE", "N_ICL"]
+           "LAYOUTS", "QA_PER_ARTICLE", "N_ICL"]
 
 DEFAULT_N_FORGET = 8
 DEFAULT_N_RETAIN = 8
 DEFAULT_N_HOLDOUT = 8
 QA_PER_ARTICLE = 3
 N_ICL = 3
-N_FOLDS = 4
-#: MUSE-News's scalability / sustainability configs (hub configs ``scal`` / ``sust``, splits ``forget_1..4``)
-FOLD_CONFIGS = [f"{c}/forget_{k}" for c in ("scal", "sust") for k in range(1, N_FOLDS + 1)]
 
 # --------------------------------------------------------------------------------------------------
 # Pools (invented). Names are syllable compounds so there are enough distinct values for a few hundred
@@ -247,65 +244,46 @@ def load_synthetic_news(config: str, seed: int = 0, n_forget: int = DEFAULT_N_FO
     return _split_items(corpus(seed, n_forget, n_retain, n_holdout), config)
 
 
-# Hub field names per config (what the hub rows and the JSON Lines layout carry).
-_FIELDS = {"raw": (None, "text"), "privleak": (None, "text"), "verbmem": ("prompt", "gt"),
-           "knowmem": ("question", "answer")}
+LAYOUTS = ("muse_bench", "jsonl")
 
 
 def write_muse_dir(out_dir: str | Path, layout: str = "muse_bench", seed: int = 0,
                    n_forget: int = DEFAULT_N_FORGET, n_retain: int = DEFAULT_N_RETAIN,
-                   n_holdout: int = DEFAULT_N_HOLDOUT) -> Path:
+                   n_holdout: int = DEFAULT_N_HOLDOUT) -> list[Path]:
     """Write the corpus where ``--data-dir`` reads MUSE files, so ``muse-news:<config> --data-dir DIR`` loads
-    it through the same code as the real data.
+    it through the same code as the real data. Returns the files written.
 
     ``layout="muse_bench"``: the muse_bench repository's ``data/`` folder (its ``load_data.py``):
     ``DIR/news/knowmem/<split>.json`` and ``verbmem/forget.json`` (JSON arrays of objects),
-    ``privleak/<split>.json`` and ``raw/<split>.json`` (JSON arrays of strings), and
-    ``raw/<split>.txt`` (the split's texts joined with a blank line). ``layout="jsonl"``:
-    ``DIR/<config>/<split>.jsonl``, one hub row per line (``text`` / ``prompt, gt`` / ``question, answer``).
-    Returns the folder to pass as ``--data-dir`` (``DIR``).
+    ``privleak/<split>.json``, ``raw/<split>.json`` and ``scal`` / ``sust/forget_<k>.json`` (JSON arrays of
+    strings), and ``raw/<split>.txt``, ``scal`` / ``sust/forget_<k>.txt`` (the split's texts joined with a
+    blank line). ``layout="jsonl"``: ``DIR/<config>/<split>.jsonl``, one hub row per line (``text`` /
+    ``prompt, gt`` / ``question, answer``). The ``scal`` / ``sust`` folds are written when each of the
+    :data:`N_FOLDS` folds has an article (``n_forget >= 4``).
     """
-    if layout not in ("muse_bench", "jsonl"):
-        raise ObliviateError(f"synthetic-news: layout must be 'muse_bench' or 'jsonl', got {layout!r}")
+    if layout not in LAYOUTS:
+        raise ObliviateError(f"synthetic-news: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     out_dir = Path(out_dir)
     groups = corpus(seed, n_forget, n_retain, n_holdout)
-    for hub_config, splits in MUSE_SPLITS.items():
-        q_field, a_field = _FIELDS[hub_config]
-        for split in splits:
-            items = _split_items(groups, f"{hub_config}/{split}")
-            if q_field is None:
-                rows = [it.answer for it in items]
-            else:
-                rows = [{q_field: it.question, a_field: it.answer} for it in items]
-            if layout == "jsonl":
-                objs = [{a_field: r} if q_field is None else r for r in rows]
-                atomic_write_text(out_dir / hub_config / f"{split}.jsonl",
-                                  "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objs))
-                continue
-            base = out_dir / "news" / hub_config
-            atomic_write_text(base / f"{split}.json", json.dumps(rows, ensure_ascii=False, indent=4))
-            if hub_config == "raw":
-                atomic_write_text(base / f"{split}.txt", "\n\n".join(rows))
-    return out_dir
+    configs = MUSE_CONFIGS + (FOLD_CONFIGS if len(groups["forget"]) >= N_FOLDS else [])
+    written: list[Path] = []
 
+    def write(path: Path, text: str) -> None:
+        atomic_write_text(path, text)
+        written.append(path)
 
-def main(argv: list[str] | None = None) -> int:
-    """``main([DIR, "--layout", L, "--seed", S, "--n-forget", N, ...])``: write the corpus for ``obliviate eval
-    --benchmark muse-news --data-dir DIR`` (not ``python -m``: running a registering module as __main__
-    would register ``synthetic-news`` twice; the lead may wire it as a CLI subcommand)."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="synthetic-news writer", description="write synthetic-news as MUSE files")
-    ap.add_argument("out_dir")
-    ap.add_argument("--layout", default="muse_bench", choices=["muse_bench", "jsonl"])
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-forget", type=int, default=DEFAULT_N_FORGET)
-    ap.add_argument("--n-retain", type=int, default=DEFAULT_N_RETAIN)
-    ap.add_argument("--n-holdout", type=int, default=DEFAULT_N_HOLDOUT)
-    a = ap.parse_args(argv)
-    try:
-        print(write_muse_dir(a.out_dir, a.layout, a.seed, a.n_forget, a.n_retain, a.n_holdout))
-    except ObliviateError as e:
-        print(f"error: {e}")
-        return 2
-    return 0
+    for config in configs:
+        hub_config, split = config.split("/", 1)
+        q_field, a_field = HUB_FIELDS[hub_config]
+        items = _split_items(groups, config)
+        rows = [it.answer if q_field is None else {q_field: it.question, a_field: it.answer} for it in items]
+        if layout == "jsonl":
+            objs = [{a_field: r} if q_field is None else r for r in rows]
+            write(out_dir / hub_config / f"{split}.jsonl",
+                  "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objs))
+            continue
+        base = out_dir / "news" / hub_config
+        write(base / f"{split}.json", json.dumps(rows, ensure_ascii=False, indent=4))
+        if hub_config in TEXT_CORPUS_CONFIGS:  # muse_bench's .txt twins (what its scripts train on)
+            write(base / f"{split}.txt", TEXT_SEPARATOR.join(rows))
+    return written

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 from ..errors import ObliviateError
 from .formatting import Encoded
+from .muse import TEXT_SEPARATOR
 from .schema import QAItem
 
-__all__ = ["DEFAULT_CHUNK_TOKENS", "TEXT_SEPARATOR", "encode_items", "is_text", "text_chunks"]
+__all__ = ["DEFAULT_CHUNK_TOKENS", "TEXT_SEPARATOR", "check_method_takes_texts", "encode_items", "is_text",
+           "text_chunks"]
 
 #: MUSE's ``MAX_LEN`` in ``baselines/scripts/unlearn_news.sh`` / ``unlearn_books.sh``
 DEFAULT_CHUNK_TOKENS = 2048
-#: how muse_bench's ``load_data.py`` joins a split's texts into ``raw/<split>.txt``
-TEXT_SEPARATOR = "\n\n"
 
 
 def is_text(items: list[QAItem]) -> bool:
@@ -42,6 +42,19 @@ def is_text(items: list[QAItem]) -> bool:
         raise ObliviateError(f"the data mixes {texts} plain texts (no question) with {len(items) - texts} QA "
                              "pairs; train on one kind at a time")
     return bool(items) and texts == len(items)
+
+
+def check_method_takes_texts(method: str, cls, items: list[QAItem], flag: str = "--forget") -> None:
+    """Refuse, before any model loads, a method that needs a question per forget item on plain texts: idk_nll /
+    idk_dpo pair each question with a refusal answer, PALU finds the sensitive tokens of each answer to its
+    question; a MUSE corpus is one token stream cut into chunks, with no question and no answer to a question."""
+    needs = ("a question per item, to pair with a refusal answer" if getattr(cls, "uses_idk", False) else
+             "a question per item, to find the sensitive tokens of its answer" if getattr(cls, "uses_sensitive", False)
+             else None)
+    if needs and items and is_text(items):
+        raise ObliviateError(f"{flag}: method {method} needs {needs}, and the forget set is {len(items)} plain "
+                             "text(s) (MUSE's chunked corpus, no questions); unlearn texts with another method (npo, "
+                             "simnpo, grad_diff, grad_ascent, rmu, ...) or give a QA forget set")
 
 
 def text_chunks(tokenizer, texts: list[str], chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> list[list[int]]:

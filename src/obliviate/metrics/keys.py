@@ -68,3 +68,7 @@ def metric_direction(spec: str) -> tuple[str, Callable[[float], float]]:
 # OpenUnlearning's aggregate scores (obliviate.metaeval.aggregates; docs/metrics.md), each in [0, 1], 1 = best.
 AGGREGATE_KEYS = ("memorisation_score", "privacy_score", "utility_score", "openunlearning_aggregate")
 HIGHER_IS_BETTER += AGGREGATE_KEYS
+
+# MUSE's per-epoch evaluation (unlearn --eval-every-epoch on a MUSE-format forget set, muse_eval.py); its privleak
+# is left out because TOFU's summary has that key too and TOFU's per-epoch records stay as they were.
+EPOCH_HEADLINE += ("verbmem_f", "knowmem_f", "knowmem_r", "privleak_auc")

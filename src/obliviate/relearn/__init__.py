@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from ..errors import ObliviateError, check_int
-from ..io import RunRecord, atomic_write_json, atomic_write_text, prepare_out_dir
+from ..io import atomic_write_json, atomic_write_text
 
 __all__ = ["run_relearn", "recovery_report", "relearn_model"]
 
@@ -62,11 +62,15 @@ def relearn_model(model, batches, steps: int, lr: float, max_grad_norm: float = 
 def run_relearn(model: str, data: str, out: str | Path, steps: int, *, lr: float = 1e-5, batch_size: int = 4,
                 n_items: int | None = None, seed: int = 0, data_dir: str | None = None, style: str = "chat",
                 system_prompt: str | None = None, max_length: int = 512, overwrite: bool = False) -> dict:
-    """Fine-tune ``model`` for ``steps`` optimiser steps on the first ``n_items`` items of ``data``; save it in ``out``."""
+    """Fine-tune ``model`` for ``steps`` optimiser steps on the first ``n_items`` items of ``data``; save it and its
+    run.json in ``out`` (the :class:`~obliviate.runtime.run.Run` lifecycle: a refusal once the model has loaded leaves
+    ``out`` as it was; an error or a signal later is recorded in run.json). Returns the run record (``losses``,
+    ``final_loss``)."""
     from ..data import check_data_dir, load_items, spec_path
     from ..data.formatting import Formatter, check_format
     from ..data.text import encode_items
     from ..models import check_max_length, check_model_spec, load_model, save_model
+    from ..runtime.run import Run
     from ..train import TRAIN_DTYPE, EncodedBatches
 
     check_int("--steps", steps)
@@ -80,27 +84,25 @@ def run_relearn(model: str, data: str, out: str | Path, steps: int, *, lr: float
     items = load_items(data, data_dir=data_dir)
     items = items[:n_items] if n_items else items
     check_model_spec(model)
-    out = prepare_out_dir(Path(out), overwrite=overwrite,
-                          inputs={"--model": model, "--data": spec_path(data), "--data-dir": data_dir})
     config = {"model": model, "data": data, "data_dir": data_dir, "steps": steps, "lr": lr, "batch_size": batch_size,
               "n_items": len(items), "style": style, "system_prompt": system_prompt, "max_length": max_length}
-    record = RunRecord(out, "relearn", config, seed=seed)
-    record.save()
-    with record.guard():
+    inputs = {"--model": model, "--data": spec_path(data), "--data-dir": data_dir}
+    with Run("relearn", out, config, seed=seed, overwrite=overwrite, inputs=inputs) as run:
         t0 = time.time()
         net, tok = load_model(model, dtype=TRAIN_DTYPE)
-        record.timing("load_model_s", time.time() - t0)
-        check_max_length(net, max_length)
+        run.timing("load_model_s", time.time() - t0)
+        check_max_length(net, max_length)  # a refusal here leaves --out as it was
+        run.start()
         fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
         encoded = encode_items(fmt, items)
         batches = EncodedBatches(encoded, batch_size, tok.pad_token_id, seed)
         t0 = time.time()
         losses = relearn_model(net, batches, steps, lr, seed=seed)
-        record.timing("train_s", time.time() - t0)
-        save_model(net, tok, out)
-        record.update(n_rows=len(encoded), losses=[round(x, 6) for x in losses], final_loss=losses[-1])
-        record.save(status="done")
-    return record.data
+        run.timing("train_s", time.time() - t0)
+        if run.writes:
+            save_model(net, tok, run.dir)
+        run.update(n_rows=len(encoded), losses=[round(x, 6) for x in losses], final_loss=losses[-1])
+    return run.data
 
 
 def _summary(path: str | Path, flag: str) -> dict:
