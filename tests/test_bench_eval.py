@@ -35,7 +35,10 @@ def test_open_unlearning_baseline_gives_the_engines_per_item_numbers(tiny_fresh)
     model, tok = tiny_fresh
     fmt = Formatter(tok)
     sets = tofu_sets("synthetic", "forget10", limit=3, utility_limit=2)
-    _, engine = evaluate_tofu(model, tok, sets=sets, formatter=fmt, progress=False, max_new_tokens=200)
+    # protocol obliviate, as the bench runs it: the shared Formatter(tok) and the GradNorm statistic the baseline
+    # computes
+    _, engine = evaluate_tofu(model, tok, sets=sets, formatter=fmt, progress=False, max_new_tokens=200,
+                              protocol="obliviate")
     timings = {}
     base = bench.openunlearning_eval(model, tok, sets, fmt, generation=True, timings=timings)
     keep = lambda recs: [{k: r.get(k) for k in bench.KEEP} for r in recs]  # noqa: E731

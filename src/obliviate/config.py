@@ -603,7 +603,9 @@ class EpochEvalConfig(Settings):
     def validate(self) -> None:
         if self.limit is not None:
             _check_count("limit", self.limit)
-        if self.data and ":" in self.data:
+        from .muse_eval import muse_corpus
+
+        if self.data and ":" in self.data and muse_corpus(self.data) is None:  # MUSE's spec: muse_eval says what
             raise ConfigError(("data", "split"), f"{{0}} {self.data}: takes a TOFU-format family (synthetic or "
                                                  "tofu, loader options after '?'), not a data spec; the split goes "
                                                  "in {1}")
