@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -52,25 +51,13 @@ def work(out: Path, threads: int | None = None, only: str | None = None, progres
 
 
 def run_local(out: Path, workers: int, progress: bool = False) -> None:
-    from ..sweep.backends import _die_with_parent, _src_path
+    from ..sweep.backends import run_processes
     from ..sweep.runner import threads_per_worker
 
     threads = threads_per_worker(workers)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               PYTHONPATH=os.pathsep.join([_src_path(), *filter(None, [os.environ.get("PYTHONPATH")])]))
     cmd = [sys.executable, "-m", "obliviate.metaeval.parallel", str(out), "--threads", str(threads)]
-    procs = [subprocess.Popen(cmd + (["--progress"] if progress else []), env=env, preexec_fn=_die_with_parent)
-             for _ in range(workers)]
-    try:
-        for p in procs:
-            p.wait()
-    except BaseException:
-        for p in procs:
-            p.terminate()
-        raise
-    bad = [p.returncode for p in procs if p.returncode]
-    if bad:
-        raise ObliviateError(f"{len(bad)} meta-eval worker(s) exited with {bad}; rerun with --resume to finish")
+    run_processes([cmd + (["--progress"] if progress else [])] * workers, threads,
+                  "meta-eval worker(s) exited with {codes}; rerun with --resume to finish")
 
 
 def run_ray(out: Path, workers: int, progress: bool = False) -> None:

@@ -43,11 +43,18 @@ def run_local(out: Path, workers: int, progress: bool = True) -> None:
     if workers == 1:
         work_loop(out, f"local:{os.getpid()}", threads=threads, progress=progress)
         return
+    run_processes([[sys.executable, "-m", "obliviate.sweep.worker", str(out), "--threads", str(threads),
+                    "--name", f"local-{i}"] for i in range(workers)], threads,
+                  "sweep worker(s) exited with {codes}; the index says which points ran")
+
+
+def run_processes(cmds: list[list[str]], threads: int, failure: str) -> None:
+    """Start one child per command with ``threads`` torch threads and this obliviate on its path (each dies with
+    its parent), wait for all, stop them all if waiting is interrupted; ``failure`` (``{codes}``: the nonzero
+    exit codes) is the error when any fails. Shared by the sweep's and the meta-evaluation's local workers."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                PYTHONPATH=os.pathsep.join([_src_path(), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    procs = [subprocess.Popen([sys.executable, "-m", "obliviate.sweep.worker", str(out), "--threads", str(threads),
-                               "--name", f"local-{i}"], env=env, preexec_fn=_die_with_parent)
-             for i in range(workers)]
+    procs = [subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent) for cmd in cmds]
     try:
         for p in procs:
             p.wait()
@@ -57,7 +64,7 @@ def run_local(out: Path, workers: int, progress: bool = True) -> None:
         raise
     bad = [p.returncode for p in procs if p.returncode]
     if bad:
-        raise ObliviateError(f"{len(bad)} sweep worker(s) exited with {bad}; the index says which points ran")
+        raise ObliviateError(f"{len(bad)} " + failure.format(codes=bad))
 
 
 def _ray():
