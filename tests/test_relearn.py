@@ -72,8 +72,51 @@ def test_relearn_command_takes_exactly_n_steps_and_saves_a_model(tmp_path):
     assert rec["status"] == "done" and len(rec["losses"]) == 3
     assert rec["n_rows"] > 3  # 3 steps of batch 1 cycle within an epoch of the chunked corpus
     assert (out / "config.json").is_file()
-    with pytest.raises(ObliviateError, match="--steps"):
+    with pytest.raises(ObliviateError, match="steps 0: must be an integer >= 1"):
         run(_parse(argv[:-2] + ["--steps", "0", "--out", str(tmp_path / "x")]))
+
+
+def test_relearn_settings_are_a_config_the_command_line_names_by_flag(tmp_path, capsys):
+    """RelearnConfig: the flags come from it, an error names the flag on the command line, a run.json repeats the
+    run (--config), QA items are formatted under the data's default protocol, and a run.json written before
+    relearn took --protocol repeats under the protocol it ran (obliviate's)."""
+    from obliviate.cli import main
+    from obliviate.config import RelearnConfig
+
+    assert main(["relearn", "--model", "tiny-llama", "--data", "synthetic:forget01", "--steps", "0",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--steps 0: must be an integer >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    assert main(["relearn", "--model", "tiny-llama", "--data", "synthetic:forget01", "--lr", "1e-3",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "relearn needs --steps" in capsys.readouterr().err
+
+    out = tmp_path / "qa"
+    assert main(["relearn", "--model", "tiny-llama", "--data", "synthetic:forget01", "--steps", "2", "--lr", "1e-3",
+                 "--batch-size", "2", "--n-items", "3", "--out", str(out)]) == 0
+    rec = json.loads((out / "run.json").read_text())
+    cfg = rec["config"]
+    assert cfg["protocol"] == "open-unlearning" and cfg["n_items"] == 3 and cfg["steps"] == 2
+    assert cfg["max_length"] == 512 and cfg["style"] == "chat"  # the protocol's values, resolved
+    again = RelearnConfig.from_dict(cfg)
+    again.validate()
+    assert again.to_dict() == cfg  # the recorded config is complete: it builds the same run
+
+    # --config run.json repeats the run; a flag given on top wins
+    out2 = tmp_path / "again"
+    assert main(["relearn", "--config", str(out / "run.json"), "--steps", "1", "--out", str(out2)]) == 0
+    cfg2 = json.loads((out2 / "run.json").read_text())["config"]
+    assert cfg2 == {**cfg, "steps": 1}
+
+    # a run.json from before RelearnConfig (no protocol key) ran under obliviate's format
+    old = json.loads((out / "run.json").read_text())
+    for k in ("protocol", "date_string"):
+        old["config"].pop(k)
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    from obliviate.config import read_config
+
+    legacy = read_config(RelearnConfig, tmp_path / "old.json", "relearn")
+    assert legacy.format.protocol == "obliviate"
 
 
 def test_relearn_runs_on_the_run_lifecycle(tmp_path, capsys):

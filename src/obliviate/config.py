@@ -331,6 +331,11 @@ def load_config_file(path: str | Path, command: str) -> dict:
     """The configuration in ``path`` for ``command``: a run.json's ``config`` (whose ``command`` must match),
     or a TOML / YAML file holding the same keys (``.toml``, ``.yaml`` / ``.yml``; ``.json`` without a
     ``command`` is a bare configuration)."""
+    return _load_config_file(path, command)[0]
+
+
+def _load_config_file(path: str | Path, command: str) -> tuple[dict, bool]:
+    """:func:`load_config_file`'s configuration, and whether ``path`` was a run.json obliviate wrote."""
     path = Path(path)
     text = read_text_file(path, "--config ")
     suffix = path.suffix.lower()
@@ -360,15 +365,16 @@ def load_config_file(path: str | Path, command: str) -> dict:
         data = data["config"]
         if not isinstance(data, dict):
             raise ObliviateError(f"--config {path}: its config is not a table of settings")
-    return data
+        return data, True
+    return data, False
 
 
 def read_config(cls, path: str | Path, command: str, over: dict | None = None):
     """``cls`` from the file ``path`` (:func:`load_config_file`) with the settings ``over`` on top; errors name
     the file."""
-    data = load_config_file(path, command)
-    if any(k in data for k in getattr(cls, "recorded", ())):  # a run.json obliviate wrote: settings added since
-        for p, v in legacy_values(cls).items():              # then take the values that run had (it repeats)
+    data, run_json = _load_config_file(path, command)
+    if run_json or any(k in data for k in getattr(cls, "recorded", ())):  # a run's config obliviate wrote:
+        for p, v in legacy_values(cls).items():          # settings added since then take the values it had
             node, (*head, last) = data, p.split(".")
             for k in head:
                 node = node.setdefault(k, {}) if isinstance(node.get(k, {}), dict) else {}
@@ -717,6 +723,36 @@ class FinetuneConfig(_Convenience, Settings):
         with section_errors("train."):
             self.train.validate()
             self.train.check_unused()
+
+
+@dataclass
+class RelearnConfig(_Convenience, Settings):
+    """``obliviate relearn``'s whole configuration: the relearning attack (a few constant-lr AdamW steps, no
+    warm-up, no weight decay) and the prompt format of QA items (the same protocol presets as training and
+    evaluation, so a model is attacked on the prompts it was trained and is scored on)."""
+    model: Any = setting(None, help="the unlearned (or retrain) model: folder, built-in or hub id; required")
+    data: Any = setting(None, help="data spec, e.g. synthetic-news:raw/forget, tofu:forget10; required")
+    data_dir: str | None = setting(None, help="local copy of the data sets (tofu, muse-*)")
+    steps: int | None = setting(None, help="optimiser steps; required")
+    lr: float = setting(1e-5, help="learning rate (AdamW, constant, no weight decay)")
+    batch_size: int = setting(4, help="items per optimiser step")
+    #: None: every item; a run records the count it read, so its run.json repeats the same attack
+    n_items: int | None = setting(None, help="relearn on the first N items only")
+    seed: int = setting(0, help="seed of the batch order and torch")
+    format: FormatConfig = section(FormatConfig, flatten=True, title="prompt format (QA items; text items: chunks "
+                                                                    "of min(2048, --max-length) tokens)")
+
+    def validate(self) -> None:
+        for name in ("model", "data", "steps"):
+            if getattr(self, name) is None:
+                raise ConfigError(name, "is required")
+        _check_count("steps", self.steps)
+        _check_count("batch_size", self.batch_size)
+        if self.n_items is not None:
+            _check_count("n_items", self.n_items)
+        if not (_is_number(self.lr) and math.isfinite(self.lr) and self.lr > 0):
+            _bad("lr", self.lr, "a finite number > 0")
+        self.format.validate()
 
 
 BENCHMARKS = ("tofu", "muse-news", "muse-books")

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import json
 
-from ..io import out_arg
+from ._common import add_config_file_arg, build_config, out_arg, require
 
 
 def add_parser(subparsers) -> None:
+    from ..config import RelearnConfig, add_config_args
+
     p = subparsers.add_parser("relearn", help="relearning attack: fine-tune a model for N steps on a little forget data")
-    p.add_argument("--model", required=True, help="the unlearned (or retrain) model: folder, built-in or hub id")
-    p.add_argument("--data", required=True, help="data spec, e.g. synthetic-news:raw/forget, tofu:forget10")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--steps", type=int, required=True, help="optimiser steps")
-    p.add_argument("--lr", type=float, default=1e-5)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--n-items", type=int, default=None, help="relearn on the first N items only")
-    p.add_argument("--max-length", type=int, default=512, help="tokens per row (text chunks: min(2048, this))")
-    p.add_argument("--style", default="chat", help="prompt style of QA items: chat (default), plain, llama2")
-    p.add_argument("--system-prompt", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    add_config_file_arg(p)
+    add_config_args(p, RelearnConfig)  # every setting's flag, type and help come from the dataclass
     p.add_argument("--out", required=True, type=out_arg)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=run, relearn_command="relearn")
 
     p = subparsers.add_parser("relearn-report", help="recovery of each metric after relearning, vs the retrain control")
@@ -37,12 +30,13 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     if getattr(args, "relearn_command", "relearn") == "report":
         return run_report(args)
+    from ..config import RelearnConfig
     from ..relearn import run_relearn
 
-    rec = run_relearn(args.model, args.data, args.out, args.steps, lr=args.lr, batch_size=args.batch_size,
-                      n_items=args.n_items, seed=args.seed, data_dir=args.data_dir, style=args.style,
-                      system_prompt=args.system_prompt, max_length=args.max_length, overwrite=args.overwrite)
-    print(json.dumps({"out": str(args.out), "steps": args.steps, "final_loss": rec.get("final_loss")}))
+    config = build_config(RelearnConfig, args, "relearn")
+    require(config, "relearn", ("model", "data", "steps"))
+    rec = run_relearn(config, args.out, overwrite=args.overwrite)
+    print(json.dumps({"out": str(args.out), "steps": config.steps, "final_loss": rec.get("final_loss")}))
     return 0
 
 

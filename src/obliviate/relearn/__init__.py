@@ -19,9 +19,11 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from ..errors import ObliviateError, check_int
+from ..config import RelearnConfig, legacy_values
+from ..errors import ObliviateError
 from ..io import atomic_write_json, atomic_write_text
 
 __all__ = ["run_relearn", "recovery_report", "relearn_model"]
@@ -59,45 +61,51 @@ def relearn_model(model, batches, steps: int, lr: float, max_grad_norm: float = 
     return losses
 
 
-def run_relearn(model: str, data: str, out: str | Path, steps: int, *, lr: float = 1e-5, batch_size: int = 4,
-                n_items: int | None = None, seed: int = 0, data_dir: str | None = None, style: str = "chat",
-                system_prompt: str | None = None, max_length: int = 512, overwrite: bool = False) -> dict:
-    """Fine-tune ``model`` for ``steps`` optimiser steps on the first ``n_items`` items of ``data``; save it and its
-    run.json in ``out`` (the :class:`~obliviate.runtime.run.Run` lifecycle: a refusal once the model has loaded leaves
-    ``out`` as it was; an error or a signal later is recorded in run.json). Returns the run record (``losses``,
-    ``final_loss``)."""
+def run_relearn(config: RelearnConfig | str, *args, out: str | Path | None = None, overwrite: bool = False,
+                **settings) -> dict:
+    """Fine-tune the config's model for ``steps`` optimiser steps on the first ``n_items`` items of its data; save it
+    and its run.json in ``out``: ``run_relearn(config, out)``, or the keyword convenience ``run_relearn(model, data,
+    out, steps, lr=..., protocol=...)``. The :class:`~obliviate.runtime.run.Run` lifecycle: a refusal once the model
+    has loaded leaves ``out`` as it was; an error or a signal later is recorded in run.json. Returns the run record
+    (``losses``, ``final_loss``)."""
     from ..data import check_data_dir, load_items, spec_path
-    from ..data.formatting import Formatter, check_format
     from ..data.text import encode_items
     from ..models import check_max_length, check_model_spec, load_model, save_model
     from ..runtime.run import Run
     from ..train import TRAIN_DTYPE, EncodedBatches
 
-    check_int("--steps", steps)
-    check_int("--batch-size", batch_size)
-    if n_items is not None:
-        check_int("--n-items", n_items)
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ObliviateError(f"--lr {lr}: must be a finite number > 0")
-    check_format(style, max_length, system_prompt)
-    check_data_dir(data_dir, [data])
-    items = load_items(data, data_dir=data_dir)
-    items = items[:n_items] if n_items else items
-    check_model_spec(model)
-    config = {"model": model, "data": data, "data_dir": data_dir, "steps": steps, "lr": lr, "batch_size": batch_size,
-              "n_items": len(items), "style": style, "system_prompt": system_prompt, "max_length": max_length}
-    inputs = {"--model": model, "--data": spec_path(data), "--data-dir": data_dir}
-    with Run("relearn", out, config, seed=seed, overwrite=overwrite, inputs=inputs) as run:
+    if isinstance(config, RelearnConfig):
+        if len(args) > 1 or settings:
+            raise TypeError("run_relearn(config, out): give the settings in the config")
+        out = args[0] if args else out
+    else:
+        if len(args) < 1:
+            raise TypeError("run_relearn(model, data, out, steps, ...): give the data")
+        if len(args) > 3:
+            raise TypeError("run_relearn(model, data, out, steps, ...): too many positional arguments")
+        data, *rest = args
+        out = rest[0] if rest else out
+        if len(rest) > 1:
+            settings["steps"] = rest[1]
+        config = RelearnConfig.of(model=config, data=data, **settings)
+    config.validate()
+    check_data_dir(config.data_dir, [config.data])
+    items = load_items(config.data, data_dir=config.data_dir)  # bad data fails before the model is loaded
+    items = items[: config.n_items] if config.n_items else items
+    check_model_spec(config.model)
+    config = replace(config, n_items=len(items), format=config.format.resolved())
+    inputs = {"--model": config.model, "--data": spec_path(config.data), "--data-dir": config.data_dir}
+    with Run("relearn", out, config.to_dict(), seed=config.seed, overwrite=overwrite, inputs=inputs,
+             legacy=legacy_values(RelearnConfig)) as run:
         t0 = time.time()
-        net, tok = load_model(model, dtype=TRAIN_DTYPE)
+        net, tok = load_model(config.model, dtype=TRAIN_DTYPE)
         run.timing("load_model_s", time.time() - t0)
-        check_max_length(net, max_length)  # a refusal here leaves --out as it was
+        check_max_length(net, config.format.max_length)  # a refusal here leaves --out as it was
         run.start()
-        fmt = Formatter(tok, style=style, system_prompt=system_prompt, max_length=max_length)
-        encoded = encode_items(fmt, items)
-        batches = EncodedBatches(encoded, batch_size, tok.pad_token_id, seed)
+        encoded = encode_items(config.format.formatter(tok), items)
+        batches = EncodedBatches(encoded, config.batch_size, tok.pad_token_id, config.seed)
         t0 = time.time()
-        losses = relearn_model(net, batches, steps, lr, seed=seed)
+        losses = relearn_model(net, batches, config.steps, config.lr, seed=config.seed)
         run.timing("train_s", time.time() - t0)
         if run.writes:
             save_model(net, tok, run.dir)
