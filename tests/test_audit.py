@@ -214,6 +214,41 @@ def test_the_command_writes_audit_json_and_md(tmp_path, capsys):
     assert "question_leak" in capsys.readouterr().out
 
 
+def test_the_command_line_names_flags_and_a_run_json_repeats_the_audit(tmp_path, capsys, monkeypatch):
+    """AuditConfig: the flags come from it, a bad setting is named by its flag before any model loads, and
+    --config run.json repeats an audit (its recorded config is complete: the resolved protocol and every view
+    setting), a flag given on top winning."""
+    from obliviate.cli import main
+
+    base = ["audit", "--model", "tiny-llama", "--full-model", "tiny-llama?seed=1", "--retain-model",
+            "tiny-llama?seed=2", "--forget", FORGET]
+    for flags, msg in ((["--n-samples", "0"], "--n-samples 0: must be an integer >= 1"),
+                       (["--top-p", "1.5"], "--top-p 1.5: must be in (0, 1]"),
+                       (["--quant-bits", "8,3"], "--quant-bits 8,3: must be a non-empty list of 8 and/or 4"),
+                       (["--folds", "1"], "--folds 1: must be an integer >= 2"),
+                       (["--views", "nope"], "--views nope: unknown view; valid views: novel_recall_leak")):
+        assert main(base + flags + ["--out", str(tmp_path / "bad")]) == 2
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    assert main(base[:3] + ["--out", str(tmp_path / "bad")]) == 2
+    assert "audit needs --full-model" in capsys.readouterr().err
+
+    out = tmp_path / "a"
+    assert main(base + ["--limit", "2", "--views", "forget_loglik", "--n-boot", "50", "--seed", "3",
+                        "--out", str(out)]) == 0
+    cfg = json.loads((out / "run.json").read_text())["config"]
+    assert cfg["views"] == ["forget_loglik"] and cfg["settings"]["n_boot"] == 50 and cfg["settings"]["seed"] == 3
+    assert cfg["retain"] == "synthetic:retain90?n_authors=2"  # the retain split that goes with --forget
+    assert cfg["protocol"]["name"] == "open-unlearning" and cfg["style"] == "chat"  # the default, resolved
+    capsys.readouterr()
+    out2 = tmp_path / "b"
+    assert main(["audit", "--config", str(out / "run.json"), "--n-boot", "60", "--out", str(out2)]) == 0
+    cfg2 = json.loads((out2 / "run.json").read_text())["config"]
+    assert cfg2 == {**cfg, "settings": {**cfg["settings"], "n_boot": 60}}
+    a1, a2 = (json.loads((d / "audit.json").read_text())["views"]["forget_loglik"] for d in (out, out2))
+    assert a1["models"]["audited"]["items"] == a2["models"]["audited"]["items"]  # the same audit, repeated
+
+
 def test_bad_inputs_fail_before_any_model_loads(tmp_path, monkeypatch):
     from obliviate.audit.run import run_audit
 
@@ -221,11 +256,11 @@ def test_bad_inputs_fail_before_any_model_loads(tmp_path, monkeypatch):
         raise AssertionError("a model was loaded")
 
     monkeypatch.setattr("obliviate.models.load_model", no_load)
-    with pytest.raises(ObliviateError, match="--views nope: unknown view; valid views: novel_recall_leak"):
+    with pytest.raises(ObliviateError, match="views nope: unknown view; valid views: novel_recall_leak"):
         run_audit("tiny-llama", "tiny-llama", "tiny-llama", FORGET, tmp_path / "a", views=["nope"])
     with pytest.raises(ObliviateError, match="unknown synthetic config"):
         run_audit("tiny-llama", "tiny-llama", "tiny-llama", "synthetic:nope", tmp_path / "b")
-    with pytest.raises(ObliviateError, match="--limit 0"):
+    with pytest.raises(ObliviateError, match="limit 0: must be an integer >= 1"):
         run_audit("tiny-llama", "tiny-llama", "tiny-llama", FORGET, tmp_path / "c", limit=0)
     with pytest.raises(ObliviateError, match="unknown protocol"):
         run_audit("tiny-llama", "tiny-llama", "tiny-llama", FORGET, tmp_path / "d", protocol="nope")

@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 _API = {"load_model", "load_data", "finetune", "unlearn", "evaluate"}
 _CONFIGS = {name: "obliviate.config" for name in ("UnlearnConfig", "FinetuneConfig", "EvalConfig", "RelearnConfig",
-                                               "FormatConfig", "TrainConfig", "RobustConfig", "EpochEvalConfig")}
+                                               "AuditConfig", "ViewConfig", "FormatConfig", "TrainConfig", "RobustConfig", "EpochEvalConfig")}
 
 __all__ = ["__version__", *sorted(_API), *sorted(_CONFIGS)]
 

@@ -167,6 +167,14 @@ def comma_list(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+def int_list(text: str) -> tuple[int, ...]:
+    """argparse type of a comma-separated list of integers (``8,4``)."""
+    try:
+        return tuple(int(v) for v in comma_list(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers") from None
+
+
 def add_config_args(parser, cls, names=None, *, skip=(), groups: bool = True) -> None:
     """Add the flags of ``cls``'s settings that have a ``help`` (``names``: only these paths, in that order;
     ``skip``: leave these out). Each flag's destination is its field's path in the run.json layout and its
@@ -753,6 +761,80 @@ class RelearnConfig(_Convenience, Settings):
         if not (_is_number(self.lr) and math.isfinite(self.lr) and self.lr > 0):
             _bad("lr", self.lr, "a finite number > 0")
         self.format.validate()
+
+
+@dataclass
+class ViewConfig(Settings):
+    """The audit views' settings (what ``ctx.settings`` holds in every view of ``obliviate.audit``)."""
+    seed: int = setting(0, help="seed of sampling, clue choice, relearning folds and bootstrap resamples")
+    #: the forget answers are one sentence; TOFU's 200 new tokens only pay for run-on text
+    max_new_tokens: int = setting(64, help="new tokens of a greedy or sampled answer (default 64)")
+    batch_size: int = setting(32, help="greedy generation slots")
+    n_samples: int = setting(16, help="best_of_n_leak: samples per question")
+    temperature: float = setting(1.0, help="best_of_n_leak: sampling temperature")
+    top_p: float = setting(1.0, help="best_of_n_leak: nucleus mass (1: the whole distribution)")
+    n_clues: int = setting(3, help="chain_of_clues_leak: clue turns before the question")
+    folds: int = setting(2, help="relearn_recovery: author folds (train on K-1, test on the held-out fold)")
+    relearn_epochs: int = setting(3, help="relearn_recovery: fine-tuning epochs of the attack")
+    relearn_lr: float = setting(1e-5, help="relearn_recovery: learning rate of the attack")
+    relearn_batch_size: int = setting(8, help="relearn_recovery: items per optimiser step")
+    quant_bits: tuple = setting((8, 4), type=int_list, metavar="BITS",
+                                help="quantization_delta: bit widths to reload at, of 8 and 4 (default 8,4)")
+    n_boot: int = setting(1000, help="bootstrap resamples of each 95 %% interval")
+    probe_c: float = setting(1.0, help="masked_probe: inverse L2 strength of the logistic-regression probes")
+
+    def validate(self) -> None:
+        for name in ("max_new_tokens", "batch_size", "n_samples", "n_clues", "relearn_epochs",
+                     "relearn_batch_size", "n_boot"):
+            _check_count(name, getattr(self, name))
+        _check_count("folds", self.folds, 2)  # a held-out fold and at least one to train on
+        if not (_is_number(self.temperature) and math.isfinite(self.temperature) and self.temperature > 0):
+            _bad("temperature", self.temperature, "a finite number > 0 (greedy answers are novel_recall_leak's)")
+        if not (_is_number(self.top_p) and 0 < self.top_p <= 1):
+            _bad("top_p", self.top_p, "in (0, 1]")
+        for name in ("relearn_lr", "probe_c"):
+            v = getattr(self, name)
+            if not (_is_number(v) and math.isfinite(v) and v > 0):
+                _bad(name, v, "a finite number > 0")
+        bits = self.quant_bits
+        if not (isinstance(bits, (list, tuple)) and bits and all(b in (4, 8) and not isinstance(b, bool) for b in bits)):
+            _bad("quant_bits", ",".join(map(str, bits)) if isinstance(bits, (list, tuple)) else bits,
+                 "a non-empty list of 8 and/or 4")
+
+
+@dataclass
+class AuditConfig(_Convenience, Settings):
+    """``obliviate audit``'s whole configuration: the audited model and its controls, the data, the views and
+    their settings, and the prompt protocol every model is prompted and scored under."""
+    model: Any = setting(None, help="the audited (unlearned) model; required")
+    full_model: Any = setting(None, help="the model before unlearning (trained on the forget set); required")
+    retain_model: Any = setting(None, help="the model that never saw the forget set; required")
+    base_model: Any = setting(None, help="the model never fine-tuned on the data set (base control)")
+    forget: Any = setting(None, help="forget set spec, e.g. synthetic:forget10, tofu:forget10; required")
+    retain: Any = setting(None, help=(
+        "retain set spec (masked_probe trains on it; default: the retain split that goes with --forget)"))
+    data_dir: str | None = setting(None, help="local copy of the data sets (tofu, muse-*)")
+    views: tuple = setting((), type=comma_list, metavar="LIST", help="views to run (obliviate ls audits); default: all")
+    limit: int | None = setting(None, help="first N forget items")
+    reuse_eval: str | None = setting(None, help="an `obliviate eval` folder of --model: reuse its greedy answers")
+    format: FormatConfig = section(FormatConfig, flatten=True, title="prompt format")
+    settings: ViewConfig = section(ViewConfig, title="views")
+
+    #: the older keyword forms of run_audit (``n_samples=16``) are the view settings
+    aliases: ClassVar[dict[str, str]] = {}
+
+    def validate(self) -> None:
+        for name in ("model", "full_model", "retain_model", "forget"):
+            if getattr(self, name) is None:
+                raise ConfigError(name, "is required")
+        if self.limit is not None:
+            _check_count("limit", self.limit)
+        self.format.validate()
+        with section_errors("settings."):
+            self.settings.validate()
+
+
+AuditConfig.aliases = {f.name: f"settings.{f.name}" for f in fields(ViewConfig)}
 
 
 BENCHMARKS = ("tofu", "muse-news", "muse-books")

@@ -11,6 +11,7 @@ import gc
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..config import ViewConfig
 from ..data.formatting import Formatter
 from ..data.schema import QAItem
 from ..engine.generation import generate
@@ -20,22 +21,8 @@ from .metrics import summarize
 ROLES = ("audited", "full", "retain", "base")
 
 
-@dataclass
-class Settings:
-    seed: int = 0
-    max_new_tokens: int = 64  # the forget answers are one sentence; TOFU's 200 only pays for run-on text
-    batch_size: int = 32
-    n_samples: int = 16
-    temperature: float = 1.0
-    top_p: float = 1.0
-    n_clues: int = 3
-    folds: int = 2
-    relearn_epochs: int = 3
-    relearn_lr: float = 1e-5
-    relearn_batch_size: int = 8
-    quant_bits: tuple[int, ...] = (8, 4)
-    n_boot: int = 1000
-    probe_c: float = 1.0
+#: the views' settings: the configuration layer's ViewConfig (config.py), under the name the views know
+Settings = ViewConfig
 
 
 class ModelSlot:

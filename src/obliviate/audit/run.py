@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, replace
 from pathlib import Path
 
+from ..config import AuditConfig, ConfigError, legacy_values
 from ..data import load_items
 from ..data.formatting import Formatter
-from ..errors import ObliviateError, check_int
+from ..errors import ObliviateError
 from ..registry import AUDITS
 from .core import ROLES, AuditContext, ModelSlot, Settings, check_roles, run_views
 from .report import render_md
@@ -22,22 +23,23 @@ def view_names(views) -> list[str]:
     """The views to run, in registry order (view number); base_control comes with any leak view."""
     entries = sorted(AUDITS.entries(), key=lambda e: e.meta.get("view", 99))
     known = [e.name for e in entries]
-    if views is None:
+    if not views:
         return known
     views = list(dict.fromkeys(views))
     for v in views:
         if v not in known:
-            raise ObliviateError(f"--views {v}: unknown view; valid views: {', '.join(known)}")
+            raise ConfigError("views", f"{{0}} {v}: unknown view; valid views: {', '.join(known)}")
     if any(e.meta.get("leak") for e in entries if e.name in views):
         views.append("base_control")  # every leak rate is checked against the base model (or said missing)
     return [n for n in known if n in views]
 
 
 def formatter_factory(protocol):
-    """The prompt format of every model of the audit: ``--protocol``'s (obliviate.protocols: style, system
-    prompt, date string, max length, joint or separate prompt/answer tokens); default: TOFU's,
-    ``open-unlearning``, the format the models were trained and evaluated in by default. Scored answers are
-    grouped by the prompt tokens the model sees (engine/protocol_scoring.score_answers)."""
+    """The prompt format of every model of the audit: ``protocol`` (a preset name, a resolved
+    :class:`~obliviate.protocols.Protocol`, or None: TOFU's default, ``open-unlearning``, the format the models
+    were trained and evaluated in by default): style, system prompt, date string, max length, joint or separate
+    prompt/answer tokens. Scored answers are grouped by the prompt tokens the model sees
+    (engine/protocol_scoring.score_answers)."""
     from ..protocols import default_protocol, get_protocol
 
     proto = get_protocol(protocol or default_protocol("tofu"))  # an unknown name fails here, before any model loads
@@ -133,39 +135,48 @@ def audit_models(models: dict, forget, retain=None, views=None, settings: Settin
             "notes": ctx.notes}
 
 
-def run_audit(model: str, full_model: str, retain_model: str, forget: str, out, *, base_model: str | None = None,
-              retain: str | None = None, views=None, seed: int = 0, protocol: str | None = None,
-              limit: int | None = None, reuse_eval: str | None = None, overwrite: bool = False,
-              **settings_kw) -> dict:
-    """``obliviate audit``: every view on the audited model and its controls; writes audit.json and audit.md."""
+def run_audit(config: AuditConfig | str, *args, out=None, overwrite: bool = False, **settings) -> dict:
+    """``obliviate audit``: every view on the audited model and its controls; writes audit.json and audit.md in
+    ``out``. ``run_audit(config, out)`` with an :class:`~obliviate.config.AuditConfig`, or the keyword convenience
+    ``run_audit(model, full_model, retain_model, forget, out, base_model=..., views=[...], n_samples=16, ...)``."""
+    from ..data import check_data_dir, spec_path
     from ..models import check_model_spec
     from ..runtime.run import Run
 
-    valid = {f.name for f in fields(Settings)}
-    bad = set(settings_kw) - valid
-    if bad:
-        raise TypeError(f"run_audit: unknown settings {sorted(bad)}")
-    settings = Settings(seed=seed, **settings_kw)
-    names = view_names(views)
-    if limit is not None:
-        check_int("--limit", limit)
-    for flag, spec in (("--model", model), ("--full-model", full_model), ("--retain-model", retain_model),
-                       ("--base-model", base_model)):
+    if isinstance(config, AuditConfig):
+        if len(args) > 1 or settings:
+            raise TypeError("run_audit(config, out): give the settings in the config")
+        out = args[0] if args else out
+    else:
+        if len(args) < 3:
+            raise TypeError("run_audit(model, full_model, retain_model, forget, out, ...): give the three others")
+        if len(args) > 4:
+            raise TypeError("run_audit(model, full_model, retain_model, forget, out, ...): too many positional arguments")
+        full_model, retain_model, forget, *rest = args
+        out = rest[0] if rest else out
+        config = AuditConfig.of(model=config, full_model=full_model, retain_model=retain_model, forget=forget,
+                                **settings)
+    config.validate()
+    names = view_names(config.views)
+    for spec in (config.model, config.full_model, config.retain_model, config.base_model):
         if spec is not None:
             check_model_spec(spec)
-    fmt_factory = formatter_factory(protocol)
-    forget_items = load_items(forget)[:limit]  # data errors before any model loads
-    if retain is None and default_retain(forget):
-        retain = default_retain(forget)  # the probes' training items: the retain split of the same data set
-    retain_items = load_items(retain) if retain else None
-    reuse = ({"audited": reuse_answers(reuse_eval, forget_items, model, fmt_factory.protocol)} if reuse_eval
-             else {})
-    config = {"model": model, "full_model": full_model, "retain_model": retain_model, "base_model": base_model,
-              "forget": forget, "retain": retain, "views": names, "protocol": fmt_factory.protocol.as_dict(), "limit": limit,
-              "reuse_eval": reuse_eval, "settings": asdict(settings)}
-    inputs = {"--model": model, "--full-model": full_model, "--retain-model": retain_model,
-              "--base-model": base_model, "--reuse-eval": reuse_eval}
-    with Run("audit", out, config, seed=seed, overwrite=overwrite, inputs=inputs) as run:
+    if config.retain is None and default_retain(config.forget):
+        # the probes' training items: the retain split of the same data set
+        config = replace(config, retain=default_retain(config.forget))
+    check_data_dir(config.data_dir, [s for s in (config.forget, config.retain) if s])
+    forget_items = load_items(config.forget, data_dir=config.data_dir)[: config.limit]  # data errors first
+    retain_items = load_items(config.retain, data_dir=config.data_dir) if config.retain else None
+    # the whole resolved protocol goes to run.json (as eval records it); an unknown name fails here
+    config = replace(config, views=tuple(names), format=config.format.resolved(protocol_record=True))
+    fmt_factory = formatter_factory(config.format.resolved_protocol())
+    reuse = ({"audited": reuse_answers(config.reuse_eval, forget_items, config.model, fmt_factory.protocol)}
+             if config.reuse_eval else {})
+    inputs = {"--model": config.model, "--full-model": config.full_model, "--retain-model": config.retain_model,
+              "--base-model": config.base_model, "--reuse-eval": config.reuse_eval,
+              "--forget": spec_path(config.forget), "--data-dir": config.data_dir}
+    with Run("audit", out, config.to_dict(), seed=config.settings.seed, overwrite=overwrite, inputs=inputs,
+             legacy=legacy_values(AuditConfig)) as run:
         run.start()  # the models load one at a time inside the views (their specs were checked above)
         t0 = time.time()
         timings: dict[str, float] = {}
@@ -173,12 +184,13 @@ def run_audit(model: str, full_model: str, retain_model: str, forget: str, out, 
         def on_view(view, role):
             timings[f"{view}/{role}_s"] = round(time.time() - t0 - sum(timings.values()), 3)
 
-        audit = audit_models({"audited": model, "full": full_model, "retain": retain_model, "base": base_model},
-                             forget_items, retain_items, names, settings, formatter=fmt_factory, reuse=reuse,
-                             on_view=on_view)
-        audit["forget"] = forget + (f" (first {limit})" if limit else "")
-        if reuse_eval:
-            audit["notes"].append(f"greedy answers of the audited model reused from {reuse_eval}")
+        models = {"audited": config.model, "full": config.full_model, "retain": config.retain_model,
+                  "base": config.base_model}
+        audit = audit_models(models, forget_items, retain_items, names, config.settings, formatter=fmt_factory,
+                             reuse=reuse, on_view=on_view)
+        audit["forget"] = config.forget + (f" (first {config.limit})" if config.limit else "")
+        if config.reuse_eval:
+            audit["notes"].append(f"greedy answers of the audited model reused from {config.reuse_eval}")
         for k, v in timings.items():
             run.timing(k, v)
         run.write_json("audit.json", audit)
