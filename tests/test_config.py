@@ -221,3 +221,28 @@ def test_a_run_folder_written_before_the_format_settings_existed_still_resumes(t
     rec["status"] = "interrupted"
     (out / "run.json").write_text(json.dumps(rec))
     assert main([*BASE, "--protocol", "obliviate", "--epochs", "3", "--resume", "--out", str(out)]) == 2
+
+
+def test_run_calls_take_a_config_or_the_keyword_convenience():
+    """config_of_call: run_*(config, out) with a config object, or run_*(model, positional..., **settings); a
+    call that mixes both or misses a positional setting is a TypeError naming the signature (no model loads)."""
+    from obliviate.audit.run import run_audit
+    from obliviate.config import AuditConfig, RelearnConfig, config_of_call
+    from obliviate.relearn import run_relearn
+
+    cfg, out = config_of_call(RelearnConfig, "m", ("d", "o", 3), {"lr": 0.5}, ("data", "out", "steps"), call="f")
+    assert (cfg.model, cfg.data, cfg.steps, cfg.lr, out) == ("m", "d", 3, 0.5, "o")
+    same, out2 = config_of_call(RelearnConfig, cfg, ("o2",), {}, ("data", "out", "steps"), call="f")
+    assert same is cfg and out2 == "o2"
+    a, _ = config_of_call(AuditConfig, "m", ("f", "r", "s"), {"n_samples": 4, "protocol": "tofu"},
+                          ("full_model", "retain_model", "forget", "out"), out="x", call="run_audit", required=3)
+    assert a.settings.n_samples == 4 and a.format.protocol == "tofu" and a.forget == "s"
+    with pytest.raises(TypeError, match=r"run_relearn\(model, data, out, steps, ...\): give data"):
+        run_relearn("tiny-llama")
+    with pytest.raises(TypeError, match=r"run_audit\(model, full_model, retain_model, forget, out, ...\): give "
+                                        r"retain_model, forget"):
+        run_audit("m", "f")
+    with pytest.raises(TypeError, match=r"run_audit\(config, out\): give the settings in the config"):
+        run_audit(AuditConfig(), "out", n_samples=3)
+    with pytest.raises(TypeError, match="too many positional"):
+        run_relearn("m", "d", "o", 3, 4)

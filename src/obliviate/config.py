@@ -437,6 +437,26 @@ class _Convenience:
         return cls(**top)
 
 
+def config_of_call(cls, config, args: tuple, settings: dict, names: tuple[str, ...], out=None, *,
+                   call: str, required: int = 1):
+    """The config and the output folder of a ``run_*`` call: ``run_*(config, out)`` with a ``cls`` object, or the
+    keyword convenience ``run_*(model, *names..., **settings)``: ``config`` is then the model and ``args`` the next
+    positional settings in the order ``names`` (``"out"`` among them is the output folder), at least ``required``
+    of them given."""
+    signature = f"{call}(model, {', '.join(names)}, ...)"
+    if isinstance(config, cls):
+        if len(args) > 1 or settings:
+            raise TypeError(f"{call}(config, out): give the settings in the config")
+        return config, (args[0] if args else out)
+    if len(args) < required:
+        raise TypeError(f"{signature}: give {', '.join(names[len(args):required])}")
+    if len(args) > len(names):
+        raise TypeError(f"{signature}: too many positional arguments")
+    given = dict(zip(names, args))
+    out = given.pop("out", out)
+    return cls.of(model=config, **given, **settings), out
+
+
 # ------------------------------------------------------------------------------------------- the configs
 @dataclass
 class FormatConfig(Settings):

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .data import check_data_dir, load_items, spec_path
-from .config import FinetuneConfig, legacy_values
+from .config import FinetuneConfig, config_of_call, legacy_values
 from .data.formatting import Formatter
 from .data.text import encode_items
 from .models import check_max_length, check_model_spec, load_model, save_model
@@ -24,20 +24,8 @@ def run_finetune(config: FinetuneConfig | str, *args, out: str | Path | None = N
     """Fine-tune with the settings ``config`` (a :class:`FinetuneConfig`) into ``out``: ``run_finetune(config,
     out)``, or the keyword convenience ``run_finetune(model, data, out, cfg, data_dir=..., style=..., ...)``.
     Returns the run record."""
-    if isinstance(config, FinetuneConfig):
-        if len(args) > 1 or settings:
-            raise TypeError("run_finetune(config, out): give the settings in the config")
-        out = args[0] if args else out
-    else:
-        if not args:
-            raise TypeError("run_finetune(model, data, out, cfg, ...): give the data")
-        data, *rest = args
-        if len(rest) > 2:
-            raise TypeError("run_finetune(model, data, out, cfg, ...): too many positional arguments")
-        out = rest[0] if rest else out
-        if len(rest) > 1:
-            settings["train"] = rest[1]
-        config = FinetuneConfig.of(model=config, data=data, **settings)
+    config, out = config_of_call(FinetuneConfig, config, args, settings, ("data", "out", "train"), out,
+                                 call="run_finetune")
     config.validate()
     check_data_dir(config.data_dir, [config.data])
     items = load_items(config.data, data_dir=config.data_dir)  # bad data fails before the model is loaded

@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from ..config import AuditConfig, ConfigError, legacy_values
+from ..config import AuditConfig, ConfigError, config_of_call, legacy_values
 from ..data import load_items
 from ..data.formatting import Formatter
 from ..errors import ObliviateError
@@ -143,19 +143,8 @@ def run_audit(config: AuditConfig | str, *args, out=None, overwrite: bool = Fals
     from ..models import check_model_spec
     from ..runtime.run import Run
 
-    if isinstance(config, AuditConfig):
-        if len(args) > 1 or settings:
-            raise TypeError("run_audit(config, out): give the settings in the config")
-        out = args[0] if args else out
-    else:
-        if len(args) < 3:
-            raise TypeError("run_audit(model, full_model, retain_model, forget, out, ...): give the three others")
-        if len(args) > 4:
-            raise TypeError("run_audit(model, full_model, retain_model, forget, out, ...): too many positional arguments")
-        full_model, retain_model, forget, *rest = args
-        out = rest[0] if rest else out
-        config = AuditConfig.of(model=config, full_model=full_model, retain_model=retain_model, forget=forget,
-                                **settings)
+    config, out = config_of_call(AuditConfig, config, args, settings,
+                                 ("full_model", "retain_model", "forget", "out"), out, call="run_audit", required=3)
     config.validate()
     names = view_names(config.views)
     for spec in (config.model, config.full_model, config.retain_model, config.base_model):

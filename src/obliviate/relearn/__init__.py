@@ -22,7 +22,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..config import RelearnConfig, legacy_values
+from ..config import RelearnConfig, config_of_call, legacy_values
 from ..errors import ObliviateError
 from ..io import atomic_write_json, atomic_write_text
 
@@ -74,20 +74,8 @@ def run_relearn(config: RelearnConfig | str, *args, out: str | Path | None = Non
     from ..runtime.run import Run
     from ..train import TRAIN_DTYPE, EncodedBatches
 
-    if isinstance(config, RelearnConfig):
-        if len(args) > 1 or settings:
-            raise TypeError("run_relearn(config, out): give the settings in the config")
-        out = args[0] if args else out
-    else:
-        if len(args) < 1:
-            raise TypeError("run_relearn(model, data, out, steps, ...): give the data")
-        if len(args) > 3:
-            raise TypeError("run_relearn(model, data, out, steps, ...): too many positional arguments")
-        data, *rest = args
-        out = rest[0] if rest else out
-        if len(rest) > 1:
-            settings["steps"] = rest[1]
-        config = RelearnConfig.of(model=config, data=data, **settings)
+    config, out = config_of_call(RelearnConfig, config, args, settings, ("data", "out", "steps"), out,
+                                 call="run_relearn")
     config.validate()
     check_data_dir(config.data_dir, [config.data])
     items = load_items(config.data, data_dir=config.data_dir)  # bad data fails before the model is loaded
