@@ -85,7 +85,7 @@ def test_the_shipped_news_pools_file_loads():
 
     cfg = load_pools(Path(me.__file__).parent / "pools" / "tiny_news.yaml")
     assert cfg["benchmark"] == "muse" and len(cfg["models"]) == 8
-    assert cfg["retain_control"] == "retrain_lr0.003_ep10"
+    assert cfg["retain_control"] == "retrain_lr0.01_ep30"
 
 
 def test_every_meta_evaluable_metric_has_a_registered_direction():
