@@ -23,8 +23,8 @@ POOLS = f"""\
 model: tiny-llama
 data: synthetic-news?{Q}
 max_length: 48
-grid: {{lr: [1.0e-2], epochs: [15, 30]}}
-train: {{batch_size: 8, warmup_ratio: 0.0, weight_decay: 0.0, seed: 0}}
+grid: {{lr: [1.0e-2], epochs: [20, 40]}}
+train: {{batch_size: 4, warmup_ratio: 0.0, weight_decay: 0.0, seed: 0}}
 eval: {{batch_size: 8}}
 attacks:
   relearn: {{fraction: 0.5, lr: 3.0e-3, epochs: 2, batch_size: 8}}
@@ -49,11 +49,11 @@ def test_a_muse_corpus_makes_target_and_retrain_pools(tmp_path):
     cfg = load_pools(write(tmp_path))
     assert cfg["benchmark"] == "muse" and cfg["split"] is None and cfg["style"] is None
     by = {m["name"]: m for m in cfg["models"]}
-    assert list(by) == ["target_lr0.01_ep15", "target_lr0.01_ep30", "retrain_lr0.01_ep15", "retrain_lr0.01_ep30"]
-    assert by["target_lr0.01_ep15"]["data"] == f"synthetic-news:raw/forget?{Q}+synthetic-news:raw/retain1?{Q}"
-    assert by["retrain_lr0.01_ep30"]["data"] == f"synthetic-news:raw/retain1?{Q}"
+    assert list(by) == ["target_lr0.01_ep20", "target_lr0.01_ep40", "retrain_lr0.01_ep20", "retrain_lr0.01_ep40"]
+    assert by["target_lr0.01_ep20"]["data"] == f"synthetic-news:raw/forget?{Q}+synthetic-news:raw/retain1?{Q}"
+    assert by["retrain_lr0.01_ep40"]["data"] == f"synthetic-news:raw/retain1?{Q}"
     assert [m["role"] for m in cfg["models"]] == ["positive"] * 2 + ["negative"] * 2
-    assert cfg["retain_control"] == "retrain_lr0.01_ep15"
+    assert cfg["retain_control"] == "retrain_lr0.01_ep20"
     runner = PoolRunner(cfg, tmp_path / "out")
     assert set(runner.sets) == {"verbmem", "knowmem_forget", "knowmem_retain", "knowmem_forget_icl",
                                 "knowmem_retain_icl", "privleak_forget", "privleak_holdout"}
@@ -148,8 +148,8 @@ def test_muse_summaries_match_an_independent_computation_from_the_records(meta):
         assert m["summary"]["verbmem_f"] == pytest.approx(want, abs=1e-9), name
     # PrivLeak against the retain control (the first retrain-style model): 0 for itself, and MUSE's
     # (AUC_r - AUC_m) / (1 - AUC_r) x 100 in our orientation for every other model
-    ref = models["retrain_lr0.01_ep15"]["summary"]["privleak_auc"]
-    assert models["retrain_lr0.01_ep15"]["summary"]["privleak"] == 0.0
+    ref = models["retrain_lr0.01_ep20"]["summary"]["privleak_auc"]
+    assert models["retrain_lr0.01_ep20"]["summary"]["privleak"] == 0.0
     for name, m in models.items():
         s = m["summary"]
         assert s["privleak"] == pytest.approx((ref - s["privleak_auc"]) / (1 - ref) * 100, abs=1e-9), name
@@ -165,5 +165,5 @@ def test_the_retrain_style_models_are_attacked_and_the_target_style_ones_are_not
     for f in ("R", "Q", "robustness", "overall"):
         assert r[f] is not None and 0 <= r[f] <= 1, (f, r)
     index = json.loads((meta["out"] / "index.json").read_text())
-    assert index["retrain_lr0.01_ep30"]["stages"]["quantize"]["method"] == "simulated"
+    assert index["retrain_lr0.01_ep40"]["stages"]["quantize"]["method"] == "simulated"
     assert "(MUSE)" in (meta["out"] / "report.md").read_text()
