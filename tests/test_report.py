@@ -183,3 +183,51 @@ def test_an_unfinished_meta_evaluation_is_refused_by_the_report(tmp_path):
     (d / "table.json").unlink()
     with pytest.raises(ObliviateError, match="without table.json"):
         collect([d])
+
+
+# ------------------------------------------------------------------------------------------ aggregates
+MIA = ("mia_loss", "mia_zlib", "mia_min_k", "mia_min_k_plus_plus")
+
+
+def test_a_runs_aggregates_are_formed_from_its_retain_eval_and_its_epoch_0(tmp_path):
+    """By hand: memorisation = HM(1 - 0.5 x 4) = 0.5; each MIA AUC 0.6 against the retain model's 0.5:
+    s = 1 - 0.1 / 0.5 = 0.8, privacy 0.8; utility = model utility 0.3 / the target's (epoch 0) 0.6 = 0.5;
+    aggregate = HM(0.5, 0.8, 0.5) = 3 / 5.25 = 0.5714."""
+    retain = tmp_path / "retain-eval"
+    retain.mkdir()
+    (retain / "summary.json").write_text(json.dumps({k: 0.5 for k in MIA}))
+    run = tmp_path / "run"
+    for d, vals in (("initial", {"model_utility": 0.6}),
+                    ("epoch-1", {"forget_quality": 0.3, "model_utility": 0.3, "extraction_strength": 0.5,
+                                 "exact_memorization": 0.5, "forget_Q_A_PARA_Prob": 0.5,
+                                 "forget_Truth_Ratio_prob_mean": 0.5, **{k: 0.6 for k in MIA}})):
+        (run / "eval" / d).mkdir(parents=True)
+        (run / "eval" / d / "summary.json").write_text(json.dumps(vals))
+    (run / "run.json").write_text(json.dumps({"command": "unlearn", "status": "done", "config": {
+        "method": "npo", "train": {"lr": 1e-5, "epochs": 1}, "eval": {"retain_eval": str(retain)}}}))
+    p = collect([run]).points[0]
+    assert p.aggregates == pytest.approx({"memorisation_score": 0.5, "privacy_score": 0.8, "utility_score": 0.5,
+                                          "openunlearning_aggregate": 3 / 5.25})
+    _, md = write_report([run], tmp_path / "r.html")
+    assert "| memorisation_score | privacy_score | utility_score | openunlearning_aggregate |" in md.read_text()
+    assert "| 0.5 | 0.8 | 0.5 | 0.5714 |" in md.read_text()
+    # the retain eval gone: privacy (and the aggregate) cannot be formed, and say nothing else
+    shutil.rmtree(retain)
+    p = collect([run]).points[0]
+    assert p.aggregates["privacy_score"] is None and p.aggregates["openunlearning_aggregate"] is None
+    assert p.aggregates["memorisation_score"] == pytest.approx(0.5)
+
+
+def test_the_report_shows_eval_folders_with_their_aggregates(tmp_path):
+    ev = tmp_path / "eval-npo"
+    ev.mkdir()
+    summary = {"forget_quality": 0.25, "model_utility": 0.5, "forget_fluency": 0.75, "memorisation_score": 0.4,
+               "privacy_score": 0.9, "utility_score": 0.6, "openunlearning_aggregate": 0.55, "missing": {}}
+    (ev / "summary.json").write_text(json.dumps(summary))
+    (ev / "run.json").write_text(json.dumps({"command": "eval", "status": "done",
+                                             "config": {"model": "runs/npo", "benchmark": "tofu"}}))
+    html_path, md_path = write_report([ev], tmp_path / "r.html")
+    md = md_path.read_text()
+    assert "## Evaluations" in md and "| forget_fluency | memorisation_score |" in md
+    assert f"| {ev} | runs/npo | 0.25 | 0.5 | – | – | – | 0.75 | 0.4 | 0.9 | 0.6 | 0.55 |" in md
+    assert 'class="evals tofu"' in html_path.read_text()

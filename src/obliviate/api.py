@@ -96,8 +96,9 @@ def evaluate(model, tokenizer, data: str | EvalConfig | None = None, split: str 
     """The TOFU evaluation of ``model`` on a TOFU-format family (``synthetic`` or ``tofu``) and ``split``.
     ``data`` may be a whole :class:`EvalConfig` instead; otherwise ``settings`` are its settings as keywords
     (``limit``, ``utility_limit``, ``retain_eval``, ``style``, ``protocol``, ``generation``, ``gradnorm``,
-    ``variants``, ``batch_size``, ``progress``, ...). Returns ``(summary, records)``."""
-    from .evaluate import evaluate_tofu, load_retain_records, tofu_sets
+    ``variants``, ``batch_size``, ``fluency_classifier``, ``progress``, ...). Returns ``(summary, records)``, the
+    summary with OpenUnlearning's aggregates as ``obliviate eval`` writes it."""
+    from .evaluate import evaluate_tofu, load_fluency_classifier, load_retain_records, tofu_sets, with_aggregates
 
     if isinstance(data, EvalConfig):
         config = replace(data, model=data.model or _name(model), **({"split": split} if split else {}), **settings)
@@ -114,6 +115,7 @@ def evaluate(model, tokenizer, data: str | EvalConfig | None = None, split: str 
     sets = tofu_sets(config.data, config.split, config.data_dir, config.limit, config.utility_limit)
     retain_records = (load_retain_records(config.retain_eval, sets["forget"], "the same data, split and limit")
                       if config.retain_eval else None)
+    classifier = load_fluency_classifier(config)
     with Run("eval", out, config.to_dict(), overwrite=overwrite, inputs={"--retain-eval": config.retain_eval}) as run:
         proto = config.protocol()
         summary, records = evaluate_tofu(model, tokenizer, formatter=config.format.formatter(tokenizer),
@@ -121,6 +123,7 @@ def evaluate(model, tokenizer, data: str | EvalConfig | None = None, split: str 
                                          progress=config.progress, generation=config.generation,
                                          gradnorm=config.gradnorm, variants=config.variants,
                                          batch_size=config.batch_size)
+        summary = with_aggregates(summary, records, retain_records, classifier)
         summary.pop("timings", None)
         run.write_jsonl("items.jsonl", records)
         run.write_json("summary.json", summary)

@@ -875,6 +875,11 @@ class EvalConfig(_Convenience, Settings):
     generation: bool = setting(True, flag="--no-generation", invert=True, help="skip greedy answers (no ROUGE)")
     gradnorm: bool = setting(True, flag="--no-gradnorm", invert=True,
                              help="skip the GradNorm MIA (one backward per item)")
+    #: OpenUnlearning's utility is HM(model utility, fluency); without a classifier utility_score is the first alone
+    fluency_classifier: str | None = setting(None, legacy=None, metavar="DIR_OR_ID", help=(
+        "gibberish classifier for forget_fluency (mean 'clean' probability of the greedy forget answers), which "
+        "enters utility_score: a local folder, or a hub id such as "
+        "madhurjindal/autonlp-Gibberish-Detector-492513457 (transformers' cache)"))
     batch_size: int = setting(32, help="generation slots (KV buffer: slots x (prompt + 200 + 32) tokens x ~46 KB "
                                        "for SmolLM2)")
     max_new_tokens: int | None = setting(None, help="new tokens of a greedy answer (default: the protocol's, 200)")
@@ -911,11 +916,21 @@ class EvalConfig(_Convenience, Settings):
                 raise ConfigError("variants", f"unknown {{0}} entry {v!r}; valid: {', '.join(VARIANTS)}")
         if self.pad_mask is not None and self.pad_mask not in ("correct", "eos"):
             raise ConfigError("pad_mask", f"{self.pad_mask!r}: valid: correct, eos")
+        if self.fluency_classifier is not None:
+            from .metaeval.fluency import classifier_kind
+
+            try:
+                classifier_kind(self.fluency_classifier)
+            except ObliviateError as e:
+                raise ConfigError("fluency_classifier", str(e).replace("fluency classifier", "{0}", 1)) from None
+            if self.is_tofu and not self.generation:
+                raise ConfigError(("fluency_classifier", "generation"),
+                                  "{0} scores the greedy forget answers, which {1} skips")
         if not self.is_tofu:
             d = EvalConfig
             unused([(n, getattr(self, n), getattr(d, n)) for n in
                     ("data", "split", "utility_limit", "variants", "generation", "gradnorm", "max_new_tokens",
-                     "pad_mask")]
+                     "pad_mask", "fluency_classifier")]
                    + [(n, getattr(self.format, n), None) for n in ("style", "system_prompt", "max_length", "date_string")],
                    f"to TOFU, not to {{s0}} {self.benchmark} (MUSE takes {{s1}}, {{s2}}, {{s3}}, {{s4}}, {{s5}}); "
                    "they would be ignored", ("benchmark", "data_dir", "limit", "retain_eval", "batch_size", "protocol"))

@@ -302,8 +302,10 @@ def run_tofu_eval(config: EvalConfig | str, out: str | Path | None = None, *, ov
     if config.retain_eval is not None:
         retain_records = load_retain_records(config.retain_eval, sets["forget"], "the same --data, --split and --limit")
         warn_protocol_mismatch(config.retain_eval, config.protocol())
+    classifier = load_fluency_classifier(config)  # now: a bad classifier fails before the evaluation
     with Run("eval", out, config.to_dict(), overwrite=overwrite,
-             inputs={"--model": config.model, "--retain-eval": config.retain_eval, "--data-dir": config.data_dir}) as run:
+             inputs={"--model": config.model, "--retain-eval": config.retain_eval, "--data-dir": config.data_dir,
+                     "--fluency-classifier": config.fluency_classifier}) as run:
         t0 = time.time()
         net, tok = load_model(config.model)
         run.timing("load_model_s", time.time() - t0)
@@ -313,11 +315,7 @@ def run_tofu_eval(config: EvalConfig | str, out: str | Path | None = None, *, ov
             net, tok, formatter=fmt, retain_records=retain_records, progress=config.progress,
             generation=config.generation, gradnorm=config.gradnorm, variants=config.variants,
             batch_size=config.batch_size, sets=sets, protocol=config.protocol())
-        from .metaeval.aggregates import add_aggregates
-
-        summary = add_aggregates(summary, retain_records)  # OpenUnlearning's memorisation / privacy / utility
-        summary = {**{k: v for k, v in summary.items() if k not in ("n_items", "missing")},
-                   **{k: summary[k] for k in ("n_items", "missing") if k in summary}}  # non-metric keys close it
+        summary = with_aggregates(summary, records, retain_records, classifier)
         for k, v in summary.pop("timings").items():
             run.timing(k, v)
         if "processes" in summary:  # who scored what in a multi-process run (run.json, not summary.json)
@@ -326,6 +324,35 @@ def run_tofu_eval(config: EvalConfig | str, out: str | Path | None = None, *, ov
         run.write_json("summary.json", summary)
         run.update(summary=summary)
     return summary
+
+
+def load_fluency_classifier(config: EvalConfig):
+    """(model, tokenizer) of ``config.fluency_classifier`` (metaeval/fluency.py), None without one; errors name
+    the flag."""
+    if config.fluency_classifier is None:
+        return None
+    from .metaeval.fluency import load_classifier
+
+    try:
+        return load_classifier(config.fluency_classifier)
+    except ObliviateError as e:
+        raise ObliviateError(str(e).replace("fluency classifier", "--fluency-classifier", 1)) from None
+
+
+def with_aggregates(summary: dict, records: list[dict], retain_records: list[dict] | None, classifier=None) -> dict:
+    """A TOFU summary with ``forget_fluency`` (when a classifier is given; its time in ``timings``) and
+    OpenUnlearning's aggregates (metaeval/aggregates.py), the non-metric keys last."""
+    from .metaeval.aggregates import add_aggregates
+
+    if classifier is not None:
+        from .metaeval.fluency import add_fluency
+
+        t0 = time.time()
+        add_fluency(summary, records, classifier)
+        summary.setdefault("timings", {})["fluency_s"] = round(time.time() - t0, 3)
+    summary = add_aggregates(summary, retain_records)  # memorisation / privacy / utility (with fluency)
+    return {**{k: v for k, v in summary.items() if k not in ("n_items", "missing")},
+            **{k: summary[k] for k in ("n_items", "missing") if k in summary}}  # non-metric keys close it
 
 
 def run_eval(config: EvalConfig, out: str | Path | None = None, *, overwrite: bool = False) -> dict:

@@ -32,7 +32,8 @@ import time
 from .errors import ObliviateError, check_int, flag_error
 
 __all__ = ["MUSE_VERBMEM_TOKENS", "MUSE_KNOWMEM_TOKENS", "MUSE_KNOWMEM_STOPS", "MUSE_PRIVLEAK_MAX_TOKENS",
-           "MUSE_SET_SPECS", "muse_corpus", "muse_sets", "muse_records", "retrain_auc", "evaluate_muse",
+           "MUSE_SET_SPECS", "muse_corpus", "muse_sets", "muse_records", "muse_records_summary", "retrain_auc",
+           "evaluate_muse",
            "load_retrain_records", "check_select_key", "epoch_evaluation"]
 
 MUSE_VERBMEM_TOKENS = 128
@@ -174,7 +175,6 @@ def evaluate_muse(model, tokenizer, *, data: str = "muse-news", data_dir: str | 
     ``data``: the corpus (see the module docstring); ``sets``: :func:`muse_sets`'s, loaded once by the caller;
     ``retain_records`` (the retrain model's eval records) or ``retain_auc``: PrivLeak's reference. ``split`` and
     ``formatter`` are accepted for the per-epoch caller and unused: MUSE's prompts are raw text, no chat template."""
-    from .metrics.muse import muse_summary
     from .protocols import get_protocol
 
     proto = get_protocol(protocol or "obliviate")
@@ -185,6 +185,22 @@ def evaluate_muse(model, tokenizer, *, data: str = "muse-news", data_dir: str | 
         retain_auc = retrain_auc(retain_records, proto)
     records, timings = muse_records(model, tokenizer, sets, proto, batch_size=batch_size, progress=progress,
                                     corpus=family)
+    summary = muse_records_summary(records, retain_auc=retain_auc, protocol=proto, corpus=data)
+    missing = summary.pop("missing")
+    summary.update(protocol=proto.name, timings={k: round(v, 3) for k, v in timings.items()}, missing=missing)
+    return summary, records
+
+
+def muse_records_summary(records: list[dict], *, retain_auc: float | None = None, protocol=None,
+                         corpus: str = "muse-news") -> dict:
+    """MUSE's summary (:func:`obliviate.metrics.muse.muse_summary`, with ``missing``) of saved records, e.g. a
+    meta-evaluation's, recomputed against ``retain_auc`` (the retrain model's PrivLeak AUC); without it, MUSE's
+    published AUC for ``muse-news`` / ``muse-books`` only."""
+    from .metrics.muse import muse_summary
+    from .protocols import get_protocol
+
+    proto = get_protocol(protocol or "obliviate")
+    family = corpus.partition("?")[0]
     by: dict[str, list[dict]] = {}
     for r in records:
         by.setdefault(r["set"], []).append(r)
@@ -193,11 +209,10 @@ def evaluate_muse(model, tokenizer, *, data: str = "muse-news", data_dir: str | 
         knowmem_retain_records=by.get("knowmem_retain"), privleak_forget_records=by.get("privleak_forget"),
         privleak_holdout_records=by.get("privleak_holdout"), retrain_auc=retain_auc,
         corpus=_PUBLISHED.get(family) if retain_auc is None else None, min_k_count=proto.min_k_count)
-    missing = summary.pop("missing", {})
     if retain_auc is None and family not in _PUBLISHED:
-        missing["privleak"] = f"needs the retrain model's evaluation (--retain-eval): {family} has no published AUC"
-    summary.update(protocol=proto.name, timings={k: round(v, 3) for k, v in timings.items()}, missing=missing)
-    return summary, records
+        summary["missing"]["privleak"] = (f"needs the retrain model's evaluation (--retain-eval): {family} has no "
+                                          "published AUC")
+    return summary
 
 
 def check_select_key(spec: str, key: str) -> None:

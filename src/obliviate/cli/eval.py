@@ -43,7 +43,11 @@ def run(args) -> int:
         keys = None if config.is_tofu else "muse"
     print(f"wrote {args.out}/summary.json")
     if keys is None:
-        print(format_summary(summary))
+        from ..metrics.keys import AGGREGATE_KEYS, TOFU_HEADLINE
+
+        # OpenUnlearning's aggregates follow the headline (an evaluation of logs has none)
+        extra = tuple(k for k in ("forget_fluency", *AGGREGATE_KEYS) if k in summary)
+        print(format_summary(summary, TOFU_HEADLINE + extra))
     else:
         from ..metrics.keys import MUSE_HEADLINE
 

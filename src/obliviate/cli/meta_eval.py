@@ -1,6 +1,7 @@
 """``obliviate meta-eval POOLS.yaml --out DIR``: which unlearning metric can you trust?
 
-Fine-tunes every control model of the pools file, evaluates it on TOFU, attacks the negative and unlearned
+Fine-tunes every control model of the pools file, evaluates it on TOFU (or MUSE, for a pools file on a MUSE
+corpus such as synthetic-news), attacks the negative and unlearned
 ones (relearning, 4-bit quantization), and writes, per metric, faithfulness, R, Q, robustness and overall with
 bootstrap intervals: ``table.json``, ``table.md`` and ``report.html`` (+ ``report.md``: the plots of
 ``obliviate report``). After an interruption, the same command with ``--resume`` redoes only what is not
@@ -18,6 +19,7 @@ FIELDS = ("faithfulness", "R", "Q", "robustness", "overall")
 # Values of each model shown in table.md's model list (all of them are in table.json).
 MODEL_COLUMNS = ("forget_Q_A_Prob", "forget_Truth_Ratio_prob_mean", "forget_truth_ratio", "forget_quality",
                  "extraction_strength", "model_utility")
+MUSE_MODEL_COLUMNS = ("verbmem_f", "knowmem_f", "knowmem_r", "privleak_auc", "privleak")
 # Settings a --resume may change (config key -> flag): they change the table or the speed, not a model.
 RESUME_MAY_CHANGE = {"keys": "--keys", "n_boot": "--n-boot", "seed": "--seed", "workers": "--workers",
                      "backend": "--backend", "pools_file": "the pools file's path"}
@@ -72,8 +74,11 @@ def run(args) -> int:
     # Without it Run would start the folder afresh.
     kept = [n for n in ("index.json", "models") if (out / n).exists()]
     resume = args.resume and (out / "run.json").is_file()  # --resume of a meta-eval not yet started: it starts
+    from ..metaeval.pools import LEGACY
+
     with Run("meta-eval", out, config, seed=args.seed, inputs=inputs, overwrite=args.overwrite, resume=resume,
-             resumable=True, may_change=RESUME_MAY_CHANGE, checkpoint=" and ".join(kept) or None) as run:
+             resumable=True, may_change=RESUME_MAY_CHANGE, checkpoint=" and ".join(kept) or None,
+             legacy=LEGACY) as run:
         run.start()
         runner = PoolRunner(cfg, out, progress=not args.quiet, log=lambda s: print(s, file=sys.stderr))
         before = runner.finished()
@@ -99,7 +104,7 @@ def run(args) -> int:
         run.write_text("table.md", md)
         from ..report.html import write_report
 
-        write_report([out], out / "report.html", title=f"meta-evaluation: {cfg['model']} on {cfg['data']} {cfg['split']}")
+        write_report([out], out / "report.html", title=f"meta-evaluation: {cfg['model']} on {_data(cfg)}")
         run.update(ran=len(after - before), skipped=len(before),
                    meta={r["key"]: {f: r[f] for f in FIELDS} for r in rows})
     print(md)
@@ -117,20 +122,26 @@ def _cell(row: dict, f: str) -> str:
     return f"{v:.3f} [{_fmt(ci.get('lo'))}, {_fmt(ci.get('hi'))}]" if ci.get("lo") is not None else f"{v:.3f}"
 
 
+def _data(cfg: dict) -> str:
+    """The pools' data in words: the TOFU family and split, or the MUSE corpus."""
+    return f"{cfg['data']} {cfg['split']}" if cfg.get("split") else f"{cfg['data']} (MUSE)"
+
+
 def markdown(rows: list[dict], table: list[dict], cfg: dict) -> str:
     """table.md: the meta-evaluation table (value [95 % interval]), then the models and their values."""
+    columns = MUSE_MODEL_COLUMNS if cfg.get("benchmark") == "muse" else MODEL_COLUMNS
     lines = [f"Meta-evaluation of {len(rows)} metrics over {len(table)} models "
-             f"(base {cfg['model']}, data {cfg['data']}, {cfg['split']}; retain control {cfg['retain_control']}).",
+             f"(base {cfg['model']}, data {_data(cfg)}; retain control {cfg['retain_control']}).",
              "", "| metric | " + " | ".join(FIELDS) + " | threshold | P / N / called unlearned |",
              "|---|" + "---|" * (len(FIELDS) + 2)]
     for r in rows:
         lines.append(f"| {r['key']} | " + " | ".join(_cell(r, f) for f in FIELDS)
                      + f" | {_fmt(r['threshold'])} | {r['n_positive']} / {r['n_negative']} / {r['n_called_unlearned']} |")
-    lines += ["", "| model | role | lr | epochs | " + " | ".join(MODEL_COLUMNS) + " |",
-              "|---|---|---|---|" + "---|" * len(MODEL_COLUMNS)]
+    lines += ["", "| model | role | lr | epochs | " + " | ".join(columns) + " |",
+              "|---|---|---|---|" + "---|" * len(columns)]
     for m in table:
         s = m["summary"] or {}
         lr = "" if m["lr"] is None else f"{m['lr']:g}"
         lines.append(f"| {m['name']} | {m['role']} | {lr} | {m['epochs'] or ''} | "
-                     + " | ".join(_fmt(s.get(k)) for k in MODEL_COLUMNS) + " |")
+                     + " | ".join(_fmt(s.get(k)) for k in columns) + " |")
     return "\n".join(lines) + "\n"

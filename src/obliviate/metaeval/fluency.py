@@ -9,8 +9,10 @@ is taken, and fluency is the mean over the answers:
 
     fluency = (1/n) sum_i softmax(classifier(answer_i))[class_id]
 
-The classifier is any local sequence-classification folder (``config.json``, weights and tokenizer); obliviate
-never downloads it. Without one, fluency is not formed and the utility score says so.
+The classifier is a sequence-classification model: a local folder (``config.json``, weights and tokenizer),
+loaded with ``local_files_only``, or a hub id (``org/name``), which transformers takes from its cache or fetches
+on first use (``HF_HUB_OFFLINE=1`` forbids that). Without one, fluency is not formed and the utility score says
+so. ``obliviate eval --fluency-classifier`` and the pools' ``eval.fluency_classifier`` take either.
 """
 
 from __future__ import annotations
@@ -23,20 +25,37 @@ MAX_LENGTH = 32  # forget_Q_A_gibberish.yaml
 CLASS_ID = 0
 
 
-def load_classifier(folder: str | Path):
-    """(model, tokenizer) of a local sequence-classification folder, in eval mode on the CPU/default device."""
+def classifier_kind(spec: str | Path) -> str:
+    """``folder`` (an existing folder with a config.json) or ``hub`` (an ``org/name`` id that is no path here);
+    anything else is refused before a model is loaded."""
+    from ..models import _HUB_PART
+
+    text = str(spec)
+    p = Path(text)
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise ObliviateError(f"fluency classifier {text}: not a model folder (no config.json); give a local copy "
+                                 "of a sequence classifier such as madhurjindal/autonlp-Gibberish-Detector-492513457")
+        return "folder"
+    org, _, name = text.partition("/")
+    if text.count("/") == 1 and _HUB_PART.fullmatch(org) and _HUB_PART.fullmatch(name) and not Path(org).is_dir():
+        return "hub"
+    raise ObliviateError(f"fluency classifier {text}: no such folder, and not a hub id (org/name)")
+
+
+def load_classifier(spec: str | Path):
+    """(model, tokenizer) of a sequence classifier (:func:`classifier_kind`), in eval mode on the CPU. A folder
+    is read with ``local_files_only``; a hub id goes through transformers' cache."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise ObliviateError(f"fluency classifier {folder}: not a model folder (no config.json); give a local copy "
-                             "of a sequence classifier such as madhurjindal/autonlp-Gibberish-Detector-492513457")
+    local = classifier_kind(spec) == "folder"
+    kw = {"local_files_only": True} if local else {}
     try:
-        tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(str(folder), local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(str(spec), **kw)
+        model = AutoModelForSequenceClassification.from_pretrained(str(spec), **kw)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ObliviateError(f"fluency classifier {folder}: cannot load it ({first})") from None
+        raise ObliviateError(f"fluency classifier {spec}: cannot load it ({first})") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
     model.config.pad_token_id = tok.pad_token_id
@@ -69,3 +88,12 @@ def records_fluency(records: list[dict], classifier, tokenizer, **kw) -> tuple[f
     if not forget or lacking:
         return None, (f"{lacking} of {len(forget)} forget items lack a generation" if forget else "no forget items")
     return classifier_fluency([r["generation"] for r in forget], classifier, tokenizer, **kw)[0], None
+
+
+def add_fluency(summary: dict, records: list[dict], classifier) -> dict:
+    """``summary`` with ``forget_fluency`` of ``records`` under ``classifier`` ((model, tokenizer)); the reason in
+    ``missing`` when it cannot be formed. Changes and returns ``summary``."""
+    summary["forget_fluency"], why = records_fluency(records, *classifier)
+    if why:
+        summary.setdefault("missing", {})["forget_fluency"] = why
+    return summary

@@ -4,10 +4,11 @@ and attacks every model of it.
 A pools file (YAML; every key but ``model`` and ``data`` has a default)::
 
     model: tiny-llama                   # the base model every pool model is fine-tuned from
-    data: synthetic?n_authors=4         # a TOFU-format family and its options
-    split: forget10                     # forget split (its retain split: retain90)
+    data: synthetic?n_authors=4         # a TOFU-format family, or a MUSE-format corpus, and its options
+    split: forget10                     # forget split (its retain split: retain90); TOFU only
     data_dir: null
-    style: chat                         # prompt format (finetune / eval --style)
+    style: chat                         # prompt format (finetune / eval --style); TOFU only
+    max_length: null                    # tokens of a training row (a QA pair; MUSE: a text chunk); default 512
     grid: {lr: [1.0e-5, 3.0e-5], epochs: [5, 10]}
     train: {batch_size: 8, seed: 0}     # any other TrainConfig field
     positives: [full, para]             # models that know the forget facts
@@ -16,7 +17,7 @@ A pools file (YAML; every key but ``model`` and ``data`` has a default)::
                                         # (default: the first model of kind `retain`)
     unlearned: {}                       # name: model folder (e.g. obliviate unlearn outputs), attacked too
     eval: {limit: null, utility_limit: null, generation: true, gradnorm: true, batch_size: 32,
-           fluency_classifier: null}     # a local gibberish classifier folder: forget_fluency (fluency.py)
+           fluency_classifier: null}     # a gibberish classifier (folder or hub id): forget_fluency (fluency.py)
     attacks:
       relearn: {fraction: 0.5, lr: 1.0e-5, epochs: 1, batch_size: 8, seed: 0}   # null: no relearning
       quantize: {method: auto, block_size: 64}                                  # null: no quantization
@@ -26,17 +27,24 @@ Built-in kinds (open-unlearning's published control pools), with F = family, R =
 ``pert`` = F:R + F:split?answers=perturbed (their ``neg_..._retain90_forget10_pert`` models). A kind may also
 be ``{name: data spec}``. Each kind is fine-tuned at every (lr, epochs) of the grid: model ``KIND_lrLR_epE``.
 
+MUSE pools: ``data`` names a MUSE-format corpus (``synthetic-news?n_forget=4``, ``muse-news`` with ``data_dir``).
+Built-in kinds, as MUSE's own models: ``target`` = C:raw/forget + C:raw/retain1 (positive), ``retrain`` =
+C:raw/retain1 (negative), fine-tuned as ``obliviate finetune`` trains on text (MUSE's chunked corpus, every
+token scored); evaluated by MUSE's evaluation (``muse_eval.evaluate_muse``, protocol ``muse``: VerbMem, KnowMem,
+PrivLeak with the retain control as the retrain reference); the relearning attack trains on the first
+``fraction`` of the forget articles, as chunks. ``eval`` takes ``limit`` and ``batch_size`` only.
+
 The runner's output folder::
 
     run.json  index.json  table.json  table.md  report.html  report.md
     locks/NAME.lock         held by the process building model NAME (parallel workers: metaeval/parallel.py)
     models/NAME/            obliviate finetune output (skipped when its run.json says done)
-    evals/NAME/items.jsonl  TOFU records; evals/NAME/relearned/, evals/NAME/quantized/ after each attack
+    evals/NAME/items.jsonl  TOFU (or MUSE) records; evals/NAME/relearned/, evals/NAME/quantized/ after each attack
 
 Every stage writes its result atomically and last, so a rerun after an interruption (``--resume``) redoes
 only the stages whose result is absent; ``index.json`` records what each stage did and how long it took.
 Summaries are recomputed from the records at table time, with the retain control's records as the
-forget-quality / PrivLeak reference.
+forget-quality / PrivLeak reference (MUSE: the retrain model's PrivLeak AUC).
 """
 
 from __future__ import annotations
@@ -52,11 +60,19 @@ from ..errors import ObliviateError
 from ..io import atomic_write_json, atomic_write_jsonl, read_json
 
 KINDS = ("full", "para", "retain", "pert")
+MUSE_KINDS = ("target", "retrain")
+# the built-in kinds, default pools and the kind whose first model is the default retain control, per benchmark
+BENCH = {"tofu": {"kinds": KINDS, "positives": ["full", "para"], "negatives": ["retain", "pert"], "retain": "retain"},
+         "muse": {"kinds": MUSE_KINDS, "positives": ["target"], "negatives": ["retrain"], "retain": "retrain"}}
+MUSE_PROTOCOL = "muse"  # MUSE's own encoding (BOS everywhere), as `obliviate eval --benchmark muse-*` defaults to
 RETAIN_OF = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
-TOP_KEYS = ("model", "data", "split", "data_dir", "style", "grid", "train", "positives", "negatives",
+TOP_KEYS = ("model", "data", "split", "data_dir", "style", "max_length", "grid", "train", "positives", "negatives",
             "retain_control", "unlearned", "eval", "attacks")
 EVAL_DEFAULTS = {"limit": None, "utility_limit": None, "generation": True, "gradnorm": True, "batch_size": 32,
                  "fluency_classifier": None}
+MUSE_EVAL_KEYS = ("limit", "batch_size")  # MUSE's evaluation has no utility sets, no GradNorm, fixed generations
+# run.json of a meta-eval started before MUSE pools: the values its pools implicitly had (a --resume compares)
+LEGACY = {"pools.benchmark": "tofu", "pools.max_length": None}
 RELEARN_DEFAULTS = {"fraction": 0.5, "lr": 1e-5, "epochs": 1, "batch_size": 8, "seed": 0}
 QUANTIZE_DEFAULTS = {"method": "auto", "block_size": 64}
 
@@ -86,10 +102,20 @@ def _with_option(spec: str, option: str) -> str:
     return f"{spec}&{option}" if "?" in spec else f"{spec}?{option}"
 
 
-def kind_data(kind: str, data: str, split: str) -> str:
-    """The training data spec of a built-in kind."""
+def pools_benchmark(data: str) -> str:
+    """``muse`` when ``data`` is a MUSE-format corpus (muse_eval.muse_corpus), else ``tofu``."""
+    from ..muse_eval import muse_corpus
+
+    return "muse" if muse_corpus(data) is not None else "tofu"
+
+
+def kind_data(kind: str, data: str, split: str | None) -> str:
+    """The training data spec of a built-in kind (MUSE's when ``data`` is a MUSE corpus; ``split`` is TOFU's)."""
     family, _, query = data.partition("?")
     q = f"?{query}" if query else ""
+    if kind in MUSE_KINDS:  # MUSE's target saw forget + retain articles, its retrain model the retain ones
+        retain = f"{family}:raw/retain1{q}"
+        return {"target": f"{family}:raw/forget{q}+{retain}", "retrain": retain}[kind]
     retain = f"{family}:{RETAIN_OF[split]}{q}"
     forget = f"{family}:{split}{q}"
     return {"full": f"{family}:full{q}", "retain": retain,
@@ -139,11 +165,25 @@ def load_pools(path: str | Path) -> dict:
         raise _err(path, f"unknown key {unknown[0]!r}; valid keys: {', '.join(TOP_KEYS)}")
     for k in ("model", "data"):
         if not isinstance(raw.get(k), str) or not raw[k]:
-            raise _err(path, f"{k}: required (a model spec / a TOFU family such as synthetic?n_authors=4)")
-    cfg = {"model": raw["model"], "data": raw["data"], "split": raw.get("split", "forget10"),
-           "data_dir": raw.get("data_dir"), "style": raw.get("style", "chat")}
-    if cfg["split"] not in RETAIN_OF:
+            raise _err(path, f"{k}: required (a model spec / a TOFU family such as synthetic?n_authors=4 or a MUSE "
+                             "corpus such as synthetic-news?n_forget=4)")
+    if ":" in raw["data"]:
+        raise _err(path, f"data: {raw['data']!r} is a data spec; give the family or corpus (synthetic?n_authors=4, "
+                         "synthetic-news?n_forget=4): the pools choose the splits")
+    bench = pools_benchmark(raw["data"])
+    if bench == "muse":
+        for k in ("split", "style"):  # MUSE trains and evaluates raw text: no split to choose, no prompt format
+            if k in raw:
+                raise _err(path, f"{k}: applies to TOFU pools; {raw['data']} is a MUSE corpus (its forget and "
+                                 "retain articles are raw/forget and raw/retain1, trained and scored as raw text)")
+    cfg = {"model": raw["model"], "data": raw["data"], "benchmark": bench,
+           "split": raw.get("split", "forget10") if bench == "tofu" else None,
+           "data_dir": raw.get("data_dir"), "style": raw.get("style", "chat") if bench == "tofu" else None,
+           "max_length": raw.get("max_length")}
+    if bench == "tofu" and cfg["split"] not in RETAIN_OF:
         raise _err(path, f"split: {cfg['split']!r}; valid: {', '.join(RETAIN_OF)}")
+    if cfg["max_length"] is not None:
+        _number(path, "max_length", cfg["max_length"], integer=True)
     check_model_spec(cfg["model"])
 
     grid = raw.get("grid") or {}
@@ -162,17 +202,18 @@ def load_pools(path: str | Path) -> dict:
     cfg["train"] = {"checkpoint_every_epoch": False, "progress": False, **train}
 
     models: list[dict] = []
+    builtin = BENCH[bench]["kinds"]
     for role in ("positives", "negatives"):
-        kinds = raw.get(role, ["full", "para"] if role == "positives" else ["retain", "pert"])
+        kinds = raw.get(role, BENCH[bench][role])
         if isinstance(kinds, dict):
             kinds = [{k: v} for k, v in kinds.items()]
         if not isinstance(kinds, list) or not kinds:
-            raise _err(path, f"{role}: a non-empty list of kinds ({', '.join(KINDS)}) or {{name: data spec}}")
+            raise _err(path, f"{role}: a non-empty list of kinds ({', '.join(builtin)}) or {{name: data spec}}")
         for k in kinds:
             if isinstance(k, str):
-                if k not in KINDS:
-                    raise _err(path, f"{role}: unknown kind {k!r}; built-in kinds: {', '.join(KINDS)} "
-                                     "(or {name: data spec})")
+                if k not in builtin:
+                    raise _err(path, f"{role}: unknown kind {k!r}; built-in kinds of {bench.upper()} pools: "
+                                     f"{', '.join(builtin)} (or {{name: data spec}})")
                 name, spec = k, kind_data(k, cfg["data"], cfg["split"])
             elif isinstance(k, dict) and len(k) == 1 and all(isinstance(x, str) for x in (*k, *k.values())):
                 (name, spec), = k.items()
@@ -203,15 +244,26 @@ def load_pools(path: str | Path) -> dict:
 
     rc = raw.get("retain_control")
     if rc is None:
-        rc = next((m["name"] for m in models if m["kind"] == "retain"), None)
+        rc = next((m["name"] for m in models if m["kind"] == BENCH[bench]["retain"]), None)
     elif rc not in names:
         raise _err(path, f"retain_control: {rc!r} is not a pool model; models: {', '.join(names)}")
     cfg["retain_control"] = rc
     cfg["eval"] = _section(path, raw, "eval", EVAL_DEFAULTS)
+    if cfg["eval"] is None:
+        raise _err(path, "eval: must be a mapping (every pool model is evaluated)")
+    if bench == "muse":
+        tofu_only = sorted(k for k in raw.get("eval") or {} if k not in MUSE_EVAL_KEYS)
+        if tofu_only:
+            raise _err(path, f"eval.{tofu_only[0]}: applies to TOFU pools; MUSE pools take "
+                             f"{', '.join(MUSE_EVAL_KEYS)}")
     clf = cfg["eval"]["fluency_classifier"]
     if clf is not None:
-        if not (Path(str(clf)) / "config.json").is_file():
-            raise _err(path, f"eval.fluency_classifier: {clf!r} is not a model folder (no config.json)")
+        from .fluency import classifier_kind
+
+        try:
+            classifier_kind(clf)
+        except ObliviateError as e:
+            raise _err(path, f"eval.fluency_classifier: {e}") from None
         if not cfg["eval"]["generation"]:
             raise _err(path, "eval.fluency_classifier: fluency scores the greedy answers; it needs generation: true")
     attacks = raw.get("attacks") or {}
@@ -236,11 +288,17 @@ class PoolRunner:
     a stage whose result exists is skipped (that is the resume)."""
 
     def __init__(self, cfg: dict, out: str | Path, progress: bool = False, log=print):
-        from ..evaluate import tofu_sets
-
         self.cfg, self.out, self.progress, self.log = cfg, Path(out), progress, log
+        self.muse = cfg.get("benchmark") == "muse"
         ev = cfg["eval"]
-        self.sets = tofu_sets(cfg["data"], cfg["split"], cfg["data_dir"], ev["limit"], ev["utility_limit"])
+        if self.muse:
+            from ..muse_eval import muse_sets
+
+            self.sets = muse_sets(cfg["data"], cfg["data_dir"], ev["limit"])
+        else:
+            from ..evaluate import tofu_sets
+
+            self.sets = tofu_sets(cfg["data"], cfg["split"], cfg["data_dir"], ev["limit"], ev["utility_limit"])
         self.index_path = self.out / "index.json"
         self.index = read_json(self.index_path) if self.index_path.exists() else {}
 
@@ -320,10 +378,18 @@ class PoolRunner:
         out = self.model_dir(m)
         resume = out.exists() and _resumable(out)  # per-epoch checkpoints of an interrupted fine-tune
         cfg = TrainConfig(lr=m["lr"], epochs=m["epochs"], **c["train"])
-        # the pools' format is obliviate's (Formatter(tok, style) in eval and relearn below), not the default protocol
+        # the pools' format is obliviate's (self._formatter in eval and relearn below), not the default protocol;
+        # text data (MUSE pools) is chunked by max_length whatever the style
         run_finetune(c["model"], m["data"], out, cfg, data_dir=c["data_dir"], style=c["style"],
-                     overwrite=out.exists() and not resume, resume=resume, protocol="obliviate")
+                     max_length=c.get("max_length"), overwrite=out.exists() and not resume, resume=resume,
+                     protocol="obliviate")
         return {"resumed": resume}
+
+    def _formatter(self, tok):
+        from ..data.formatting import Formatter
+
+        ml = self.cfg.get("max_length")
+        return Formatter(tok, style=self.cfg["style"] or "chat", **({"max_length": ml} if ml else {}))
 
     def _load(self, m: dict, dtype=None):
         from ..models import load_model
@@ -331,13 +397,18 @@ class PoolRunner:
         return load_model(str(self.model_dir(m)), dtype=dtype)
 
     def _evaluate(self, net, tok, m: dict, stage: str) -> None:
-        from ..data.formatting import Formatter
-        from ..evaluate import evaluate_tofu
-
         ev = self.cfg["eval"]
-        _, records = evaluate_tofu(net, tok, sets=self.sets, formatter=Formatter(tok, style=self.cfg["style"]),
-                                   progress=self.progress, generation=ev["generation"], gradnorm=ev["gradnorm"],
-                                   batch_size=ev["batch_size"], protocol="obliviate")
+        if self.muse:
+            from ..muse_eval import evaluate_muse
+
+            _, records = evaluate_muse(net, tok, data=self.cfg["data"], sets=self.sets, protocol=MUSE_PROTOCOL,
+                                       batch_size=ev["batch_size"], progress=self.progress)
+        else:
+            from ..evaluate import evaluate_tofu
+
+            _, records = evaluate_tofu(net, tok, sets=self.sets, formatter=self._formatter(tok),
+                                       progress=self.progress, generation=ev["generation"], gradnorm=ev["gradnorm"],
+                                       batch_size=ev["batch_size"], protocol="obliviate")
         atomic_write_jsonl(self.eval_dir(m, stage) / "items.jsonl", records)  # last: the stage's done marker
 
     def _eval(self, m: dict) -> dict:
@@ -350,21 +421,22 @@ class PoolRunner:
 
         c = self.cfg
         family, _, query = c["data"].partition("?")
-        items = load_items(f"{family}:{c['split']}" + (f"?{query}" if query else ""), data_dir=c["data_dir"])
+        split = "raw/forget" if self.muse else c["split"]  # MUSE: the forget articles, trained on as text
+        items = load_items(f"{family}:{split}" + (f"?{query}" if query else ""), data_dir=c["data_dir"])
         return items[:max(1, math.ceil(self.cfg["attacks"]["relearn"]["fraction"] * len(items)))]
 
     def _relearn(self, m: dict) -> dict:
-        from ..data.formatting import Formatter
+        from ..data.text import encode_items
         from ..train import TRAIN_DTYPE, EncodedBatches, TrainConfig, nll_loss, train
 
         rl = self.cfg["attacks"]["relearn"]
         net, tok = self._load(m, dtype=TRAIN_DTYPE)
-        fmt = Formatter(tok, style=self.cfg["style"])
         items = self.relearn_items()
         cfg = TrainConfig(lr=float(rl["lr"]), epochs=rl["epochs"], batch_size=rl["batch_size"], seed=rl["seed"],
                           checkpoint_every_epoch=False, progress=self.progress)
-        batches = EncodedBatches([fmt.encode(it.question, it.answer) for it in items], cfg.batch_size,
-                                 tok.pad_token_id, cfg.seed)
+        # QA items through the prompt format, texts as MUSE chunks: as the pool models were fine-tuned
+        batches = EncodedBatches(encode_items(self._formatter(tok), items), cfg.batch_size, tok.pad_token_id,
+                                 cfg.seed)
         history = train(net, batches, nll_loss, cfg, desc="relearn")
         self._evaluate(net, tok, m, "relearn")
         return {"items": len(items), "final_loss": history.get("final_loss")}
@@ -382,9 +454,10 @@ class PoolRunner:
 
     # table -------------------------------------------------------------------------------------------
     def table(self) -> list[dict]:
-        """The rows :func:`obliviate.metaeval.scores.meta_table` reads: each model's TOFU summary (and after
-        each attack), recomputed from its records with the retain control's as the reference; with
-        ``eval.fluency_classifier``, ``forget_fluency`` (:mod:`.fluency`) of its greedy forget answers too."""
+        """The rows :func:`obliviate.metaeval.scores.meta_table` reads: each model's TOFU (MUSE) summary (and
+        after each attack), recomputed from its records with the retain control's as the reference (MUSE: its
+        PrivLeak AUC); with ``eval.fluency_classifier``, ``forget_fluency`` (:mod:`.fluency`) of its greedy
+        forget answers too."""
         from ..interop import read_records
         from ..metrics.tofu import tofu_summary
 
@@ -392,6 +465,12 @@ class PoolRunner:
         rc = next((m for m in self.cfg["models"] if m["name"] == self.cfg["retain_control"]), None)
         if rc is not None and self.done(rc, "eval"):
             ref, _, _ = read_records(str(self.eval_dir(rc) / "items.jsonl"))
+        if self.muse:
+            from ..muse_eval import muse_records_summary, retrain_auc
+            from ..protocols import get_protocol
+
+            proto = get_protocol(MUSE_PROTOCOL)
+            ref_auc = retrain_auc(ref, proto, str(self.eval_dir(rc))) if ref is not None else None
         clf = None
         if self.cfg["eval"].get("fluency_classifier"):
             from .fluency import load_classifier
@@ -402,13 +481,13 @@ class PoolRunner:
             if not self.done(m, stage):
                 return None
             recs, _, _ = read_records(str(self.eval_dir(m, stage) / "items.jsonl"))
+            if self.muse:
+                return muse_records_summary(recs, retain_auc=ref_auc, protocol=proto, corpus=self.cfg["data"])
             s = tofu_summary(recs, ref)
             if clf is not None:
-                from .fluency import records_fluency
+                from .fluency import add_fluency
 
-                s["forget_fluency"], why = records_fluency(recs, *clf)
-                if why:
-                    s.setdefault("missing", {})["forget_fluency"] = why
+                add_fluency(s, recs, clf)
             return s
 
         rows = []

@@ -49,10 +49,11 @@ KNOWLEDGE: dict[str, str] = {
     "mia_min_k_plus_plus": "value",
     "mia_reference": "value",
     "mia_gradnorm": "value",
-    "privleak": "neg_percent",
+    "privleak": "neg_percent",  # TOFU's and MUSE's (the same formula, metrics/mia.privleak)
+    # MUSE. knowmem_r has no orientation here: it scores the retain articles, which both pools learned (utility)
     "verbmem_f": "value",
     "knowmem_f": "value",
-    "privleak_auc": "value",
+    "privleak_auc": "value",  # MUSE's Min-K% 40 AUC, our orientation: 1 = memorised
 }
 _TRANSFORMS: dict[str, Callable[[float], float]] = {
     "value": lambda v: v,

@@ -18,6 +18,8 @@ HIGHER_IS_BETTER = (
 LOWER_IS_BETTER = (
     "forget_quality_ks_statistic", "forget_Q_A_Prob", "forget_Q_A_PARA_Prob", "forget_Q_A_ROUGE",
     "extraction_strength", "exact_memorization", "verbmem_f", "knowmem_f",
+    # eval --variants paraq,jailbreak: the forget answers' Prob / ROUGE from the rephrased prompts
+    "forget_Q_A_PARAQ_Prob", "forget_Q_A_PARAQ_ROUGE", "forget_Q_A_JB_Prob", "forget_Q_A_JB_ROUGE",
 )
 TARGET_VALUE = {"privleak": 0.0, "forget_Truth_Ratio_prob_mean": 0.5, "mia_loss": 0.5, "mia_zlib": 0.5,
                 "mia_min_k": 0.5, "mia_min_k_plus_plus": 0.5, "mia_reference": 0.5, "mia_gradnorm": 0.5,

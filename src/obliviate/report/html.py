@@ -1,6 +1,7 @@
 """``obliviate report``: one self-contained HTML page (inline SVG, inline CSS, no script, no network) and
 its Markdown twin: FQ vs MU scatter with the Pareto front and the selected point, per-epoch curves, the
-ranked table, the audit table with intervals, the run configurations; for a meta-evaluation folder, faithfulness
+ranked table (with OpenUnlearning's aggregates), the audit table with intervals, the run configurations; for eval
+folders, their headline and aggregates; for a meta-evaluation folder, faithfulness
 vs robustness per metric, every model's knowledge score per metric, and the metric table."""
 
 from __future__ import annotations
@@ -131,13 +132,32 @@ def curves_svg(data: ReportData, key: str) -> str:
     return "\n".join(out)
 
 
-TABLE_KEYS = (FQ, MU, "forget_truth_ratio", "forget_Q_A_Prob", "forget_Q_A_ROUGE")
+AGGREGATE_COLUMNS = ("memorisation_score", "privacy_score", "utility_score", "openunlearning_aggregate")
+TABLE_KEYS = (FQ, MU, "forget_truth_ratio", "forget_Q_A_Prob", "forget_Q_A_ROUGE") + AGGREGATE_COLUMNS
+EVAL_KEYS = {"tofu": (FQ, MU, "forget_truth_ratio", "forget_Q_A_Prob", "forget_Q_A_ROUGE", "forget_fluency")
+             + AGGREGATE_COLUMNS,
+             "muse": ("verbmem_f", "knowmem_f", "knowmem_r", "privleak_auc", "privleak")}
 
 
 def _points_rows(data: ReportData):
     pts = sorted(data.points, key=lambda p: (p.rank is None, p.rank or 0, p.name))
     for p in pts:
-        yield p, [fmt(p.values.get(k)) for k in TABLE_KEYS]
+        shown = {**p.values, **p.aggregates}
+        yield p, [fmt(shown.get(k)) for k in TABLE_KEYS]
+
+
+def _eval_tables(data: ReportData):
+    """(benchmark, its columns, [(eval, cells)]) per benchmark of the eval folders given, TOFU first."""
+    for bench in ("tofu", "muse"):
+        evs = [e for e in data.evals if (e["benchmark"] == "tofu") == (bench == "tofu")]
+        if evs:
+            keys = EVAL_KEYS[bench]
+            yield bench, keys, [(e, [fmt(e["summary"].get(k)) for k in keys]) for e in evs]
+
+
+EVAL_CAPTION = ("OpenUnlearning's aggregates (docs/metrics.md): memorisation, privacy (needs the eval's "
+                "--retain-eval), utility (with forget_fluency when eval had --fluency-classifier) and their "
+                "harmonic mean; 1 = best.")
 
 
 def _audit_cell(r) -> str:
@@ -275,7 +295,7 @@ def _me_caption(me: dict) -> str:
     roles = [m["role"] for m in t["models"]]
     return (f"{me['dir']}: {len(t['metrics'])} metrics over {len(roles)} models ({roles.count('positive')} positive, "
             f"{roles.count('negative')} negative, {roles.count('unlearned')} unlearned); base {p.get('model')}, "
-            f"data {p.get('data')} {p.get('split')}; retain control {t.get('retain_control')}; "
+            f"data {p.get('data')} {p.get('split') or '(MUSE)'}; retain control {t.get('retain_control')}; "
             f"{t.get('n_boot')} bootstrap replicates, 95 % intervals.")
 
 
@@ -313,6 +333,7 @@ def render_html(data: ReportData, title: str = "obliviate report") -> str:
          f"<style>{css}</style></head><body>", f"<h1>{esc(title)}</h1>",
          f"<p>Generated {esc(time.strftime('%Y-%m-%d %H:%M:%S %Z'))} by obliviate from "
          f"{len(data.points)} run(s){', ' + str(len(data.sweeps)) + ' sweep(s)' if data.sweeps else ''}"
+         f"{', ' + str(len(data.evals)) + ' evaluation(s)' if data.evals else ''}"
          f"{', ' + str(len(data.audits)) + ' audit(s)' if data.audits else ''}.</p>"]
     for s in data.sweeps:
         b += [f"<p class=\"sweep\">{esc(line)}</p>" for line in _sweep_lines(s)]
@@ -335,6 +356,15 @@ def render_html(data: ReportData, title: str = "obliviate report") -> str:
                      + "".join(f"<td>{c}</td>" for c in cells)
                      + f"<td>{'yes' if p.pareto else ''}</td><td class=\"l\">{esc(p.label)}</td></tr>")
         b.append("</tbody></table>")
+    if data.evals:
+        b += ["<h2 id=\"evals\">Evaluations</h2>", f"<p>{esc(EVAL_CAPTION)}</p>"]
+        for bench, keys, rows in _eval_tables(data):
+            b.append(f'<table class="evals {bench}"><thead><tr><th class="l">eval</th><th class="l">model</th>'
+                     + "".join(f"<th>{esc(k)}</th>" for k in keys) + "</tr></thead><tbody>")
+            for e, cells in rows:
+                b.append(f'<tr><td class="l">{esc(e["dir"])}</td><td class="l">{esc(str(e["model"]))}</td>'
+                         + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+            b.append("</tbody></table>")
     for me in data.metaevals:
         b.append("<h2 id=\"metaeval\">Meta-evaluation: which metric can you trust?</h2>")
         b += metaeval_html(me)
@@ -382,6 +412,12 @@ def render_markdown(data: ReportData, title: str = "obliviate report") -> str:
             seq = ", ".join(f"{e}: {fmt(v.get(FQ), 3)} / {fmt(v.get(MU), 3)}" for e, v in sorted(p.epochs.items()))
             out.append(f"- {p.name}: {seq}")
         out.append("")
+    if data.evals:
+        out += ["## Evaluations", "", EVAL_CAPTION, ""]
+        for bench, keys, rows in _eval_tables(data):
+            out += ["| eval | model | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+            out += [f"| {e['dir']} | {e['model']} | " + " | ".join(cells) + " |" for e, cells in rows]
+            out.append("")
     for me in data.metaevals:
         out += ["## Meta-evaluation", ""] + metaeval_markdown(me)
     for a in data.audits:
