@@ -1,17 +1,20 @@
-"""The audit's sampling path: seeded, independent of batching, greedy in the limit, top-p by hand."""
+"""The audit's sampling path: seeded, independent of batching, greedy in the limit, the model's own distribution,
+top-p by hand, and no decoding step spent on a finished sample."""
 
 import pytest
 import torch
 
+from obliviate.audit import sampling
 from obliviate.audit.sampling import sample_ids, top_p_probs
+from obliviate.engine.decode import LlamaStep
 from obliviate.engine.generation import greedy_ids
 from obliviate.errors import ObliviateError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _prompts(tok):
-    qs = ["Where was the author born?", "Name a city.", "What is two plus two? Answer briefly please."]
+def _prompts(tok, extra=()):
+    qs = ["Where was the author born?", "Name a city.", "What is two plus two? Answer briefly please.", *extra]
     return [tok(tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True),
                 add_special_tokens=False).input_ids for q in qs]
 
@@ -20,19 +23,88 @@ def test_sampling_is_seeded_and_independent_of_the_batch(tiny):
     model, tok = tiny
     ps = _prompts(tok)
     a = sample_ids(model, ps, 4, tok.eos_token_id, 6, seed=5)
+    assert [len(x) for x in a] == [4, 4, 4] and all(len(s) <= 6 for x in a for s in x)
     assert a == sample_ids(model, ps, 4, tok.eos_token_id, 6, seed=5)
     assert a != sample_ids(model, ps, 4, tok.eos_token_id, 6, seed=6)
-    # one prompt per group (batch_rows = n) gives each prompt the same samples as the shared batch
-    assert a == sample_ids(model, ps, 4, tok.eos_token_id, 6, seed=5, batch_rows=4)
-    assert [len(x) for x in a] == [4, 4, 4] and all(len(s) <= 6 for x in a for s in x)
+    assert len({tuple(s) for x in a for s in x}) == 12  # each sample has its own stream
+    # one row at a time (every row refilled, the KV window cut), a prompt's samples split across refills, all at once
+    for rows in (1, 3, 5, 12):
+        assert sample_ids(model, ps, 4, tok.eos_token_id, 6, seed=5, batch_rows=rows) == a, rows
+    # another prompt in the middle changes nothing for prompts 0 and 2
+    b = sample_ids(model, [ps[0], _prompts(tok, ["Something else entirely?"])[3], ps[2]], 4, tok.eos_token_id, 6, seed=5)
+    assert b[0] == a[0] and b[2] == a[2] and b[1] != a[1]
 
 
 def test_a_cold_temperature_samples_the_greedy_answer(tiny):
+    """T -> 0 is greedy decoding: the engine's greedy ids, and Hugging Face generate's at batch 1."""
     model, tok = tiny
     ps = _prompts(tok)
-    greedy = greedy_ids(model, ps, tok.eos_token_id, 6)
-    cold = sample_ids(model, ps, 3, tok.eos_token_id, 6, temperature=1e-4, seed=0)
-    assert all(rows == [g] * 3 for rows, g in zip(cold, greedy))
+    greedy = greedy_ids(model, ps, tok.eos_token_id, 12)
+    for p, g in zip(ps, greedy):
+        ref = model.generate(input_ids=torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long),
+                             max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
+        assert ref[0, len(p):].tolist() == g  # no EOS in these 12 tokens of the random model
+    for rows in (2, 64):
+        cold = sample_ids(model, ps, 3, tok.eos_token_id, 12, temperature=1e-4, seed=0, batch_rows=rows)
+        assert all(r == [g] * 3 for r, g in zip(cold, greedy))
+
+
+def test_no_decoding_step_is_spent_on_an_ended_sample(tiny, monkeypatch):
+    """Rows that end leave the batch at once: decoded rows = tokens drawn - the first draw of each sample.
+    Samples end at different steps (one EOS id in seven) and the batch is refilled (20 rows for 32 samples).
+    The Hugging Face forward (the written-out step's fallback) draws the same tokens."""
+    model, tok = tiny
+    ps = _prompts(tok, ["Who wrote it?"])
+    eos = list(range(0, 49152, 7))
+    rows = []
+    real = LlamaStep.__call__
+    monkeypatch.setattr(LlamaStep, "__call__", lambda self, ids, *a: rows.append(ids.shape[0]) or real(self, ids, *a))
+    out = sample_ids(model, ps, 8, eos, 10, seed=1, batch_rows=20)
+    lengths = [len(s) for x in out for s in x]
+    assert min(lengths) < 4 and max(lengths) == 10  # endings spread over the steps
+    drawn = sum(k + 1 if k < 10 else k for k in lengths)  # an EOS is drawn too, then dropped
+    assert sum(rows) == drawn - len(lengths)
+    assert max(rows) == 20
+    monkeypatch.setattr(sampling, "llama_step", lambda model: None)
+    assert sample_ids(model, ps, 8, eos, 10, seed=1, batch_rows=20) == out
+
+
+def _temperature_for(logits, p_max):
+    lo, hi = 1e-4, 10.0  # the top token's probability falls as T rises
+    for _ in range(60):
+        mid = (lo * hi) ** 0.5
+        lo, hi = (mid, hi) if torch.softmax(logits / mid, -1).max() > p_max else (lo, mid)
+    return lo
+
+
+def test_samples_follow_the_models_distribution(tiny):
+    """First and second tokens of 3000 samples against softmax(logits / T) of the model's own forward pass, at T
+    where the top token has probability 0.4 (the random model's other tokens form a long flat tail): the top
+    token and bins of ~0.1 of the tail's mass (tokens ranked by the model's probability) within 5 sigma."""
+    model, tok = tiny
+    p = _prompts(tok)[0]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([p])).logits[0, -1]
+    T = _temperature_for(logits, 0.4)
+    out = sample_ids(model, [p], 3000, -1, 2, temperature=T, seed=3, batch_rows=500)[0]
+
+    def check(draws, lg):
+        probs, rank = torch.softmax(lg.double() / T, -1).sort(descending=True)
+        where = torch.empty_like(rank)
+        where[rank] = torch.arange(len(rank))  # token -> its rank
+        cum = probs.cumsum(0)
+        edges = [0, 1] + [int((cum < c).sum()) + 1 for c in torch.arange(float(cum[0]) + 0.1, 0.95, 0.1)] + [len(rank)]
+        got = where[torch.tensor(draws)]
+        for lo, hi in zip(edges, edges[1:]):
+            mass, seen = float(probs[lo:hi].sum()), float(((got >= lo) & (got < hi)).double().mean())
+            assert abs(seen - mass) <= 5 * (mass * (1 - mass) / len(draws)) ** 0.5, (lo, hi, seen, mass)
+        return len(edges) - 1
+
+    assert check([s[0] for s in out], logits) >= 6
+    first = max(set(s[0] for s in out), key=[s[0] for s in out].count)
+    with torch.no_grad():
+        after = model(input_ids=torch.tensor([p + [first]])).logits[0, -1]
+    assert check([s[1] for s in out if s[0] == first], after) >= 6
 
 
 def test_top_p_keeps_the_smallest_nucleus():
@@ -42,8 +114,16 @@ def test_top_p_keeps_the_smallest_nucleus():
     assert top_p_probs(logits, 1.0, 1.0).tolist()[0] == pytest.approx([0.5, 0.3, 0.15, 0.05])
 
 
+def test_inverse_cdf_never_draws_a_token_of_probability_zero():
+    cdf = torch.tensor([[0.0, 0.5, 0.5, 1.0]]).expand(4, -1).contiguous()  # tokens 0 and 2 have probability 0
+    u = torch.tensor([0.0, 0.4999, 0.5, 0.9999])
+    assert sampling._pick(cdf, u).tolist() == [1, 1, 3, 3]
+    assert sampling._pick(cdf[0], u).tolist() == [1, 1, 3, 3]
+
+
 def test_bad_sampling_settings_are_refused(tiny):
     model, tok = tiny
-    for kw, msg in (({"temperature": 0}, "--temperature 0"), ({"top_p": 1.5}, "--top-p 1.5")):
+    for kw, msg in (({"temperature": 0}, "--temperature 0"), ({"top_p": 1.5}, "--top-p 1.5"),
+                    ({"batch_rows": 0}, "batch_rows 0")):
         with pytest.raises(ObliviateError, match=msg):
             sample_ids(model, [[1, 2]], 2, tok.eos_token_id, 4, **kw)

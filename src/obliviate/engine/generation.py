@@ -126,6 +126,29 @@ class _Slots:
         self.mask, self.nxt, self.pos = self.mask[rows], self.nxt[rows], self.pos[rows]
 
 
+def decode_step(body, ckw, step, slots: _Slots, rows: int, start: int) -> torch.Tensor:
+    """One decoding step of slots ``[0, rows)``: each feeds its pending token (written at column ``slots.cursor``)
+    and attends to columns ``[start, cursor]`` where its mask is 1. Returns the final hidden states
+    ``[rows, hidden]``; the cursor and the rows' positions move on by one. ``step``: :func:`.decode.llama_step`'s
+    written-out step, or None for the Hugging Face decoder forward (``body``, cache keyword ``ckw``)."""
+    slots.mask[:rows, slots.cursor] = 1  # every row attends its own new column
+    window = slots.mask[:rows, start : slots.cursor + 1]
+    ids, pos = slots.nxt[:rows].unsqueeze(1), slots.pos[:rows].unsqueeze(1)
+    keys, values = [k[:rows] for k in slots.k], [v[:rows] for v in slots.v]  # views: writes reach the buffers
+    if step is not None:  # the same operations without Hugging Face's wrappers (bitwise the same)
+        h = step(ids, pos, keys, values, start, slots.cursor, window)
+    else:
+        cache = Cache(layers=[_WindowLayer(k, v) for k, v in zip(keys, values)])
+        for layer in cache.layers:
+            layer.start, layer.end = start, slots.cursor
+        h = body(input_ids=ids, attention_mask=window, position_ids=pos, use_cache=True,
+                 **{ckw: cache}).last_hidden_state[:, -1]
+        del cache  # it holds the KV buffers: the caller's `keep` must not copy them while the old ones live
+    slots.cursor += 1
+    slots.pos[:rows] += 1
+    return h
+
+
 def greedy_draft(answer_ids: list[int], argmax_ids: list[int]) -> list[int]:
     """The start of the greedy continuation that a teacher-forced pass over ``answer_ids`` has revealed.
 
@@ -303,20 +326,8 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
         live_t = torch.tensor(live, device=device)
         if slots.cursor >= slots.capacity:
             slots.compact(live_t)
-        start = slots.first_used(live_t)
-        slots.mask[:, slots.cursor] = 1  # every row attends its own new column (free slots compute garbage)
-        window = slots.mask[:, start : slots.cursor + 1]
-        if step is not None:  # the same operations without Hugging Face's wrappers (bitwise the same)
-            h = step(slots.nxt.unsqueeze(1), slots.pos.unsqueeze(1), slots.k, slots.v, start, slots.cursor, window)
-        else:
-            cache = Cache(layers=[_WindowLayer(k, v) for k, v in zip(slots.k, slots.v)])
-            for layer in cache.layers:
-                layer.start, layer.end = start, slots.cursor
-            h = body(input_ids=slots.nxt.unsqueeze(1), attention_mask=window, position_ids=slots.pos.unsqueeze(1),
-                     use_cache=True, **{ckw: cache}).last_hidden_state[:, -1]
-            del cache  # it holds the KV buffers: `keep` below must not copy them while the old ones live
-        slots.cursor += 1
-        slots.pos += 1
+        # every slot computes (free slots compute garbage until `keep` drops them)
+        h = decode_step(body, ckw, step, slots, len(owner), slots.first_used(live_t))
         slots.nxt = head(h).argmax(-1)
         del h
         take(live)
