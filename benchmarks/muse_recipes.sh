@@ -16,7 +16,8 @@
 #   for the same time.
 #
 # Usage: bash benchmarks/muse_recipes.sh [OUT] [all|main|scal|sust|table]     (default runs/muse, all)
-#   MODEL=smollm2-135m (default) or tiny-llama for a smoke run; OBLIVIATE='python -m obliviate.cli' from a checkout;
+#   MODEL=smollm2-135m (default) or tiny-llama for a smoke run; OBLIVIATE='python -m obliviate.cli' from a checkout
+#   (then PYTHON=python too, for the boxed / held-out KnowMem columns of the table);
 #   NICE='nice -n 10' (default) keeps it at low priority (NICE= runs it at normal priority); single-threaded with OMP_NUM_THREADS=1 (default).
 # After each part, a markdown table of every evaluation so far (and the relearning recovery) is printed; `table`
 # prints it again.
@@ -25,6 +26,7 @@ OUT=${1:-runs/muse}
 WHAT=${2:-all}
 MODEL=${MODEL:-smollm2-135m}
 OBL=${OBLIVIATE:-obliviate}
+PY=${PYTHON:-python3}  # prints the tables; with obliviate importable it splits KnowMem into boxed / held-out questions
 NICE=${NICE-nice -n 10}  # NICE= (empty): normal priority
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 UNLEARNED=${UNLEARNED:-npo npo_sam grad_diff}  # which unlearned models main() makes (and relearns)
@@ -109,18 +111,33 @@ sust() {  # sustainability: 4 successive NPO requests, request k on fold k (sust
 }
 
 table() {  # every evaluation so far: MUSE's numbers and wall times; then the relearning recovery
-  python3 - "$OUT" <<'PY'
+  $PY - "$OUT" "$DATA" <<'PY'
 import json, sys, pathlib
-out = pathlib.Path(sys.argv[1])
+out, data = pathlib.Path(sys.argv[1]), sys.argv[2]
 keys = ["verbmem_f", "knowmem_f", "knowmem_r", "privleak_auc", "privleak"]
+try:  # KnowMem on D_f split into the questions in the articles' Q&A boxes and the held-out ones (transfer)
+    from obliviate.data import QAItem, load_items
+    from obliviate.data.synthetic_news import boxed_pairs
+    from obliviate.metrics.muse import knowmem
+    texts = [it.answer for it in load_items("muse-news:raw/forget", data_dir=data)]
+except ImportError:  # obliviate not importable by $PY: no split
+    texts = None
+def split(name):
+    recs = [json.loads(x) for x in (out / f"eval-{name}" / "items.jsonl").read_text().splitlines()]
+    recs = [r for r in recs if r.get("set") == "knowmem_forget"]
+    flags = boxed_pairs(texts, [QAItem(question=r["question"], answer=r["answer"]) for r in recs])
+    return [knowmem([r["generation"] for r, f in zip(recs, flags) if f == want],
+                    [r["answer"] for r, f in zip(recs, flags) if f == want]) if want in flags else None
+            for want in (True, False)]
 def wall(name):
     tr = next((p for p in (out / f"ft-{name}.time", out / f"ul-{name}.time", out / f"{name}.time") if p.is_file()), None)
     ev = out / f"eval-{name}.time"
     return (tr.read_text().split(",")[0] if tr else "-") + " / " + (ev.read_text().split(",")[0] if ev.is_file() else "-")
 names = ["target", "retrain", "npo", "npo_sam", "grad_diff", "relearn-retrain", "relearn-npo", "relearn-npo_sam",
          "relearn-grad_diff"] + [f"{c}-{k}" for c in ("scal", "sust") for k in range(1, 5)]
-print("| model | " + " | ".join(keys) + " | wall (train / eval) |")
-print("|---|" + "---|" * (len(keys) + 1))
+cols = keys[:2] + ["knowmem_f boxed", "knowmem_f held-out"] + keys[2:]
+print("| model | " + " | ".join(cols) + " | wall (train / eval) |")
+print("|---|" + "---|" * (len(cols) + 1))
 for name in names:
     f = out / f"eval-{name}" / "summary.json"
     if not f.is_file():
@@ -128,18 +145,21 @@ for name in names:
     s = json.loads(f.read_text())
     if name == "retrain":  # its own eval has no --retain-eval (MUSE's published constant): 0 against itself
         s["privleak"] = 0.0
-    print(f"| {name} | " + " | ".join("-" if s.get(k) is None else f"{s[k]:.3f}" for k in keys) + f" | {wall(name)} |")
+    if texts is not None:
+        s["knowmem_f boxed"], s["knowmem_f held-out"] = split(name)
+    print(f"| {name} | " + " | ".join("-" if s.get(k) is None else f"{s[k]:.3f}" for k in cols) + f" | {wall(name)} |")
 rows = [(n, json.loads((out / f"recovery-{n}" / "recovery.json").read_text())["metrics"])
         for n in ("npo", "npo_sam", "grad_diff") if (out / f"recovery-{n}" / "recovery.json").is_file()]
+rec_keys = ("verbmem_f", "knowmem_f", "privleak_auc")
 if rows:
     print()
-    print("| relearned model | " + " | ".join(f"{k}: recovery (retrain control), gap fraction (control)" for k in ("verbmem_f", "privleak_auc")) + " |")
-    print("|---|---|---|")
+    print("| relearned model | " + " | ".join(f"{k}: recovery (retrain control), gap fraction (control)" for k in rec_keys) + " |")
+    print("|---|" + "---|" * len(rec_keys))
     fmt = lambda v: "n/a" if v is None else f"{v:+.3f}" if isinstance(v, float) else str(v)
     for n, m in rows:
         print(f"| {n} | " + " | ".join(f"{fmt(m[k]['recovery'])} ({fmt(m[k].get('control_recovery'))}), "
                                       f"{fmt(m[k].get('fraction'))} ({fmt(m[k].get('control_fraction'))})" if k in m else "-"
-                                      for k in ("verbmem_f", "privleak_auc")) + " |")
+                                      for k in rec_keys) + " |")
 PY
 }
 
