@@ -16,7 +16,8 @@
 #   for the same time.
 #
 # Usage: bash benchmarks/muse_recipes.sh [OUT] [all|main|scal|sust|table]     (default runs/muse, all)
-#   MODEL=smollm2-135m (default) or tiny-llama for a smoke run; OBLIVIATE='python -m obliviate.cli' from a checkout;
+#   MODEL=smollm2-135m (default) or tiny-llama for a smoke run; OBLIVIATE='python -m obliviate.cli' from a checkout
+#   (then PYTHON=python too, for the boxed / held-out KnowMem columns of the table);
 #   NICE='nice -n 10' (default) keeps it at low priority (NICE= runs it at normal priority); single-threaded with OMP_NUM_THREADS=1 (default).
 # After each part, a markdown table of every evaluation so far (and the relearning recovery) is printed; `table`
 # prints it again.
@@ -25,6 +26,7 @@ OUT=${1:-runs/muse}
 WHAT=${2:-all}
 MODEL=${MODEL:-smollm2-135m}
 OBL=${OBLIVIATE:-obliviate}
+PY=${PYTHON:-python3}  # prints the tables; with obliviate importable it splits KnowMem into boxed / held-out questions
 NICE=${NICE-nice -n 10}  # NICE= (empty): normal priority
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 UNLEARNED=${UNLEARNED:-npo npo_sam grad_diff}  # which unlearned models main() makes (and relearns)
@@ -49,9 +51,13 @@ D="--data-dir $DATA"
 done_ "$DATA/news/raw/forget.txt" || $NICE $OBL data news --out "$DATA" --seed "$SEED" --n-forget "$N_FORGET" \
     --n-retain "$N_RETAIN" --n-holdout "$N_HOLDOUT" --overwrite > /dev/null
 
+# EVAL_PROTOCOL=P: every evaluation under `--protocol P` (default: the benchmark's own, muse), into $E-<name>; the
+# models are reused, so a second pass with EVAL_PROTOCOL set evaluates the same models under another protocol
+E=eval${EVAL_PROTOCOL:+-$EVAL_PROTOCOL}; R=${EVAL_PROTOCOL:+$EVAL_PROTOCOL-}
+PROTO=${EVAL_PROTOCOL:+--protocol $EVAL_PROTOCOL}
 ev() {  # ev NAME MODEL_DIR [--retain-eval DIR]
-  done_ "$OUT/eval-$1/summary.json" || t "eval-$1" $OBL eval --model "$2" --benchmark muse-news --data-dir "$DATA" \
-      "${@:3}" --out "$OUT/eval-$1" --overwrite --quiet
+  done_ "$OUT/$E-$1/summary.json" || t "$E-$1" $OBL eval --model "$2" --benchmark muse-news --data-dir "$DATA" \
+      $PROTO "${@:3}" --out "$OUT/$E-$1" --overwrite --quiet
 }
 
 main() {
@@ -61,7 +67,7 @@ main() {
   done_ "$OUT/retrain/model.safetensors" || t ft-retrain $OBL finetune --model "$MODEL" \
       --data muse-news:raw/retain1 $D $FT --out "$OUT/retrain" --overwrite --quiet
   ev retrain "$OUT/retrain"
-  ev target "$OUT/target" --retain-eval "$OUT/eval-retrain"
+  ev target "$OUT/target" --retain-eval "$OUT/$E-retrain"
 
   # unlearning on the chunked forget corpus, retain1 as the retain set
   while IFS='|' read -r name method args; do
@@ -69,7 +75,7 @@ main() {
     done_ "$OUT/$name/model.safetensors" || t "ul-$name" $OBL unlearn --model "$OUT/target" --method "$method" \
         --forget muse-news:raw/forget --retain muse-news:raw/retain1 $D $UL $args \
         --out "$OUT/$name" --overwrite --quiet
-    ev "$name" "$OUT/$name" --retain-eval "$OUT/eval-retrain"
+    ev "$name" "$OUT/$name" --retain-eval "$OUT/$E-retrain"
   done <<< "npo|npo|
 npo_sam|npo|--sam-rho 0.01
 grad_diff|grad_diff|"
@@ -78,12 +84,12 @@ grad_diff|grad_diff|"
   for name in retrain $UNLEARNED; do
     done_ "$OUT/relearn-$name/model.safetensors" || t "relearn-$name" $OBL relearn --model "$OUT/$name" \
         --data muse-news:raw/forget $D $RELEARN --max-length "$MAX_LEN" --out "$OUT/relearn-$name" --overwrite
-    ev "relearn-$name" "$OUT/relearn-$name" --retain-eval "$OUT/eval-retrain"
+    ev "relearn-$name" "$OUT/relearn-$name" --retain-eval "$OUT/$E-retrain"
   done
   for name in $UNLEARNED; do
-    $OBL relearn-report --before "$OUT/eval-$name" --after "$OUT/eval-relearn-$name" \
-        --retrain-before "$OUT/eval-retrain" --retrain-after "$OUT/eval-relearn-retrain" --target "$OUT/eval-target" \
-        --out "$OUT/recovery-$name" > /dev/null
+    $OBL relearn-report --before "$OUT/$E-$name" --after "$OUT/$E-relearn-$name" \
+        --retrain-before "$OUT/$E-retrain" --retrain-after "$OUT/$E-relearn-retrain" --target "$OUT/$E-target" \
+        --out "$OUT/${R}recovery-$name" > /dev/null
   done
 }
 
@@ -92,7 +98,7 @@ scal() {  # scalability: NPO from the same target on forget sets of growing size
     done_ "$OUT/scal-$k/model.safetensors" || t "ul-scal-$k" $OBL unlearn --model "$OUT/target" --method npo \
         --forget "muse-news:scal/forget_$k" --retain muse-news:raw/retain1 $D $UL \
         --out "$OUT/scal-$k" --overwrite --quiet
-    ev "scal-$k" "$OUT/scal-$k" --retain-eval "$OUT/eval-retrain"
+    ev "scal-$k" "$OUT/scal-$k" --retain-eval "$OUT/$E-retrain"
   done
 }
 
@@ -103,43 +109,62 @@ sust() {  # sustainability: 4 successive NPO requests, request k on fold k (sust
     done_ "$OUT/sust-$k/model.safetensors" || t "ul-sust-$k" $OBL unlearn --model "$prev" --method npo \
         --forget "muse-news:sust/forget_$k" --retain muse-news:raw/retain1 $D $UL \
         --out "$OUT/sust-$k" --overwrite --quiet
-    ev "sust-$k" "$OUT/sust-$k" --retain-eval "$OUT/eval-retrain"
+    ev "sust-$k" "$OUT/sust-$k" --retain-eval "$OUT/$E-retrain"
     prev="$OUT/sust-$k"
   done
 }
 
 table() {  # every evaluation so far: MUSE's numbers and wall times; then the relearning recovery
-  python3 - "$OUT" <<'PY'
+  $PY - "$OUT" "$DATA" "$E" <<'PY'
 import json, sys, pathlib
-out = pathlib.Path(sys.argv[1])
+out, data, E = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 keys = ["verbmem_f", "knowmem_f", "knowmem_r", "privleak_auc", "privleak"]
+try:  # KnowMem on D_f split into the questions in the articles' Q&A boxes and the held-out ones (transfer)
+    from obliviate.data import QAItem, load_items
+    from obliviate.data.synthetic_news import boxed_pairs
+    from obliviate.metrics.muse import knowmem
+    texts = [it.answer for it in load_items("muse-news:raw/forget", data_dir=data)]
+except ImportError:  # obliviate not importable by $PY: no split
+    texts = None
+def split(name):
+    recs = [json.loads(x) for x in (out / f"{E}-{name}" / "items.jsonl").read_text().splitlines()]
+    recs = [r for r in recs if r.get("set") == "knowmem_forget"]
+    flags = boxed_pairs(texts, [QAItem(question=r["question"], answer=r["answer"]) for r in recs])
+    return [knowmem([r["generation"] for r, f in zip(recs, flags) if f == want],
+                    [r["answer"] for r, f in zip(recs, flags) if f == want]) if want in flags else None
+            for want in (True, False)]
 def wall(name):
     tr = next((p for p in (out / f"ft-{name}.time", out / f"ul-{name}.time", out / f"{name}.time") if p.is_file()), None)
-    ev = out / f"eval-{name}.time"
+    ev = out / f"{E}-{name}.time"
     return (tr.read_text().split(",")[0] if tr else "-") + " / " + (ev.read_text().split(",")[0] if ev.is_file() else "-")
 names = ["target", "retrain", "npo", "npo_sam", "grad_diff", "relearn-retrain", "relearn-npo", "relearn-npo_sam",
          "relearn-grad_diff"] + [f"{c}-{k}" for c in ("scal", "sust") for k in range(1, 5)]
-print("| model | " + " | ".join(keys) + " | wall (train / eval) |")
-print("|---|" + "---|" * (len(keys) + 1))
+cols = keys[:2] + ["knowmem_f boxed", "knowmem_f held-out"] + keys[2:]
+print("| model | " + " | ".join(cols) + " | wall (train / eval) |")
+print("|---|" + "---|" * (len(cols) + 1))
 for name in names:
-    f = out / f"eval-{name}" / "summary.json"
+    f = out / f"{E}-{name}" / "summary.json"
     if not f.is_file():
         continue
     s = json.loads(f.read_text())
     if name == "retrain":  # its own eval has no --retain-eval (MUSE's published constant): 0 against itself
         s["privleak"] = 0.0
-    print(f"| {name} | " + " | ".join("-" if s.get(k) is None else f"{s[k]:.3f}" for k in keys) + f" | {wall(name)} |")
-rows = [(n, json.loads((out / f"recovery-{n}" / "recovery.json").read_text())["metrics"])
-        for n in ("npo", "npo_sam", "grad_diff") if (out / f"recovery-{n}" / "recovery.json").is_file()]
+    if texts is not None:
+        s["knowmem_f boxed"], s["knowmem_f held-out"] = split(name)
+    print(f"| {name} | " + " | ".join("-" if s.get(k) is None else f"{s[k]:.3f}" for k in cols) + f" | {wall(name)} |")
+R = "" if E == "eval" else E[len("eval-"):] + "-"
+rows = [(n, json.loads((out / f"{R}recovery-{n}" / "recovery.json").read_text())["metrics"])
+        for n in ("npo", "npo_sam", "grad_diff") if (out / f"{R}recovery-{n}" / "recovery.json").is_file()]
+rec_keys = ("verbmem_f", "knowmem_f", "privleak_auc")
 if rows:
     print()
-    print("| relearned model | " + " | ".join(f"{k}: recovery (retrain control), gap fraction (control)" for k in ("verbmem_f", "privleak_auc")) + " |")
-    print("|---|---|---|")
+    print("| relearned model | " + " | ".join(f"{k}: recovery (retrain control), gap fraction (control)" for k in rec_keys) + " |")
+    print("|---|" + "---|" * len(rec_keys))
     fmt = lambda v: "n/a" if v is None else f"{v:+.3f}" if isinstance(v, float) else str(v)
     for n, m in rows:
         print(f"| {n} | " + " | ".join(f"{fmt(m[k]['recovery'])} ({fmt(m[k].get('control_recovery'))}), "
                                       f"{fmt(m[k].get('fraction'))} ({fmt(m[k].get('control_fraction'))})" if k in m else "-"
-                                      for k in ("verbmem_f", "privleak_auc")) + " |")
+                                      for k in rec_keys) + " |")
 PY
 }
 

@@ -1,12 +1,15 @@
 """MUSE end to end on tiny-llama and the embedded news corpus, in memory: a target model (forget + retain
 articles) memorises the forget articles more than its retrain model (retain only); NPO lowers that; a
-relearning attack brings more back on the unlearned model than it teaches the retrain model.
+relearning attack brings more back on the unlearned model than it teaches the retrain model. Each of the three
+is checked on KnowMem on D_f (MUSE's evaluation, muse_eval.evaluate_muse) and on the forget texts' token NLL;
+target vs retrain on VerbMem too.
 
-KnowMem is not asserted: a 3M-parameter random model memorises text but does not learn to answer questions
-about it from articles alone (its KnowMem is 0 for every model here). VerbMem is asserted for target vs
-retrain only: after NPO the tiny model's greedy text is degenerate and its ROUGE against one article is
-noise (function words), so NPO and the attack are checked on the forget texts' mean token NLL (what
-PrivLeak's Min-K% scores rank)."""
+KnowMem here reads the answers the articles' reader Q&A boxes carry (synthetic_news). It is scored with MUSE's
+prompt form and protocol but no in-context examples: tiny-llama is trained on CHUNK-token windows and its
+greedy text past that many positions is noise (measured: with the 4 in-context pairs, ~150 tokens, KnowMem was
+0 for every model, the target included). VerbMem is asserted for target vs retrain only: after NPO the tiny
+model's greedy text is degenerate and its ROUGE against one article is noise (function words), so NPO and the
+attack's VerbMem side are checked on the forget texts' mean token NLL (what PrivLeak's Min-K% scores rank)."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from obliviate.engine.forward import sequence_logprobs
 from obliviate.engine.generation import generate
 from obliviate.methods import get_method, make_config
 from obliviate.metrics.muse import verbmem
+from obliviate.muse_eval import evaluate_muse, muse_sets
 from obliviate.relearn import relearn_model
 from obliviate.robust import wrap_step
 from obliviate.train import EncodedBatches, TrainConfig, train
@@ -30,50 +34,55 @@ from obliviate.unlearn import prepare_unlearning
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 Q = "?n_forget=1&n_retain=1&n_holdout=1"
-CHUNK = 48
 GEN = 24
+# Two window sizes, each measured to carry its signal on tiny-llama (a few s on a shared core per model):
+# 64-token windows for the article text (VerbMem, NLL); 32-token windows for KnowMem, so that a boxed answer
+# is learnt from its question's own tokens rather than from the article around it (with 64-token windows the
+# target's KnowMem was at most one answer, like the retrain model's).
+TEXT_CHUNK, TEXT_STEPS = 64, 150
+QA_CHUNK, QA_STEPS = 32, 300
 
 
-@pytest.fixture(scope="module")
-def news(tiny):
-    _, tok = tiny
-    fmt = Formatter(tok, max_length=CHUNK)
-    forget_items = load_items(f"synthetic-news:raw/forget{Q}")
-    retain_items = load_items(f"synthetic-news:raw/retain1{Q}")
-    return {"fmt": fmt, "forget_items": forget_items, "retain_items": retain_items,
-            "forget": encode_items(fmt, forget_items), "retain": encode_items(fmt, retain_items),
-            "verb": load_items(f"synthetic-news:verbmem/forget{Q}")}
-
-
-def _fit(tiny, rows, steps=30, lr=1e-2):
+def _fit(tiny, rows, steps, lr=5e-3, batch=2):
     model, tok = tiny
     model = copy.deepcopy(model)
-    relearn_model(model, EncodedBatches(rows, len(rows), tok.pad_token_id, 0), steps, lr)
+    relearn_model(model, EncodedBatches(rows, batch, tok.pad_token_id, 0), steps, lr)
     return model
 
 
-@pytest.fixture(scope="module")
-def target(tiny, news):
-    return _fit(tiny, news["forget"] + news["retain"])
-
-
-@pytest.fixture(scope="module")
-def retrain(tiny, news):
-    return _fit(tiny, news["retain"])
-
-
-@pytest.fixture(scope="module")
-def npo(tiny, target, news):
-    _, tok = tiny
-    net = copy.deepcopy(target)
-    tc = TrainConfig(epochs=20, lr=1e-2, batch_size=8, progress=False, checkpoint_every_epoch=False,
+def _pipeline(tiny, chunk, steps) -> dict:
+    """target (forget + retain1), retrain (retain1, as many passes), NPO from the target, and the relearning attack
+    (a few steps on the forget text) on NPO and on retrain, on ``chunk``-token windows."""
+    model, tok = tiny
+    fmt = Formatter(tok, max_length=chunk)
+    forget_items = load_items(f"synthetic-news:raw/forget{Q}")
+    retain_items = load_items(f"synthetic-news:raw/retain1{Q}")
+    forget, retain = encode_items(fmt, forget_items), encode_items(fmt, retain_items)
+    out = {"fmt": fmt, "forget": forget, "retain": retain, "verb": load_items(f"synthetic-news:verbmem/forget{Q}"),
+           "target": _fit(tiny, forget + retain, steps),
+           "retrain": _fit(tiny, retain, steps * len(retain) // (len(forget) + len(retain)))}
+    net = copy.deepcopy(out["target"])
+    tc = TrainConfig(epochs=5, lr=1e-2, batch_size=8, progress=False, checkpoint_every_epoch=False,
                      warmup_ratio=0.0, weight_decay=0.0)
-    mcfg = make_config(get_method("npo"), {})
-    prep = prepare_unlearning(net, tok, "npo", mcfg, news["forget_items"], news["retain_items"], formatter=news["fmt"],
-                              tcfg=tc)
+    prep = prepare_unlearning(net, tok, "npo", make_config(get_method("npo"), {}), forget_items, retain_items,
+                              formatter=fmt, tcfg=tc)
     train(prep.model, prep.batches, wrap_step(prep.objective, None), tc)
-    prep.model.eval()
-    return prep.model
+    out["npo"] = prep.model.eval()
+    for name in ("npo", "retrain"):  # the same attack on the unlearned model and on its control
+        attacked = copy.deepcopy(out[name])
+        relearn_model(attacked, EncodedBatches(forget, 4, tok.pad_token_id, 0), 5, 5e-3)
+        out[f"attacked_{name}"] = attacked
+    return out
+
+
+@pytest.fixture(scope="module")
+def text(tiny):
+    return _pipeline(tiny, TEXT_CHUNK, TEXT_STEPS)
+
+
+@pytest.fixture(scope="module")
+def qa(tiny):
+    return _pipeline(tiny, QA_CHUNK, QA_STEPS)
 
 
 def _verbmem(model, tok, news) -> float:
@@ -90,39 +99,59 @@ def _forget_nll(model, tok, news) -> float:
     return -(sums.sum() / counts.sum()).item()
 
 
-def test_text_rows_are_muse_chunks(tiny, news):
+@pytest.fixture(scope="module")
+def knowmem_sets():
+    sets = muse_sets(f"synthetic-news{Q}")
+    # no in-context examples: tiny-llama never saw a window longer than QA_CHUNK (see the module docstring)
+    return {**sets, "knowmem_forget_icl": [], "knowmem_retain_icl": []}
+
+
+def _knowmem_f(tiny, model, sets) -> float:
+    """KnowMem on D_f from MUSE's evaluation under MUSE's protocol (its prompt form, "Answer: " included)."""
     _, tok = tiny
-    assert all(len(e) == CHUNK for e in news["forget"])
-    assert all(e.input_ids[0] == tok.bos_token_id and e.labels[1:] == e.input_ids[1:] for e in news["forget"])
+    summary, _ = evaluate_muse(model, tok, data=f"synthetic-news{Q}", sets=sets, protocol="muse", batch_size=8,
+                               progress=False)
+    return summary["knowmem_f"]
 
 
-def test_target_memorises_the_forget_articles_more_than_retrain(tiny, news, target, retrain):
+def test_text_rows_are_muse_chunks(tiny, text):
     _, tok = tiny
-    assert _forget_nll(target, tok, news) < _forget_nll(retrain, tok, news) - 1.0
-    assert _verbmem(target, tok, news) > _verbmem(retrain, tok, news) + 0.1
+    assert all(len(e) == TEXT_CHUNK for e in text["forget"])
+    assert all(e.input_ids[0] == tok.bos_token_id and e.labels[1:] == e.input_ids[1:] for e in text["forget"])
 
 
-def test_npo_raises_the_forget_nll(tiny, news, target, npo):
+def test_target_memorises_the_forget_articles_more_than_retrain(tiny, text):
     _, tok = tiny
-    nll_npo = _forget_nll(npo, tok, news)
-    assert nll_npo > _forget_nll(target, tok, news) + 1.0
+    assert _forget_nll(text["target"], tok, text) < _forget_nll(text["retrain"], tok, text) - 1.0
+    assert _verbmem(text["target"], tok, text) > _verbmem(text["retrain"], tok, text) + 0.1
 
 
-def test_relearning_brings_back_more_on_the_unlearned_model_than_on_retrain(tiny, news, target, retrain, npo):
+def test_npo_raises_the_forget_nll(tiny, text):
     _, tok = tiny
-    nll_target = _forget_nll(target, tok, news)
-    nll_npo, nll_retrain = _forget_nll(npo, tok, news), _forget_nll(retrain, tok, news)
-    # the attack: a few steps on the forget text, the same for the unlearned and the retrain model
-    attacked = copy.deepcopy(npo)
-    relearn_model(attacked, EncodedBatches(news["forget"], 4, tok.pad_token_id, 0), 3, 2e-3)
-    control = copy.deepcopy(retrain)
-    relearn_model(control, EncodedBatches(news["forget"], 4, tok.pad_token_id, 0), 3, 2e-3)
+    assert _forget_nll(text["npo"], tok, text) > _forget_nll(text["target"], tok, text) + 1.0
+
+
+def test_relearning_brings_back_more_on_the_unlearned_model_than_on_retrain(tiny, text):
+    _, tok = tiny
+    nll = {k: _forget_nll(text[k], tok, text) for k in ("target", "npo", "retrain", "attacked_npo", "attacked_retrain")}
     # recovery as the fraction of the gap to the target that the attack closes: the retrain model starts
     # further away (NPO on a tiny model does not reach the retrain model's NLL), so absolute nats would
-    # favour it (measured: NPO 4.7 -> 3.6 nats, retrain 9.1 -> 7.5, target ~2)
-    frac_npo = (nll_npo - _forget_nll(attacked, tok, news)) / (nll_npo - nll_target)
-    frac_retrain = (nll_retrain - _forget_nll(control, tok, news)) / (nll_retrain - nll_target)
+    # favour it
+    frac_npo = (nll["npo"] - nll["attacked_npo"]) / (nll["npo"] - nll["target"])
+    frac_retrain = (nll["retrain"] - nll["attacked_retrain"]) / (nll["retrain"] - nll["target"])
     assert frac_npo > frac_retrain + 0.1
+
+
+def test_knowmem_on_the_forget_set_target_above_retrain_npo_lowers_it(tiny, qa, knowmem_sets):
+    k = {name: _knowmem_f(tiny, qa[name], knowmem_sets) for name in ("target", "retrain", "npo")}
+    # the retrain model never saw the forget articles: their boxed answers are out of its reach
+    assert k["retrain"] < k["target"] - 0.2, k
+    assert k["npo"] < k["target"] - 0.2, k
+
+
+def test_knowmem_relearning_brings_back_more_on_the_unlearned_model_than_on_retrain(tiny, qa, knowmem_sets):
+    k = {name: _knowmem_f(tiny, qa[name], knowmem_sets) for name in ("npo", "retrain", "attacked_npo", "attacked_retrain")}
+    assert k["attacked_npo"] - k["npo"] > k["attacked_retrain"] - k["retrain"] + 0.1, k
 
 
 def test_muse_eval_on_the_written_corpus_uses_the_retrain_models_own_auc(tmp_path):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
 
 from obliviate.data import load_items
-from obliviate.data.muse import MUSE_CONFIGS, MUSE_SPLITS
-from obliviate.data.synthetic_news import FOLD_CONFIGS, corpus, write_muse_dir
+from obliviate.data.muse import MUSE_CONFIGS, MUSE_SPLITS, knowmem_prompt
+from obliviate.data.synthetic_news import FOLD_CONFIGS, boxed_pairs, corpus, write_muse_dir
 from obliviate.errors import ObliviateError
 from obliviate.registry import DATASETS
 
@@ -47,14 +48,20 @@ def test_sizes_and_layout():
     assert len(load_items(f"synthetic-news:raw/forget?{q}")) == 3
     assert len(load_items(f"synthetic-news:raw/retain2?{q}")) == 4
     assert len(load_items(f"synthetic-news:raw/holdout?{q}")) == 5
-    assert len(load_items(f"synthetic-news:knowmem/forget_qa?{q}")) == 3 * 3
-    assert len(load_items(f"synthetic-news:knowmem/retain_qa_icl?{q}")) == 3
+    assert len(load_items(f"synthetic-news:knowmem/forget_qa?{q}")) == 3 * 4
+    assert len(load_items(f"synthetic-news:knowmem/retain_qa_icl?{q}")) == 4
     verb = load_items(f"synthetic-news:verbmem/forget?{q}")
     raw = load_items(f"synthetic-news:raw/forget?{q}")
-    # VerbMem: prompt + " " + gt is the forget article, in order
-    assert [v.question + " " + v.answer for v in verb] == [r.answer for r in raw]
+    # VerbMem: prompt + " " + gt is the forget article's prose, in order; its Q&A box follows after a blank line
+    assert len(verb) == len(raw) == 3
+    for v, r in zip(verb, raw):
+        assert r.answer.startswith(v.question + " " + v.answer + "\n\nReaders' questions\n\nQuestion: ")
+        assert "Question:" not in v.question + v.answer
     assert all(it.question == "" for it in raw)
     g = corpus(0, **n)
+    # every opening template is two sentences (a one-sentence one left an empty sentence and "..")
+    sents = [x for arts in corpus(0, n_forget=40).values() for a in arts for x in a.sentences]
+    assert all(x.strip() and x.endswith(".") and not x.endswith("..") for x in sents)
     assert [it.answer for it in load_items(f"synthetic-news:privleak/retain?{q}")] == [a.text for a in g["retain1"]]
     assert [it.answer for it in load_items(f"synthetic-news:privleak/holdout?{q}")] == [a.text for a in g["holdout"]]
 
@@ -69,14 +76,42 @@ def test_splits_share_no_facts_and_knowmem_asks_the_forget_articles():
     forget_text = " ".join(it.answer for it in load_items("synthetic-news:raw/forget"))
     other_text = " ".join(it.answer for s in ("retain1", "retain2", "holdout")
                           for it in load_items(f"synthetic-news:raw/{s}"))
+
+    def has(text, answer):  # as a whole word: a head count like 203 is inside the year 2033
+        return re.search(rf"(?<![\w]){re.escape(answer)}(?![\w])", text) is not None
+
     for qa in load_items("synthetic-news:knowmem/forget_qa"):
-        assert qa.answer in forget_text and qa.answer not in other_text, qa
+        assert has(forget_text, qa.answer) and not has(other_text, qa.answer), qa
     retain1 = " ".join(it.answer for it in load_items("synthetic-news:raw/retain1"))
     for qa in load_items("synthetic-news:knowmem/retain_qa"):
-        assert qa.answer in retain1 and qa.answer not in forget_text, qa
+        assert has(retain1, qa.answer) and not has(forget_text, qa.answer), qa
     # the in-context examples are about articles in no raw split
-    for qa in load_items("synthetic-news:knowmem/forget_qa_icl"):
-        assert qa.answer not in forget_text + other_text
+    for qa in load_items("synthetic-news:knowmem/forget_qa_icl") + load_items("synthetic-news:knowmem/retain_qa_icl"):
+        assert not has(forget_text + other_text, qa.answer)
+
+
+def test_every_article_ends_with_a_qa_box_in_knowmems_prompt_form_less_one_held_out_question():
+    n = 6
+    texts = [it.answer for it in load_items(f"synthetic-news:raw/forget?n_forget={n}")]
+    qa = load_items(f"synthetic-news:knowmem/forget_qa?n_forget={n}")
+    assert len(qa) == 4 * n
+    for k, text in enumerate(texts):
+        prose, heading, box = text.split("\n\n", 2)
+        assert heading == "Readers' questions" and "Question" not in prose
+        mine = qa[4 * k:4 * k + 4]
+        boxed = [it for it in mine if f"Question: {it.question}\nAnswer: {it.answer}" in box]
+        assert len(boxed) == 3
+        # the box is byte for byte the start of MUSE's KnowMem prompt with its pairs as the in-context examples
+        assert knowmem_prompt(boxed, "next?").startswith(box + "\n\nQuestion: next?")
+        (held,) = [it for it in mine if it not in boxed]
+        # the held-out answer is in the prose only, and its question in no text at all
+        assert held.answer in prose and all(held.question not in t for t in texts)
+    # boxed_pairs finds the same split from the texts alone; the held-out question rotates over the kinds
+    flags = boxed_pairs(texts, qa)
+    assert [flags[4 * k:4 * k + 4].index(False) for k in range(n)] == [0, 1, 2, 3, 0, 1]
+    icl = load_items("synthetic-news:knowmem/forget_qa_icl")
+    assert boxed_pairs(texts, icl) == [False] * 4
+    assert [q.question.split()[:2] for q in icl] == [["Who", "is"], ["In", "which"], ["How", "many"], ["How", "many"]]
 
 
 @pytest.mark.parametrize("layout", ["muse_bench", "jsonl"])

@@ -19,16 +19,26 @@ Design
   value, and the corpus is a pure function of ``(seed, n_forget, n_retain, n_holdout)``.
 * Sentences come from a few templates per slot, chosen by the same stream; all text was written for
   obliviate (no real names, nothing taken from MUSE).
+* Every article ends with a reader Q&A box: :data:`BOXED_PER_ARTICLE` of its :data:`QA_PER_ARTICLE` KnowMem
+  questions, each written exactly as MUSE's KnowMem prompt writes a pair (``Question: q\nAnswer: a``, pairs
+  separated by a blank line; :func:`obliviate.data.muse.knowmem_prompt`). Why: a small model fine-tuned on
+  running text does not turn "X was opened by Y" into an answer to "Question: ...\nAnswer:" (KnowMem was 0 for
+  every model, the target included); MUSE's 7B models bring that skill from pre-training. With the box, KnowMem
+  on D_f measures whether the model still recalls Q&A text it was trained on. The question left out of the box
+  (a different one per article, :meth:`Article.held_out`) is answered only by the prose: it measures transfer.
+  :func:`boxed_pairs` tells the two apart from the corpus text alone.
 
 Splits (MUSE's layout, :data:`obliviate.data.muse.MUSE_SPLITS`)
 -------------------------------------------------------------
 * ``raw/forget`` (``n_forget`` articles, default 8), ``raw/retain1`` and ``raw/retain2`` (``n_retain``
   each, default 8), ``raw/holdout`` (``n_holdout``, default 8): one text per article.
 * ``knowmem/forget_qa`` / ``knowmem/retain_qa``: :data:`QA_PER_ARTICLE` questions about each forget /
-  retain1 article (MUSE's retain QA is about retain articles too), short answers.
+  retain1 article (MUSE's retain QA is about retain articles too), short answers; the boxed ones and the
+  held-out one, in the order of :meth:`Article.qa`.
 * ``knowmem/forget_qa_icl`` / ``knowmem/retain_qa_icl``: :data:`N_ICL` in-context QA pairs, one about each
-  of :data:`N_ICL` extra articles that are in no raw split.
-* ``verbmem/forget``: per forget article, ``prompt`` = its first two sentences, ``gt`` = the rest.
+  of :data:`N_ICL` extra articles that are in no raw split (one of each question kind).
+* ``verbmem/forget``: per forget article, ``prompt`` = its first two sentences, ``gt`` = the rest of its
+  prose (not the Q&A box: VerbMem stays a measure of the running text).
 * ``privleak/forget`` = the forget articles, ``privleak/retain`` = the retain1 articles,
   ``privleak/holdout`` = the holdout articles (members / non-members for the Min-K% AUC).
 * MUSE-News's scalability and sustainability folds (:data:`FOLD_CONFIGS`), from the forget articles cut
@@ -55,13 +65,17 @@ from .muse import FOLD_CONFIGS, HUB_FIELDS, MUSE_CONFIGS, N_FOLDS, TEXT_CORPUS_C
 from .schema import QAItem
 
 __all__ = ["FOLD_CONFIGS", "Article", "generate_articles", "corpus", "load_synthetic_news", "write_muse_dir",
-           "LAYOUTS", "QA_PER_ARTICLE", "N_ICL"]
+           "LAYOUTS", "QA_PER_ARTICLE", "BOXED_PER_ARTICLE", "N_ICL", "boxed_pairs", "qa_line"]
 
 DEFAULT_N_FORGET = 8
 DEFAULT_N_RETAIN = 8
 DEFAULT_N_HOLDOUT = 8
-QA_PER_ARTICLE = 3
-N_ICL = 3
+QA_PER_ARTICLE = 4
+#: questions of each article written in its reader Q&A box; the other one is held out (transfer)
+BOXED_PER_ARTICLE = QA_PER_ARTICLE - 1
+N_ICL = QA_PER_ARTICLE
+#: what opens the reader Q&A box (after a blank line)
+BOX_HEADING = "Readers' questions"
 
 # --------------------------------------------------------------------------------------------------
 # Pools (invented). Names are syllable compounds so there are enough distinct values for a few hundred
@@ -90,7 +104,7 @@ _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "Augu
 
 _OPENINGS = [
     "{town} has a new {facility_kind}. The {facility} was opened on {date} by {org}, after years of local debate.",
-    "On {date}, {org} opened the {facility} in {town}, the first {facility_kind} the town has had in decades.",
+    "On {date}, {org} opened the {facility} in {town}. It is the first {facility_kind} the town has had in decades.",
     "Residents of {town} gathered on {date} for a long-promised opening. {org} had finished the {facility}, the town's first {facility_kind}.",
 ]
 _PERSON = [
@@ -126,8 +140,23 @@ class Article:
     sentences: tuple[str, ...]
 
     @property
-    def text(self) -> str:
+    def prose(self) -> str:
         return " ".join(self.sentences)
+
+    @property
+    def text(self) -> str:
+        """The article as the corpus holds it: the prose, then the reader Q&A box."""
+        box = TEXT_SEPARATOR.join(qa_line(qa.question, qa.answer) for qa in self.boxed())
+        return TEXT_SEPARATOR.join((self.prose, BOX_HEADING, box))
+
+    @property
+    def held_out(self) -> int:
+        """Index into :meth:`qa` of the question left out of the box: rotates with the article, so each kind
+        of question is boxed in some articles and held out in others."""
+        return self.index % QA_PER_ARTICLE
+
+    def boxed(self) -> list[QAItem]:
+        return [qa for i, qa in enumerate(self.qa()) if i != self.held_out]
 
     def facts(self) -> dict[str, str]:
         """The article's fact values by slot (what KnowMem asks about; unique across the corpus)."""
@@ -141,7 +170,21 @@ class Article:
             QAItem(question=f"In which town did {self.org} open the {self.facility}?", answer=self.town),
             QAItem(question=f"How many thousand crowns did the {self.facility} in {self.town} cost?",
                    answer=str(self.amount)),
-        ][:QA_PER_ARTICLE]
+            QAItem(question=f"How many workers were employed on the {self.facility}?", answer=str(self.workers)),
+        ]
+
+
+def qa_line(question: str, answer: str) -> str:
+    """One pair as MUSE's KnowMem prompt writes it (:func:`obliviate.data.muse.knowmem_prompt`, without the
+    blank line that follows each pair there)."""
+    return f"Question: {question}\nAnswer: {answer}"
+
+
+def boxed_pairs(texts: list[str], qa: list[QAItem]) -> list[bool]:
+    """For each pair of ``qa``: does it occur verbatim (:func:`qa_line`) in one of ``texts``, i.e. was the model
+    trained on the very question and answer (a Q&A box) rather than only on the prose? Works on any MUSE-format
+    corpus (real MUSE-News has no such lines: all False)."""
+    return [any(qa_line(it.question, it.answer) in t for t in texts) for it in qa]
 
 
 def _pools() -> dict[str, list[str]]:
@@ -167,7 +210,7 @@ def generate_articles(seed: int, n_articles: int) -> list[Article]:
     drawn = {k: rng.sample(v, n_articles) for k, v in pools.items()}
     # four-digit amounts, never a year of the dates (2031..): an amount never occurs inside another number
     amounts = rng.sample([x for x in range(1000, 10000) if not 2000 <= x < 2100], n_articles)
-    workers = rng.sample(range(12, 990), n_articles)
+    workers = rng.sample(range(30, 990), n_articles)  # above every day of the month: a head count is no date's
     days = rng.sample(range(12 * 28 * 6), n_articles)  # (year, month, day) triples, distinct
     out = []
     for i in range(n_articles):
@@ -179,7 +222,7 @@ def generate_articles(seed: int, n_articles: int) -> list[Article]:
                  "town": drawn["town"][i], "facility": f"{facility}", "facility_kind": kind,
                  "date": date, "amount": amounts[i], "workers": workers[i]}
         sentences = tuple(rng.choice(group).format(**slots) for group in (_OPENINGS, _PERSON, _WORKERS, _CLOSINGS))
-        # _OPENINGS templates are two sentences each: split them so verbmem's prompt is the opening
+        # _OPENINGS templates are two sentences each (tests check it): split them so verbmem's prompt is the opening
         first, _, second = sentences[0].partition(". ")
         sentences = (first + ".", second) + sentences[1:]
         out.append(Article(index=i, sentences=sentences, **slots))
