@@ -4,17 +4,17 @@ retain articles, retrain-style = retain articles, each at 2 epoch counts; both a
 models). Values are checked against independent computations from the saved records (rouge_score's own
 scorer, the PrivLeak formula), never against the corpus's exact text."""
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from obliviate.cli.meta_eval import add_parser, run
 from obliviate.data import load_items
 from obliviate.errors import ObliviateError
 from obliviate.metaeval.pools import PoolRunner, load_pools
 from obliviate.metaeval.scores import KNOWLEDGE, knowledge
+
+from metaeval_cli import cli, write_pools
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -33,15 +33,7 @@ attacks:
 
 
 def write(tmp_path, text=POOLS, name="pools.yaml"):
-    p = tmp_path / name
-    p.write_text(text)
-    return p
-
-
-def cli(argv):
-    ap = argparse.ArgumentParser()
-    add_parser(ap.add_subparsers())
-    return run(ap.parse_args(["meta-eval", *argv]))
+    return write_pools(tmp_path, text, name)
 
 
 # ------------------------------------------------------------------------------------------ pools file

@@ -5,7 +5,6 @@ synthetic authors (n_authors=4: forget10 = 1 author, 10 items; retain90 = 30 ite
 at lr 3e-3 for 10 epochs, no generation (ROUGE and model utility are not needed here), no GradNorm.
 """
 
-import argparse
 import json
 
 import pytest
@@ -13,10 +12,11 @@ import torch
 
 from obliviate.errors import ObliviateError
 from obliviate.metaeval import pools as pools_mod
-from obliviate.cli.meta_eval import add_parser, run
 from obliviate.metaeval.pools import load_pools
 from obliviate.metaeval.quantize import nf4_round_trip, quantize_4bit
 from obliviate.metaeval.scores import knowledge
+
+from metaeval_cli import cli, write_pools
 
 POOLS = """\
 model: tiny-llama
@@ -31,15 +31,7 @@ attacks:
 
 
 def write(tmp_path, text=POOLS, name="pools.yaml"):
-    p = tmp_path / name
-    p.write_text(text)
-    return p
-
-
-def cli(argv):
-    ap = argparse.ArgumentParser()
-    add_parser(ap.add_subparsers())
-    return run(ap.parse_args(["meta-eval", *argv]))
+    return write_pools(tmp_path, text, name)
 
 
 # ------------------------------------------------------------------------------------------ pools file
