@@ -33,6 +33,20 @@ def _same(a, b, tol=1e-5):
             assert x.argmax_ids == y.argmax_ids
 
 
+def _assert_each_answer_scores_like_plain_transformers(model, reqs, out):
+    """Each answer's token log-probs (1e-5), count and argmax tokens equal one plain forward of its prompt + answer
+    alone."""
+    for r, scores in zip(reqs, out):
+        for a, sc in zip(r.answers, scores):
+            ids = torch.tensor([r.prompt_ids + a])
+            with torch.no_grad():
+                lp = torch.log_softmax(model(input_ids=ids).logits[0, len(r.prompt_ids) - 1 : -1].float(), -1)
+            ref = lp.gather(-1, torch.tensor(a).unsqueeze(-1)).squeeze(-1)
+            assert sc.num_tokens == len(a)
+            assert max(abs(u - v) for u, v in zip(sc.token_logprobs, ref.tolist())) <= 1e-5
+            assert sc.argmax_ids == lp.argmax(-1).tolist()
+
+
 @pytest.mark.parametrize("share_prefix", [True, False])
 def test_packed_rows_score_like_padded_rows(tiny, share_prefix):
     model, tok = tiny
@@ -63,14 +77,7 @@ def test_packed_rows_match_plain_transformers_with_eager_attention():
     model.eval()
     assert packing_ok(model)
     reqs = _requests(tok, 3)
-    out = score(model, reqs, pack=True)
-    for r, scores in zip(reqs, out):
-        for a, sc in zip(r.answers, scores):
-            ids = torch.tensor([r.prompt_ids + a])
-            with torch.no_grad():
-                lp = torch.log_softmax(model(input_ids=ids).logits[0, len(r.prompt_ids) - 1 : -1].float(), -1)
-            ref = lp.gather(-1, torch.tensor(a).unsqueeze(-1)).squeeze(-1)
-            assert max(abs(u - v) for u, v in zip(sc.token_logprobs, ref.tolist())) <= 1e-5
+    _assert_each_answer_scores_like_plain_transformers(model, reqs, score(model, reqs, pack=True))
 
 
 def test_models_that_cannot_take_a_4d_mask_keep_the_padded_path(tiny_fresh):
@@ -116,13 +123,5 @@ def test_answers_sharing_prefixes_score_like_each_answer_alone(tiny):
                                  [base, base[:3] + fmt.answer_ids("something else entirely"), base,
                                   base[:2] + [tok.eos_token_id], fmt.answer_ids(it.perturbed_answers[0])]))
     out = score(model, reqs, pack=True)
-    for r, scores in zip(reqs, out):
-        for a, sc in zip(r.answers, scores):
-            ids = torch.tensor([r.prompt_ids + a])
-            with torch.no_grad():
-                lp = torch.log_softmax(model(input_ids=ids).logits[0, len(r.prompt_ids) - 1 : -1].float(), -1)
-            ref = lp.gather(-1, torch.tensor(a).unsqueeze(-1)).squeeze(-1)
-            assert sc.num_tokens == len(a)
-            assert max(abs(u - v) for u, v in zip(sc.token_logprobs, ref.tolist())) <= 1e-5
-            assert sc.argmax_ids == lp.argmax(-1).tolist()
+    _assert_each_answer_scores_like_plain_transformers(model, reqs, out)
     _same(out, score(model, reqs, pack=False))
