@@ -5,9 +5,10 @@
 
 One process, one model, the same formatted prompts:
 * greedy  — `engine.generation.generate` (continuous batching, in-place KV buffer), what novel_recall_leak runs;
-* best-of-n — `audit.sampling.sample`: each prompt encoded once, its KV cache copied into the rows of its n
-  samples; up to --batch-rows samples decoded together on the same engine, a finished sample's row
-  refilled or dropped at once (T 1.0, top-p 1.0, seeded).
+* best-of-n — `audit.sampling.sample`: each prompt encoded once and its keys/values stored once (the rows of
+  its n samples attend to that one copy); up to --batch-rows samples decoded together (default: what
+  `--memory-gb` holds, 640 at most), a finished sample's row refilled or dropped at once (T 1.0, top-p 1.0,
+  seeded).
 Each is timed once after a warm-up on 2 prompts; the ratio sampled/greedy is printed with the tokens each
 produced (sampled answers are often longer than greedy ones: tokens/s is the fairer per-token comparison).
 Run it on a quiet machine: the numbers are meaningless while other jobs share the cores.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 
 import torch
@@ -31,14 +33,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=32, help="greedy slots")
     ap.add_argument("--batch-rows", type=int, default=None,
-                    help="samples decoded together at most (default: audit.sampling.BATCH_ROWS)")
+                    help="samples decoded together at most (default: what --memory-gb holds, 640 at most)")
+    ap.add_argument("--memory-gb", type=float, default=None, help="the sampler's memory budget (default: the audit's)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from obliviate.audit.sampling import BATCH_ROWS, sample
+    from obliviate.audit.sampling import MEMORY_GB, rows_for_memory, sample
     from obliviate.data import load_items
     from obliviate.data.formatting import Formatter
     from obliviate.engine.generation import generate
@@ -56,7 +59,8 @@ def main(argv=None) -> dict:
     greedy = generate(model, tok, prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     t_greedy, c_greedy = time.perf_counter() - t0, time.process_time() - c0
     t0, c0 = time.perf_counter(), time.process_time()
-    kw = {"batch_rows": args.batch_rows} if args.batch_rows else {}
+    memory_gb = args.memory_gb or MEMORY_GB
+    kw = {"batch_rows": args.batch_rows, "memory_gb": memory_gb}
     sampled = sample(model, tok, prompts, args.n, max_new_tokens=args.max_new_tokens, seed=0, **kw)
     t_sample, c_sample = time.perf_counter() - t0, time.process_time() - c0
 
@@ -65,7 +69,10 @@ def main(argv=None) -> dict:
 
     g_tok, s_tok = n_tokens(greedy), n_tokens([s for rows in sampled for s in rows])
     res = {"model": args.model, "prompts": len(prompts), "n": args.n, "max_new_tokens": args.max_new_tokens,
-           "batch_rows": args.batch_rows or BATCH_ROWS,
+           "batch_rows": args.batch_rows or rows_for_memory(
+               model, max(len(tok(p, add_special_tokens=False).input_ids) for p in prompts), args.max_new_tokens,
+               args.n, memory_gb),
+           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
            "threads": torch.get_num_threads(), "greedy_s": round(t_greedy, 3), "best_of_n_s": round(t_sample, 3),
            "ratio": round(t_sample / t_greedy, 2),
            "greedy_cpu_s": round(c_greedy, 3), "best_of_n_cpu_s": round(c_sample, 3),

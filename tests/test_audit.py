@@ -226,6 +226,7 @@ def test_the_command_line_names_flags_and_a_run_json_repeats_the_audit(tmp_path,
                        (["--top-p", "1.5"], "--top-p 1.5: must be in (0, 1]"),
                        (["--quant-bits", "8,3"], "--quant-bits 8,3: must be a non-empty list of 8 and/or 4"),
                        (["--folds", "1"], "--folds 1: must be an integer >= 2"),
+                       (["--sample-memory-gb", "0"], "--sample-memory-gb 0"),
                        (["--views", "nope"], "--views nope: unknown view; valid views: novel_recall_leak")):
         assert main(base + flags + ["--out", str(tmp_path / "bad")]) == 2
         assert msg in capsys.readouterr().err

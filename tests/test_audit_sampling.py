@@ -35,7 +35,7 @@ def test_sampling_is_seeded_and_independent_of_the_batch(tiny):
     assert b[0] == a[0] and b[2] == a[2] and b[1] != a[1]
 
 
-def test_a_cold_temperature_samples_the_greedy_answer(tiny):
+def test_a_cold_temperature_samples_the_greedy_answer(tiny, monkeypatch):
     """T -> 0 is greedy decoding: the engine's greedy ids, and Hugging Face generate's at batch 1."""
     model, tok = tiny
     ps = _prompts(tok)
@@ -47,26 +47,37 @@ def test_a_cold_temperature_samples_the_greedy_answer(tiny):
     for rows in (2, 64):
         cold = sample_ids(model, ps, 3, tok.eos_token_id, 12, temperature=1e-4, seed=0, batch_rows=rows)
         assert all(r == [g] * 3 for r, g in zip(cold, greedy))
+    with monkeypatch.context() as m:  # the fallback path too
+        m.setattr(sampling, "llama_step", lambda model: None)
+        cold = sample_ids(model, ps, 3, tok.eos_token_id, 12, temperature=1e-4, seed=0, batch_rows=4)
+    assert all(r == [g] * 3 for r, g in zip(cold, greedy))
 
 
 def test_no_decoding_step_is_spent_on_an_ended_sample(tiny, monkeypatch):
     """Rows that end leave the batch at once: decoded rows = tokens drawn - the first draw of each sample.
     Samples end at different steps (one EOS id in seven) and the batch is refilled (20 rows for 32 samples).
-    The Hugging Face forward (the written-out step's fallback) draws the same tokens."""
+    The same holds on the fallback path (every row holding its prompt's columns, the Hugging Face forward)."""
     model, tok = tiny
     ps = _prompts(tok, ["Who wrote it?"])
     eos = list(range(0, 49152, 7))
     rows = []
-    real = LlamaStep.__call__
-    monkeypatch.setattr(LlamaStep, "__call__", lambda self, ids, *a: rows.append(ids.shape[0]) or real(self, ids, *a))
+    real = LlamaStep.run
+    monkeypatch.setattr(LlamaStep, "run", lambda self, ids, *a: rows.append(ids.shape[0]) or real(self, ids, *a))
     out = sample_ids(model, ps, 8, eos, 10, seed=1, batch_rows=20)
     lengths = [len(s) for x in out for s in x]
     assert min(lengths) < 4 and max(lengths) == 10  # endings spread over the steps
     drawn = sum(k + 1 if k < 10 else k for k in lengths)  # an EOS is drawn too, then dropped
     assert sum(rows) == drawn - len(lengths)
     assert max(rows) == 20
+    # the fallback (the window layout, the Hugging Face forward) wastes no step either
+    rows.clear()
+    real_step = sampling.decode_step
+    monkeypatch.setattr(sampling, "decode_step", lambda body, ckw, step, slots, n, *a: rows.append(n) or real_step(body, ckw, step, slots, n, *a))
     monkeypatch.setattr(sampling, "llama_step", lambda model: None)
-    assert sample_ids(model, ps, 8, eos, 10, seed=1, batch_rows=20) == out
+    back = sample_ids(model, ps, 8, eos, 10, seed=1, batch_rows=20)
+    lengths = [len(s) for x in back for s in x]
+    assert sum(rows) == sum(k + 1 if k < 10 else k for k in lengths) - len(lengths) and max(rows) == 20
+    assert [s[:1] for x in back for s in x] == [s[:1] for x in out for s in x]  # first tokens come from the same prefill
 
 
 def _temperature_for(logits, p_max):
@@ -112,6 +123,44 @@ def test_top_p_keeps_the_smallest_nucleus():
     assert top_p_probs(logits, 1.0, 0.7).tolist()[0] == pytest.approx([0.625, 0.375, 0, 0])  # 0.5 + 0.3 >= 0.7
     assert top_p_probs(logits, 1.0, 0.5).tolist()[0] == pytest.approx([1, 0, 0, 0])
     assert top_p_probs(logits, 1.0, 1.0).tolist()[0] == pytest.approx([0.5, 0.3, 0.15, 0.05])
+
+
+def test_the_two_level_draw_by_hand():
+    """Blocks of 2: weights [0 1 | 1 0 | 0 0 | 2 4], total 8, block sums 1 1 0 6. u * 8 is the point on the
+    cumulative axis; the token is the first whose running weight exceeds it; an empty block is never chosen."""
+    w = torch.tensor([[0.0, 1, 1, 0, 0, 0, 2, 4]])
+    for u, tok in ((0.0, 1), (0.1249, 1), (0.125, 2), (0.2499, 2), (0.25, 6), (0.49, 6), (0.5, 7), (0.9999, 7)):
+        assert int(sampling.draw(w, torch.tensor([u]), blk=2)) == tok, u
+        assert int(sampling.draw(w, torch.tensor([u]), blk=8)) == tok, u  # one block: the plain inverse CDF
+    # rounding that puts the point at or past the total draws the last token of positive weight, not token 7
+    w0 = torch.tensor([[0.0, 1, 1, 0, 0, 0, 2, 0]])
+    assert int(sampling.draw(w0, torch.tensor([1.0]), blk=2)) == 6
+    assert sampling.block_size(49152) == 1024 and sampling.block_size(100) == 100
+    assert sampling.block_size(50257) is None  # 29 x 1733: no divisor in [64, 1024], a full cumulative sum
+
+
+def test_the_two_level_draw_is_the_inverse_cdf():
+    """On a 49,152-token row with a long tail, 2,000 uniforms: the same tokens as a float64 inverse CDF."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.exp(torch.randn(1, 49152, generator=g) * 3)
+    u = torch.rand(2000, generator=g)
+    cdf = w[0].double().cumsum(0)
+    ref = torch.searchsorted(cdf, (u.double() * cdf[-1]).unsqueeze(-1), right=True).squeeze(-1)
+    assert torch.equal(sampling.draw(w.expand(2000, -1), u), ref)
+
+
+def test_rows_follow_the_memory_budget():
+    """SmolLM2-135M's shapes, 58-token prompts, 64 new tokens, 16 samples per prompt: a row costs its keys and
+    values (2 x 30 layers x 3 heads x 64 x 4 B = 46,080 B a token) for 64 + 58/16 tokens, plus 4 B x (49,152
+    logits + 64 uniforms): 3,313,024 B."""
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(num_attention_heads=9, num_key_value_heads=3, hidden_size=576, num_hidden_layers=30)
+    model = SimpleNamespace(config=cfg, parameters=lambda: iter([torch.zeros(1)]),
+                            get_output_embeddings=lambda: SimpleNamespace(weight=torch.zeros(49152, 1)))
+    assert sampling.rows_for_memory(model, 58, 64, 16, 1.0) == 2**30 // 3_313_024 == 324
+    assert sampling.rows_for_memory(model, 58, 64, 16, 2.0) == 640  # 648 fit: the cap
+    assert sampling.rows_for_memory(model, 58, 64, 16, 0.001) == 1
 
 
 def test_inverse_cdf_never_draws_a_token_of_probability_zero():

@@ -27,7 +27,7 @@ class BestOfNLeak(View):
         s = ctx.settings
         prompts = [fmt.prompt_text(it.question) for it in ctx.forget]
         samples = sample(model, tok, prompts, s.n_samples, max_new_tokens=s.max_new_tokens, temperature=s.temperature,
-                         top_p=s.top_p, seed=s.seed)
+                         top_p=s.top_p, seed=s.seed, memory_gb=s.sample_memory_gb)
         out = []
         for i, (it, p, texts) in enumerate(zip(ctx.forget, prompts, samples)):
             verdicts = [judge(it.answer, t, p) for t in texts]

@@ -46,13 +46,29 @@ class LlamaStep:
 
     @torch.no_grad()
     def __call__(self, ids, pos, keys, values, start: int, end: int, mask) -> torch.Tensor:
+        allowed = mask.bool()[:, None, None, :]
+
+        def attend(l, attn, q, k, v):
+            Q = q.shape[2]
+            keys[l][:, :, end : end + Q] = k
+            values[l][:, :, end : end + Q] = v
+            return torch.nn.functional.scaled_dot_product_attention(
+                q, keys[l][:, :, start : end + Q], values[l][:, :, start : end + Q], attn_mask=allowed,
+                scale=attn.scaling, enable_gqa=attn.num_key_value_groups > 1)
+
+        return self.run(ids, pos, attend)
+
+    @torch.no_grad()
+    def run(self, ids, pos, attend) -> torch.Tensor:
+        """The layers around an attention function: ``attend(l, attn, q, k, v)`` gets layer ``l``'s rotated
+        queries and the new keys and values (``B x heads x Q x head dim``), stores the keys and values where
+        its cache keeps them, and returns the attention output (``B x heads x Q x head dim``)."""
         B, Q = ids.shape
         h = self.embed(ids)
         freqs = pos[..., None].float() * self.inv_freq.to(device=h.device, dtype=torch.float)
         emb = torch.cat((freqs, freqs), dim=-1)
         cos = (emb.cos() * self.rope_scale).to(h.dtype).unsqueeze(1)
         sin = (emb.sin() * self.rope_scale).to(h.dtype).unsqueeze(1)
-        allowed = mask.bool()[:, None, None, :]
         for l, layer in enumerate(self.layers):
             attn, mlp = layer.self_attn, layer.mlp
             x = layer.input_layernorm(h)
@@ -61,11 +77,7 @@ class LlamaStep:
             v = attn.v_proj(x).view(B, Q, -1, self.head_dim).transpose(1, 2)
             q = (q * cos) + (_rotate_half(q) * sin)
             k = (k * cos) + (_rotate_half(k) * sin)
-            keys[l][:, :, end : end + Q] = k
-            values[l][:, :, end : end + Q] = v
-            o = torch.nn.functional.scaled_dot_product_attention(
-                q, keys[l][:, :, start : end + Q], values[l][:, :, start : end + Q], attn_mask=allowed,
-                scale=attn.scaling, enable_gqa=attn.num_key_value_groups > 1)
+            o = attend(l, attn, q, k, v)
             h = h + attn.o_proj(o.transpose(1, 2).reshape(B, Q, -1).contiguous())
             x = layer.post_attention_layernorm(h)
             h = h + mlp.down_proj(mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x))
