@@ -532,6 +532,16 @@ class FormatConfig(Settings):
         return FormatConfig(protocol=p if protocol_record else name, style=p.style, system_prompt=p.system_prompt,
                             max_length=p.max_length, date_string=p.date_string)
 
+    def recorded_for(self, items) -> "FormatConfig":
+        """What a training run's record states for ``items``: QA pairs, :meth:`resolved`; plain texts (MUSE's
+        corpus, cut into chunks of min(2048, max_length) tokens: ``data/text.py``), only ``max_length``, the one
+        setting that applies to them, with protocol, style, system prompt and date None (they play no role; the
+        record given back as a config makes the same chunks)."""
+        from .data.text import is_text
+
+        fmt = self.resolved()
+        return FormatConfig(max_length=fmt.max_length) if is_text(items) else fmt
+
     def formatter(self, tokenizer, **overrides):
         """The :class:`obliviate.data.formatting.Formatter` of these settings."""
         from .data.formatting import Formatter

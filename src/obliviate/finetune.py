@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .data import check_data_dir, load_items, spec_path
-from .config import FinetuneConfig, FormatConfig, config_of_call, legacy_values
+from .config import FinetuneConfig, config_of_call, legacy_values
 from .data.formatting import Formatter
 from .data.text import DEFAULT_CHUNK_TOKENS, encode_items, is_text
 from .models import check_max_length, check_model_spec, load_model, save_model
@@ -30,7 +30,7 @@ def run_finetune(config: FinetuneConfig | str, *args, out: str | Path | None = N
     check_data_dir(config.data_dir, [config.data])
     items = load_items(config.data, data_dir=config.data_dir)  # bad data fails before the model is loaded
     ck, cfg = resume_point(out, config.train, resume)
-    config = replace(config, train=cfg, format=recorded_format(config.format, items))
+    config = replace(config, train=cfg, format=config.format.recorded_for(items))
     check_model_spec(config.model)  # a bad --model is refused before --overwrite empties anything
     record = {**config.to_dict(), "n_items": len(items)}
     may_change = {**RESUME_MAY_CHANGE, **(TEXT_FORMAT_MAY_CHANGE if is_text(items) else {})}
@@ -49,15 +49,6 @@ def run_finetune(config: FinetuneConfig | str, *args, out: str | Path | None = N
 #: the record said so hold the TOFU default, open-unlearning's chat format, there)
 TEXT_FORMAT_MAY_CHANGE = {"protocol": "--protocol", "style": "--style", "system_prompt": "--system-prompt",
                           "date_string": "--date-string"}
-
-
-def recorded_format(fmt: FormatConfig, items) -> FormatConfig:
-    """The prompt format a run record states: QA items, every field resolved from the protocol; plain texts
-    (MUSE's corpus, cut into chunks of min(2048, max_length) tokens), only ``max_length``, the one setting that
-    applies to them: protocol, style, system prompt and date are null (they play no role; a ``--config`` of the
-    record gives the same chunks)."""
-    fmt = fmt.resolved()
-    return FormatConfig(max_length=fmt.max_length) if is_text(items) else fmt
 
 
 def resume_point(out, cfg: TrainConfig, resume: bool) -> tuple[str | None, TrainConfig]:
