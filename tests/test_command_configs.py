@@ -64,6 +64,16 @@ def test_flags_derived_from_the_dataclass_are_the_old_flags_with_their_defaults(
     assert "--config" in named
 
 
+@pytest.mark.parametrize("command", list(OLD_FLAGS))
+def test_help_lists_every_flag(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for flag in [*OLD_FLAGS[command], "--config"]:
+        assert flag in text, (command, flag)
+
+
 def test_the_old_command_lines_give_the_same_settings():
     ap = build_parser()
 
