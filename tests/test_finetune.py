@@ -214,3 +214,29 @@ def test_training_half_precision_weights_warns():
     cfg = TrainConfig(epochs=1, lr=1e-3, batch_size=2, progress=False, checkpoint_every_epoch=False)
     with pytest.warns(UserWarning, match="bfloat16 parameters directly.*rounded away"):
         train(model, batches, nll_loss, cfg)
+
+
+def test_finetune_on_text_chunks_records_only_the_format_setting_that_applies(tmp_path):
+    """MUSE text (plain articles cut into chunks): the prompt format plays no role, only max_length (the chunk
+    length); run.json says so (protocol, style, system prompt, date null), a --config of it gives the same
+    chunks, and a run folder recorded before (the TOFU default's chat format) still resumes."""
+    from obliviate.cli import main
+
+    data = "synthetic-news:raw/forget?n_forget=1&n_retain=1&n_holdout=1"
+    argv = ["finetune", "--model", "tiny-llama", "--data", data, "--max-length", "64", "--epochs", "1",
+            "--batch-size", "4", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    a = json.loads((tmp_path / "a" / "run.json").read_text())
+    c = a["config"]
+    assert (c["protocol"], c["style"], c["system_prompt"], c["date_string"], c["max_length"]) == (
+        None, None, None, None, 64)
+    assert a["prompt_format"] == {"text_chunk_tokens": 64}
+    assert main(["finetune", "--config", str(tmp_path / "a" / "run.json"), "--out", str(tmp_path / "b")]) == 0
+    b = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert b["config"] == c and b["final_loss"] == a["final_loss"]
+    # a folder written before: the protocol's chat format recorded; --resume with the new record still matches
+    old = {**a, "config": {**c, "protocol": "open-unlearning", "style": "chat",
+                           "system_prompt": "You are a helpful assistant.", "date_string": "10 Apr 2025"}}
+    (tmp_path / "a" / "run.json").write_text(json.dumps(old))
+    assert main([*argv, "--out", str(tmp_path / "a"), "--resume"]) == 0
+    assert json.loads((tmp_path / "a" / "run.json").read_text())["config"]["protocol"] is None

@@ -248,6 +248,31 @@ def test_resume_with_other_pools_or_bad_keys_is_refused(meta, tmp_path):
         cli([str(other), "--out", str(meta["out"]), "--quiet"])
 
 
+def test_a_recorded_meta_eval_config_repeats_it(meta, tmp_path):
+    """run.json's config is the MetaEvalConfig (+ pools: the pools file as read): ``--config run.json`` repeats
+    the meta-eval (flags on top override it), and a run.json written before the config recorded ``progress``
+    still resumes."""
+    import shutil
+
+    from obliviate.config import MetaEvalConfig
+
+    out = tmp_path / "copy"
+    shutil.copytree(meta["out"], out)
+    rec = json.loads((out / "run.json").read_text())
+    c = rec["config"]
+    assert MetaEvalConfig.from_dict(c) == MetaEvalConfig(pools_file=c["pools_file"], n_boot=100, progress=False)
+    assert c["pools"]["model"] == "tiny-llama" and c["keys"] is None and c["workers"] == 1
+    del c["progress"]  # as a meta-eval started before MetaEvalConfig wrote it
+    (out / "run.json").write_text(json.dumps(rec))
+    # every stage is finished: the same settings only form the table again
+    assert cli(["--config", str(meta["out"] / "run.json"), "--out", str(out), "--resume"]) == 0
+    again = json.loads((out / "run.json").read_text())
+    assert again["config"] == meta["run"]["config"] and again["ran"] == 0
+    assert json.loads((out / "table.json").read_text())["metrics"] == meta["table"]["metrics"]
+    assert cli(["--config", str(out / "run.json"), "--out", str(out), "--resume", "--n-boot", "20"]) == 0
+    assert json.loads((out / "table.json").read_text())["n_boot"] == 20
+
+
 # ------------------------------------------------------------------------------------------ parallel pools
 def _fake_stages(mp, done):
     """Stages without a model: each model has one `eval` stage that writes an empty items.jsonl."""

@@ -71,6 +71,8 @@ def test_relearn_command_takes_exactly_n_steps_and_saves_a_model(tmp_path):
     rec = json.loads((out / "run.json").read_text())
     assert rec["status"] == "done" and len(rec["losses"]) == 3
     assert rec["n_rows"] > 3  # 3 steps of batch 1 cycle within an epoch of the chunked corpus
+    c = rec["config"]  # text chunks: the prompt format plays no role, the chunk length (max_length) does
+    assert (c["protocol"], c["style"], c["system_prompt"], c["date_string"], c["max_length"]) == (None, None, None, None, 32)
     assert (out / "config.json").is_file()
     with pytest.raises(ObliviateError, match="steps 0: must be an integer >= 1"):
         run(_parse(argv[:-2] + ["--steps", "0", "--out", str(tmp_path / "x")]))

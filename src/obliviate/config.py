@@ -106,12 +106,15 @@ def unused(given: list[tuple[str, Any, Any]], where: str, switches: tuple[str, .
 # ------------------------------------------------------------------------------------------- fields
 def setting(default=MISSING, *, help: str | None = None, flag: str | None = None, legacy=MISSING,
             invert: bool = False, type: Callable | None = None, metavar: str | None = None,
-            default_factory=MISSING, choices=None):
+            default_factory=MISSING, choices=None, positional: str | None = None, append: bool = False):
     """A config field; with ``help`` it is also a command-line flag (``flag``, default ``--field-name``).
     ``invert``: a boolean whose flag turns it off (``--quiet`` sets ``progress`` False); ``type``: how the
     flag's text is read (default: from the field's annotation); ``legacy``: the value run folders written
-    before the field existed implicitly used (a ``--resume`` of such a folder compares against it)."""
-    md = {"help": help, "flag": flag, "invert": invert, "type": type, "metavar": metavar, "choices": choices}
+    before the field existed implicitly used (a ``--resume`` of such a folder compares against it).
+    ``positional``: a positional argument instead of a flag, with this ``nargs`` (``"?"``, ``"*"``: a
+    ``--config`` file may give it); ``append``: a repeatable flag whose values make a list (``--min A --min B``)."""
+    md = {"help": help, "flag": flag, "invert": invert, "type": type, "metavar": metavar, "choices": choices,
+          "positional": positional, "append": append}
     if legacy is not MISSING:
         md["legacy"] = legacy
     if default_factory is not MISSING:
@@ -193,15 +196,25 @@ def add_config_args(parser, cls, names=None, *, skip=(), groups: bool = True) ->
                 for p, _ in _walk(_section(f), prefix):
                     titles[p] = f.metadata["title"]
     made: dict[str, Any] = {}
+    flags = dict(parser.get_default("config_flags") or {})
     for path, f in settings:
         target = parser
         if path in titles:
             if titles[path] not in made:
                 made[titles[path]] = parser.add_argument_group(titles[path])
             target = made[titles[path]]
+        if f.metadata.get("positional"):  # named by its metavar (GRID) in --help and in errors
+            metavar = f.metadata.get("metavar") or f.name.upper()
+            target.add_argument(path, nargs=f.metadata["positional"], default=argparse.SUPPRESS, type=_arg_type(f),
+                                metavar=metavar, help=f.metadata["help"])
+            flags[path] = metavar
+            continue
         flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        flags[path] = flag
         kw: dict[str, Any] = dict(dest=path, default=argparse.SUPPRESS, help=f.metadata["help"])
-        if f.metadata.get("invert"):
+        if f.metadata.get("append"):
+            kw.update(action="append", type=_arg_type(f), metavar=f.metadata.get("metavar") or f.name.upper())
+        elif f.metadata.get("invert"):
             kw.update(action="store_const", const=False)
         elif isinstance(f.default, bool):
             kw.update(action=argparse.BooleanOptionalAction)
@@ -212,7 +225,7 @@ def add_config_args(parser, cls, names=None, *, skip=(), groups: bool = True) ->
                     kw[k] = f.metadata[k]
         target.add_argument(flag, **kw)
     paths = list(parser.get_default("config_paths") or []) + [p for p, _ in settings]
-    parser.set_defaults(config_paths=paths)
+    parser.set_defaults(config_paths=paths, config_flags=flags)  # config_flags: field path -> flag, for errors
 
 
 def given_settings(args) -> dict:
@@ -230,8 +243,10 @@ def given_settings(args) -> dict:
 
 
 def flag_names(parser) -> dict[str, str]:
-    """Field path -> flag, for every option of ``parser`` (what :class:`ConfigError` messages are rewritten with)."""
-    return {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
+    """Field path -> flag, for every option of ``parser`` (what :class:`ConfigError` messages are rewritten with);
+    a positional argument of a config is named by its metavar (``GRID``)."""
+    out = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
+    return {**(parser.get_default("config_flags") or {}), **out}
 
 
 def merge(base: dict, over: dict) -> dict:
@@ -438,12 +453,12 @@ class _Convenience:
 
 
 def config_of_call(cls, config, args: tuple, settings: dict, names: tuple[str, ...], out=None, *,
-                   call: str, required: int = 1):
+                   call: str, required: int = 1, first: str = "model"):
     """The config and the output folder of a ``run_*`` call: ``run_*(config, out)`` with a ``cls`` object, or the
-    keyword convenience ``run_*(model, *names..., **settings)``: ``config`` is then the model and ``args`` the next
-    positional settings in the order ``names`` (``"out"`` among them is the output folder), at least ``required``
-    of them given."""
-    signature = f"{call}(model, {', '.join(names)}, ...)"
+    keyword convenience ``run_*(model, *names..., **settings)``: ``config`` is then the model (the setting
+    ``first``: ``run_sweep(grid, out)``) and ``args`` the next positional settings in the order ``names``
+    (``"out"`` among them is the output folder), at least ``required`` of them given."""
+    signature = f"{call}({first}, {', '.join(names)}, ...)"
     if isinstance(config, cls):
         if len(args) > 1 or settings:
             raise TypeError(f"{call}(config, out): give the settings in the config")
@@ -454,7 +469,7 @@ def config_of_call(cls, config, args: tuple, settings: dict, names: tuple[str, .
         raise TypeError(f"{signature}: too many positional arguments")
     given = dict(zip(names, args))
     out = given.pop("out", out)
-    return cls.of(model=config, **given, **settings), out
+    return cls.of(**{first: config}, **given, **settings), out
 
 
 # ------------------------------------------------------------------------------------------- the configs
@@ -516,6 +531,16 @@ class FormatConfig(Settings):
         name = self.protocol if isinstance(self.protocol, str) else self.base_protocol().name
         return FormatConfig(protocol=p if protocol_record else name, style=p.style, system_prompt=p.system_prompt,
                             max_length=p.max_length, date_string=p.date_string)
+
+    def recorded_for(self, items) -> "FormatConfig":
+        """What a training run's record states for ``items``: QA pairs, :meth:`resolved`; plain texts (MUSE's
+        corpus, cut into chunks of min(2048, max_length) tokens: ``data/text.py``), only ``max_length``, the one
+        setting that applies to them, with protocol, style, system prompt and date None (they play no role; the
+        record given back as a config makes the same chunks)."""
+        from .data.text import is_text
+
+        fmt = self.resolved()
+        return FormatConfig(max_length=fmt.max_length) if is_text(items) else fmt
 
     def formatter(self, tokenizer, **overrides):
         """The :class:`obliviate.data.formatting.Formatter` of these settings."""
@@ -970,3 +995,160 @@ class EvalConfig(_Convenience, Settings):
         if not self.is_tofu:
             return self.format.base_protocol(self.benchmark)
         return self.format.resolved_protocol(max_new_tokens=self.max_new_tokens, pad_mask=self.pad_mask)
+
+
+# ------------------------------------------------------------------------------------------- sweeps, reports
+BACKENDS = ("local", "ray")
+
+
+def _check_backend(value) -> None:
+    if value not in BACKENDS:
+        raise ConfigError("backend", f"{value!r}: valid: {', '.join(BACKENDS)}")
+
+
+def _as_tuple(v) -> tuple:
+    """A list setting as a tuple (run.json and YAML give lists; one string is one entry)."""
+    if v is None:
+        return ()
+    return (v,) if isinstance(v, (str, Path)) else tuple(v)
+
+
+@dataclass
+class SweepConfig(_Convenience, Settings):
+    """``obliviate sweep``'s options (DIR/sweep.json records them): the grid file (YAML, the spec of every point;
+    it stays the spec: this config only says which file and how to run it) and how its points run."""
+    grid: Any = setting(None, positional="?", metavar="GRID", help=(
+        "the grid file (YAML: model, forget, retain, retain_model, fixed, grid); required"))
+    workers: int = setting(1, help="points run at once (local: processes; ray: tasks)")
+    backend: str = setting("local", choices=BACKENDS,
+                           help="local processes, or Ray tasks (RAY_ADDRESS names an existing cluster)")
+    retry_failed: bool = setting(False, help="run the points that failed again")
+    gpu_mem: str = setting("80GB", help="GPU memory of the --dry-run plan (default 80GB)")
+    progress: bool = setting(True, flag="--quiet", invert=True, help="no progress lines")
+
+    aliases: ClassVar[dict[str, str]] = {"grid_path": "grid"}
+
+    def validate(self) -> None:
+        if self.grid is None:
+            raise ConfigError("grid", "is required")
+        _check_count("workers", self.workers)
+        _check_backend(self.backend)
+        from .sweep.plan import parse_mem
+
+        try:
+            parse_mem(self.gpu_mem)
+        except ObliviateError:
+            raise ConfigError("gpu_mem", f"{self.gpu_mem!r}: write e.g. 80GB, 141GiB or 24") from None
+
+
+@dataclass
+class SelectConfig(_Convenience, Settings):
+    """``obliviate select``'s rule (selection.json records it): what ranks a sweep's points, blind."""
+    sweep: Any = setting(None, positional="?", metavar="SWEEP",
+                         help="the sweep folder (obliviate sweep ... --out DIR); required")
+    by: str = setting("forget_quality", help="ranking key (default forget_quality; max:KEY / min:KEY)")
+    tie_break: str | None = setting(None, help="second key for equal --by values (e.g. model_utility)")
+    min: tuple = setting((), append=True, metavar="KEY=V", help=(
+        "drop points below a bound first: KEY=0.5 or KEY=0.9*full (model before unlearning) / KEY=1*retain; "
+        "repeatable"))
+    max: tuple = setting((), append=True, metavar="KEY=V", help="drop points above a bound")
+    epoch: str = setting("last", choices=("last", "best"), help=(
+        "rank each point by its final epoch (default) or its best epoch under the same rule"))
+
+    #: the keywords of sweep.select.select (mins=, maxs=)
+    aliases: ClassVar[dict[str, str]] = {"mins": "min", "maxs": "max", "sweep_dir": "sweep"}
+
+    def __post_init__(self):
+        self.min, self.max = _as_tuple(self.min), _as_tuple(self.max)
+
+    def validate(self) -> None:
+        from .metrics.keys import metric_direction
+        from .sweep.select import parse_bound
+
+        if self.sweep is None:
+            raise ConfigError("sweep", "is required")
+        for name in ("by", "tie_break"):
+            v = getattr(self, name)
+            if v is None and name == "tie_break":
+                continue
+            if not isinstance(v, str):
+                _bad(name, v, "a summary key")
+            try:
+                metric_direction(v)
+            except ObliviateError as e:  # "'x': unknown direction; ..."
+                raise ConfigError(name, str(e)) from None
+        for name in ("min", "max"):
+            for text in getattr(self, name):
+                try:
+                    parse_bound(str(text), name)
+                except ObliviateError:
+                    raise ConfigError(name, f"{str(text)!r}: write KEY=NUMBER or KEY=FACTOR*full|retain (e.g. "
+                                            "model_utility=0.9*full)") from None
+        if self.epoch not in ("last", "best"):
+            raise ConfigError("epoch", f"{self.epoch!r}: valid: last, best")
+
+
+@dataclass
+class ReportConfig(_Convenience, Settings):
+    """``obliviate report``'s inputs and title (the output file is the call's ``out``)."""
+    inputs: tuple = setting((), positional="*", metavar="INPUTS", help=(
+        "sweep folders, unlearn / eval / meta-eval run folders or audit.json files; at least one"))
+    audit: tuple = setting((), append=True, metavar="AUDIT", help="an audit folder or audit.json (repeatable)")
+    title: str = setting("obliviate report", help="the page's title (default: obliviate report)")
+
+    #: the keyword of report.html.write_report (audits=)
+    aliases: ClassVar[dict[str, str]] = {"audits": "audit"}
+
+    def __post_init__(self):
+        self.inputs, self.audit = _as_tuple(self.inputs), _as_tuple(self.audit)
+
+    def validate(self) -> None:
+        if not self.inputs:
+            raise ConfigError("inputs", "is required: a sweep folder, a run folder or an audit.json")
+        if not isinstance(self.title, str):
+            _bad("title", self.title, "a string")
+
+
+@dataclass
+class MetaEvalConfig(_Convenience, Settings):
+    """``obliviate meta-eval``'s options (run.json's ``config``, beside ``pools``: the pools file as it was read,
+    recorded). The pools file (YAML) stays the spec of the control models; this config says which file and how
+    to score and run it."""
+    pools_file: Any = setting(None, positional="?", metavar="POOLS", help=(
+        "pools file (YAML): model, data, grid, positives, negatives, attacks; required"))
+    keys: tuple | None = setting(None, type=comma_list, metavar="LIST", help=(
+        "comma-separated summary keys to meta-evaluate (default: every key with a knowledge orientation that "
+        "the evaluations produced)"))
+    n_boot: int = setting(1000, help="bootstrap replicates over models (default 1000)")
+    seed: int = setting(0, help="bootstrap seed (default 0)")
+    workers: int = setting(1, help=(
+        "models built at once (default 1): each worker fine-tunes, evaluates and attacks whole models, with "
+        "cores // workers torch threads"))
+    backend: str = setting("local", choices=BACKENDS, help=(
+        "local worker processes, or one Ray task per model (RAY_ADDRESS names a cluster; the --out folder must "
+        "be on a file system every node sees)"))
+    progress: bool = setting(True, flag="--quiet", invert=True, help="no progress bars")
+
+    #: run.json's expanded pools file (what a --resume compares); a --config run.json reads the file again
+    recorded: ClassVar[tuple[str, ...]] = ("pools",)
+    aliases: ClassVar[dict[str, str]] = {"pools": "pools_file"}
+
+    def __post_init__(self):
+        if isinstance(self.keys, str):
+            self.keys = comma_list(self.keys)
+        if self.keys is not None:
+            self.keys = tuple(self.keys) or None  # `--keys ''`: every key, as no --keys
+
+    def validate(self) -> None:
+        from .metaeval.scores import KNOWLEDGE
+
+        if self.pools_file is None:
+            raise ConfigError("pools_file", "is required")
+        for k in self.keys or ():
+            if k not in KNOWLEDGE:
+                raise ConfigError("keys", f"{{0}}: {k!r} has no knowledge orientation; valid: {', '.join(KNOWLEDGE)}")
+        _check_count("n_boot", self.n_boot)
+        _check_count("workers", self.workers)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            _bad("seed", self.seed, "an integer")
+        _check_backend(self.backend)

@@ -11,9 +11,9 @@ from pathlib import Path
 from .data import check_data_dir, load_items, spec_path
 from .config import FinetuneConfig, config_of_call, legacy_values
 from .data.formatting import Formatter
-from .data.text import encode_items
+from .data.text import DEFAULT_CHUNK_TOKENS, encode_items, is_text
 from .models import check_max_length, check_model_spec, load_model, save_model
-from .runtime.run import Run
+from .runtime.run import RESUME_MAY_CHANGE, Run
 from .runtime.files import read_json
 from .train import (TRAIN_DTYPE, EncodedBatches, TrainConfig, apply_lora, check_resume_epochs,
                     latest_checkpoint, nll_loss, padding_fraction, train)
@@ -30,11 +30,12 @@ def run_finetune(config: FinetuneConfig | str, *args, out: str | Path | None = N
     check_data_dir(config.data_dir, [config.data])
     items = load_items(config.data, data_dir=config.data_dir)  # bad data fails before the model is loaded
     ck, cfg = resume_point(out, config.train, resume)
-    config = replace(config, train=cfg, format=config.format.resolved())
+    config = replace(config, train=cfg, format=config.format.recorded_for(items))
     check_model_spec(config.model)  # a bad --model is refused before --overwrite empties anything
     record = {**config.to_dict(), "n_items": len(items)}
+    may_change = {**RESUME_MAY_CHANGE, **(TEXT_FORMAT_MAY_CHANGE if is_text(items) else {})}
     with Run("finetune", out, record, seed=cfg.seed, overwrite=overwrite, resume=resume, resumable=True,
-             checkpoint=ck, legacy=legacy_values(FinetuneConfig),
+             checkpoint=ck, legacy=legacy_values(FinetuneConfig), may_change=may_change,
              inputs={"--model": config.model, "--data": spec_path(config.data), "--data-dir": config.data_dir}) as run:
         t0 = time.time()
         net, tok = load_model(config.model, dtype=TRAIN_DTYPE)  # fp32 master weights; bf16 autocast on CUDA (train)
@@ -42,6 +43,12 @@ def run_finetune(config: FinetuneConfig | str, *args, out: str | Path | None = N
         check_max_length(net, config.format.max_length)
         train_on_items(run, net, tok, items, cfg, config.format.formatter(tok), resume=ck is not None)
     return run.data
+
+
+#: On plain texts the prompt settings play no role, so a --resume may differ in them (run folders written before
+#: the record said so hold the TOFU default, open-unlearning's chat format, there)
+TEXT_FORMAT_MAY_CHANGE = {"protocol": "--protocol", "style": "--style", "system_prompt": "--system-prompt",
+                          "date_string": "--date-string"}
 
 
 def resume_point(out, cfg: TrainConfig, resume: bool) -> tuple[str | None, TrainConfig]:
@@ -82,8 +89,9 @@ def train_on_items(run: Run, net, tok, items, cfg: TrainConfig, fmt: Formatter, 
         run.timing("save_model_s", time.time() - t1)
     run.timing("train_s", history["train_seconds"])
     run.set_history(history)
-    run.update(final_loss=history["final_loss"], padding_fraction=round(pad, 4),
-               prompt_format={"style": fmt.style, "system_prompt": fmt.system_prompt})
+    prompt = ({"text_chunk_tokens": min(DEFAULT_CHUNK_TOKENS, fmt.max_length)} if is_text(items) else
+              {"style": fmt.style, "system_prompt": fmt.system_prompt})
+    run.update(final_loss=history["final_loss"], padding_fraction=round(pad, 4), prompt_format=prompt)
     return net
 
 

@@ -7,7 +7,7 @@
 - :mod:`.pools`: the pools file (positives, negatives, unlearned models) and the resumable runner that builds,
   evaluates and attacks them; :mod:`.parallel`: several models at once (local workers, Ray);
   :mod:`.quantize`: the 4-bit attack; :mod:`.fluency`: the gibberish-classifier fluency of utility;
-  ``obliviate meta-eval``: cli/meta_eval.py.
+  :mod:`.run`: ``run_meta_eval(MetaEvalConfig, out)``, the library entry of ``obliviate meta-eval`` (cli/meta_eval.py).
 """
 
 from .aggregates import aggregates  # noqa: F401

@@ -81,7 +81,7 @@ def run_relearn(config: RelearnConfig | str, *args, out: str | Path | None = Non
     items = load_items(config.data, data_dir=config.data_dir)  # bad data fails before the model is loaded
     items = items[: config.n_items] if config.n_items else items
     check_model_spec(config.model)
-    config = replace(config, n_items=len(items), format=config.format.resolved())
+    config = replace(config, n_items=len(items), format=config.format.recorded_for(items))  # texts: max_length only
     inputs = {"--model": config.model, "--data": spec_path(config.data), "--data-dir": config.data_dir}
     with Run("relearn", out, config.to_dict(), seed=config.seed, overwrite=overwrite, inputs=inputs,
              legacy=legacy_values(RelearnConfig)) as run:

@@ -12,6 +12,7 @@ import math
 import time
 from pathlib import Path
 
+from ..errors import ObliviateError
 from ..io import atomic_write_text
 from .collect import FQ, MU, ReportData, collect, finite
 
@@ -431,9 +432,19 @@ def render_markdown(data: ReportData, title: str = "obliviate report") -> str:
     return "\n".join(out) + "\n"
 
 
-def write_report(inputs, out: str | Path, audits=(), title: str = "obliviate report") -> tuple[Path, Path]:
-    """Write ``out`` (HTML) and its Markdown twin (same name, ``.md``). Returns both paths."""
-    data = collect(inputs, audits)
+def write_report(config, *args, out: str | Path | None = None, **settings) -> tuple[Path, Path]:
+    """Write ``out`` (HTML) and its Markdown twin (same name, ``.md``): ``write_report(ReportConfig(inputs=...),
+    out)``, or the keyword convenience ``write_report(inputs, out, audits=(), title="obliviate report")``.
+    Returns both paths."""
+    from ..config import ReportConfig, config_of_call
+
+    config, out = config_of_call(ReportConfig, config, args, settings, ("out", "audits", "title"), out,
+                                 call="write_report", required=1, first="inputs")
+    config.validate()
+    if out is None:
+        raise ObliviateError("write_report: give the HTML file's path (out)")
+    title = config.title
+    data = collect(list(config.inputs), list(config.audit))
     out = Path(out)
     md = out.with_suffix(".md") if out.suffix != ".md" else out.with_name(out.stem + ".report.md")
     atomic_write_text(out, render_html(data, title))

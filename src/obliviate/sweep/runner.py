@@ -3,6 +3,7 @@
 Folder ``DIR``::
 
     grid.yaml, grid.json     the grid as given and as expanded, with its hash: written before any run
+    sweep.json               the options of the last ``obliviate sweep`` (SweepConfig; ``--config`` reads it)
     index.sqlite             points, status, metrics (index.py)
     shared/retain-eval/      the retain model's TOFU evaluation (once per sweep; forget quality's reference)
     shared/initial-eval/     the evaluation before unlearning (epoch 0), shared by the points of one model
@@ -26,11 +27,15 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ObliviateError
 from ..io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_json
 from .grid import Grid, Point, load_grid, sha256_json
 from .index import open_index
+
+if TYPE_CHECKING:
+    from ..config import SweepConfig
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -318,17 +323,24 @@ def work_loop(out: Path, worker: str, threads: int | None = None, progress: bool
 
 
 # ------------------------------------------------------------------------------------------- the sweep
-def run_sweep(grid_path: str | Path, out: str | Path, *, workers: int = 1, backend: str = "local",
-              retry_failed: bool = False, progress: bool = True) -> dict:
-    """Run (or resume) the sweep of ``grid_path`` in ``out``. Returns the index counts and the grid hash."""
-    if backend not in ("local", "ray"):
-        raise ObliviateError(f"--backend {backend!r}; valid: local, ray")
-    from ..errors import check_int
+def run_sweep(config: "SweepConfig | str | Path", *args, out: str | Path | None = None, **settings) -> dict:
+    """Run (or resume) the sweep of a grid file in ``out``: ``run_sweep(SweepConfig(grid=...), out)``, or the
+    keyword convenience ``run_sweep(grid_path, out, workers=2, backend="ray", retry_failed=True, progress=False)``.
+    Writes ``out/sweep.json`` (the resolved options: ``obliviate sweep --config out/sweep.json`` repeats them).
+    Returns the index counts and the grid hash."""
+    from ..config import SweepConfig, config_of_call
 
-    check_int("--workers", workers)
+    config, out = config_of_call(SweepConfig, config, args, settings, ("out",), out, call="run_sweep", first="grid")
+    config.validate()
+    if out is None:
+        raise ObliviateError("run_sweep: give the sweep folder (out)")
+    grid_path, workers, backend = config.grid, config.workers, config.backend
+    retry_failed, progress = config.retry_failed, config.progress
     out = Path(out)
     grid = predeclare(grid_path, out)  # before the first run, and before anything else is written
     with file_lock(out / "sweep.lock", blocking=False):
+        atomic_write_json(out / "sweep.json", {"command": "sweep", "config": config.to_dict(), "grid_hash": grid.hash,
+                                               "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         idx = open_index(out)
         try:
             idx.set_meta("grid_hash", grid.hash)

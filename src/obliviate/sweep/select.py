@@ -19,12 +19,16 @@ import math
 import re
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ObliviateError
 from ..io import atomic_write_json, read_json
 from ..metrics.keys import metric_direction
 from .index import open_index
 from .runner import load_recorded_grid
+
+if TYPE_CHECKING:
+    from ..config import SelectConfig
 
 FQ, MU = "forget_quality", "model_utility"
 
@@ -57,11 +61,17 @@ def pareto_front(rows: list[dict], x: str = FQ, y: str = MU) -> list[str]:
     return front
 
 
-def select(sweep_dir: str | Path, by: str = FQ, tie_break: str | None = None, mins=(), maxs=(),
-           epoch: str = "last", write: bool = True) -> dict:
-    sweep_dir = Path(sweep_dir)
-    if epoch not in ("last", "best"):
-        raise ObliviateError(f"--epoch {epoch!r}; valid: last, best")
+def select(config: "SelectConfig | str | Path", *args, write: bool = True, **settings) -> dict:
+    """Rank the sweep's finished points blind: ``select(SelectConfig(sweep=DIR, by=...))``, or the keyword
+    convenience ``select(DIR, by="forget_quality", tie_break=None, mins=(), maxs=(), epoch="last")``. Returns
+    the selection record; ``write``: also DIR/selection.json (its ``config``: ``obliviate select --config``)."""
+    from ..config import SelectConfig, config_of_call
+
+    config, _ = config_of_call(SelectConfig, config, args, settings, ("by", "tie_break", "mins", "maxs", "epoch"),
+                               call="select", required=0, first="sweep")
+    config.validate()
+    sweep_dir, by, tie_break, epoch = Path(config.sweep), config.by, config.tie_break, config.epoch
+    mins, maxs = config.min, config.max
     key, score = metric_direction(by)
     tkey, tscore = metric_direction(tie_break) if tie_break else (None, None)
     bounds = [(*parse_bound(t, "--min"), "min") for t in mins] + [(*parse_bound(t, "--max"), "max") for t in maxs]
@@ -127,6 +137,7 @@ def select(sweep_dir: str | Path, by: str = FQ, tie_break: str | None = None, mi
     front = pareto_front(rows + [u for u in unranked if "values" in u])
     rank1 = rows[0] if rows else None
     rec = {
+        "command": "select", "config": config.to_dict(),  # the rule as given, as --config reads it back
         "sweep": str(sweep_dir), "grid_hash": grid.hash, "n_points": len(points), "n_done": len(done),
         "rule": {"by": by, "tie_break": tie_break, "min": list(mins), "max": list(maxs), "epoch": epoch,
                  "then": "grid order (predeclared)"},
