@@ -28,6 +28,7 @@
 from __future__ import annotations
 
 import collections
+import copy
 import hashlib
 import itertools
 from types import SimpleNamespace
@@ -38,13 +39,14 @@ from ..engine.attention import uses_gqa_attention
 from ..engine.decode import llama_step
 from ..engine.forward import cache_kw, head_logits, out_cache
 from ..engine.generation import _fit_context, _Slots, decode_step, stop_token_ids
+from ..engine.scoring import _common_prefix
 from ..engine.shared_prompt import SharedPromptKV
 from ..errors import ObliviateError
 
 # Rows per decoding step by default; docs/results.md ("Best-of-16 sampling vs greedy generation") has the timings.
 BATCH_ROWS = 640  # the most rows decoded together (fewer where MEMORY_GB does not hold them)
 MEMORY_GB = 2.0  # default budget of the rows' keys, values and logits (ViewConfig.sample_memory_gb)
-PREFILL_PROMPTS = 32  # prompts per prefill call at most: the prefill's activations stay small
+PREFILL_PROMPTS = 8  # prompts per prefill call at most: the prefill's activations stay small (as greedy's)
 
 
 def weights_(x: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
@@ -266,24 +268,37 @@ def sample_ids(model, prompts: list[list[int]], n: int, eos_id, max_new_tokens: 
     left = [n] * len(prompts)  # samples of each prompt not yet in the batch
     live = 0  # rows [0, live) hold live samples
 
+    pre = _common_prefix(prompts)  # the chat template's system turn, say: encoded once for all prompts
+    L0 = len(pre)
+    ckw = cache_kw(body)
+    prefix_cache = out_cache(body(input_ids=torch.tensor([pre], device=device), use_cache=True)) if pre else None
+
     def prefill(group: list[int]) -> None:
-        P = max(len(prompts[i]) for i in group)
-        ids = torch.zeros((len(group), P), dtype=torch.long)
-        mask = torch.zeros((len(group), P), dtype=torch.long)
-        pos = torch.zeros((len(group), P), dtype=torch.long)
-        for r, i in enumerate(group):
-            L = len(prompts[i])
-            ids[r, P - L :] = torch.tensor(prompts[i], dtype=torch.long)
-            mask[r, P - L :] = 1
-            pos[r, P - L :] = torch.arange(L)
-        o = body(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device), use_cache=True)
+        suf = [prompts[i][L0:] for i in group]
+        B, S = len(group), max(len(x) for x in suf)
+        ids = torch.zeros((B, S), dtype=torch.long)
+        mask = torch.zeros((B, L0 + S), dtype=torch.long)
+        mask[:, :L0] = 1
+        pos = torch.zeros((B, S), dtype=torch.long)
+        for r, x in enumerate(suf):
+            ids[r, S - len(x) :] = torch.tensor(x, dtype=torch.long)
+            mask[r, L0 + S - len(x) :] = 1
+            pos[r, S - len(x) :] = L0 + torch.arange(len(x))
+        kw = {}
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)
+            cache.reorder_cache(torch.zeros(B, dtype=torch.long, device=device))
+            kw[ckw] = cache
+        o = body(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
+                 use_cache=True, **kw)
         w = weights_(head(o.last_hidden_state[:, -1]), temperature, top_p).clone()  # the head's buffer is reused
         layers = out_cache(o).layers
-        for r, i in enumerate(group):
-            L = len(prompts[i])
-            own = [SimpleNamespace(keys=x.keys[r : r + 1, :, P - L :], values=x.values[r : r + 1, :, P - L :])
-                   for x in layers]
-            pending[i] = (kv.add_prompt(own, L, n), L, w[r])
+        for r, (i, x) in enumerate(zip(group, suf)):
+            a = L0 + S - len(x)  # the prefix's columns, then the row's own suffix (left-padded)
+            own = [SimpleNamespace(keys=torch.cat([t.keys[r : r + 1, :, :L0], t.keys[r : r + 1, :, a:]], 2),
+                                   values=torch.cat([t.values[r : r + 1, :, :L0], t.values[r : r + 1, :, a:]], 2))
+                   for t in layers]
+            pending[i] = (kv.add_prompt(own, len(prompts[i]), n), len(prompts[i]), w[r])
 
     def take(rows: range) -> list[int]:
         """Record the pending token of these rows; return the rows whose sample has ended."""
