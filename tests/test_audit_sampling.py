@@ -118,11 +118,17 @@ def test_samples_follow_the_models_distribution(tiny):
     assert check([s[1] for s in out if s[0] == first], after) >= 6
 
 
-def test_top_p_keeps_the_smallest_nucleus():
+def test_top_p_keeps_the_smallest_nucleus(monkeypatch):
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     assert top_p_probs(logits, 1.0, 0.7).tolist()[0] == pytest.approx([0.625, 0.375, 0, 0])  # 0.5 + 0.3 >= 0.7
     assert top_p_probs(logits, 1.0, 0.5).tolist()[0] == pytest.approx([1, 0, 0, 0])
     assert top_p_probs(logits, 1.0, 1.0).tolist()[0] == pytest.approx([0.5, 0.3, 0.15, 0.05])
+    # rows are cut in chunks of TOP_P_ROWS: each row keeps its own nucleus
+    monkeypatch.setattr(sampling, "TOP_P_ROWS", 2)
+    rows = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.05, 0.15, 0.3, 0.5], [0.25] * 4]))
+    got = top_p_probs(rows, 1.0, 0.7).tolist()
+    assert got[0] == pytest.approx([0.625, 0.375, 0, 0]) and got[1] == pytest.approx([0, 0, 0.375, 0.625])
+    assert sum(v > 0 for v in got[2]) == 3  # ties: three tokens of 0.25 reach 0.7
 
 
 def test_the_two_level_draw_by_hand():
@@ -176,3 +182,12 @@ def test_bad_sampling_settings_are_refused(tiny):
                     ({"batch_rows": 0}, "batch_rows 0")):
         with pytest.raises(ObliviateError, match=msg):
             sample_ids(model, [[1, 2]], 2, tok.eos_token_id, 4, **kw)
+
+
+def test_a_model_whose_logits_are_not_its_head_is_not_sampled(tiny, monkeypatch):
+    """Greedy decoding may use the bare head (argmax survives a monotone soft-cap); sampling would draw from
+    other logits, so it refuses."""
+    model, tok = tiny
+    monkeypatch.setattr(sampling, "head_logits", lambda model: None)
+    with pytest.raises(ObliviateError, match="best-of-n cannot draw from them"):
+        sample_ids(model, [[1, 2]], 2, tok.eos_token_id, 4)

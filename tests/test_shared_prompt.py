@@ -70,3 +70,15 @@ def test_prompt_slots_are_freed_when_every_sample_has_ended(tiny):
         cache.add_prompt(kv, 3, samples=1)
     cache.leave([1, 2])
     assert cache.add_prompt(kv, 3, samples=1) == 0  # the lowest free slot
+
+
+def test_the_prompt_slot_pool_grows_up_to_its_bound(tiny):
+    model, _ = tiny
+    cache = SharedPromptKV(model, rows=12, slots=1, width=1, prompt_len=3, new_tokens=2, max_slots=10)
+    kv = _prompt_kv(model, [1, 2, 3])
+    got = [cache.add_prompt(kv, 3, samples=1) for _ in range(10)]
+    assert got == list(range(10)) and cache.kp[0].shape[0] == cache.pmask.shape[0] == 10  # 1, then 9 (8 and 1 more)
+    torch.testing.assert_close(cache.kp[0][9, :, :3], kv[0].keys[0])  # the slots after a growth hold their prompt
+    assert torch.equal(cache.kp[0][0], cache.kp[0][9])
+    with pytest.raises(RuntimeError, match="no free prompt slot"):
+        cache.add_prompt(kv, 3, samples=1)

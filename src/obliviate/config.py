@@ -818,8 +818,8 @@ class ViewConfig(Settings):
     n_samples: int = setting(16, help="best_of_n_leak: samples per question")
     temperature: float = setting(1.0, help="best_of_n_leak: sampling temperature")
     top_p: float = setting(1.0, help="best_of_n_leak: nucleus mass (1: the whole distribution)")
-    sample_memory_gb: float = setting(2.0, help="best_of_n_leak: memory for the rows sampled together (their own "
-                                      "keys/values and logits); up to 640 rows, fewer where it does not hold them")
+    sample_memory_gb: float = setting(2.0, help="best_of_n_leak: memory for the rows sampled together (keys/values of "
+                                      "their tokens and prompts, logits); up to 640 rows, fewer where it does not hold them")
     n_clues: int = setting(3, help="chain_of_clues_leak: clue turns before the question")
     folds: int = setting(2, help="relearn_recovery: author folds (train on K-1, test on the held-out fold)")
     relearn_epochs: int = setting(3, help="relearn_recovery: fine-tuning epochs of the attack")

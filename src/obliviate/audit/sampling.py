@@ -1,14 +1,17 @@
 """Seeded sampling of ``n`` continuations per prompt from one shared prompt encoding (best-of-n views).
 
-* **The prompt is encoded once.** Prompts are prefilled in left-padded groups (positions continue each
-  row's real tokens); a prompt's own KV columns are then copied into the rows of its ``n`` samples.
-* **Continuous batching on the generation engine's machinery** (:mod:`obliviate.engine.generation`: its
-  preallocated in-place KV buffer, shared cursor and decoding step, hence :mod:`obliviate.engine.decode`'s
-  written-out Llama step where the model passes its probe, Hugging Face's decoder forward otherwise). The
-  batch holds up to ``batch_rows`` samples. A sample that ends (EOS or ``max_new_tokens``) leaves the batch
-  at once: a live row from the end of the batch moves into its place and the next waiting sample takes the
-  free row, so a decoding step computes live samples only. A prompt is prefilled when its first sample
-  enters the batch; its cache is kept until its last sample has entered.
+* **The prompt is encoded once, and its keys and values are kept once.** The prompts' common prefix (the
+  chat template's system turn) is encoded once; prompts are then prefilled in left-padded groups of
+  :data:`PREFILL_PROMPTS`. On a plain Llama decoder (:mod:`obliviate.engine.decode`'s written-out step) a
+  prompt's columns go to a prompt slot of :class:`.SharedPromptKV`, which the rows of its samples attend to
+  (each row holds only the tokens it has generated); the slot is freed when the prompt's last sample has
+  ended. Other models decode on the generation engine's KV buffer with Hugging Face's decoder forward, a
+  copy of the prompt's columns in each of its rows (:class:`_WindowKV`).
+* **Continuous batching.** The batch holds up to ``batch_rows`` samples (by default as many as
+  ``memory_gb`` holds, :func:`rows_for_memory`). A sample that ends (EOS or ``max_new_tokens``) leaves the
+  batch at once: a live row from the end of the batch moves into its place and the next waiting sample takes
+  the free row, so a decoding step computes live samples only. A prompt is prefilled when its first sample
+  enters the batch.
 * **Seeded, and independent of the batch.** Sample ``j`` of prompt ``i`` draws its ``t``-th token with the
   ``t``-th uniform of its own ``torch.Generator`` (seeded from a hash of ``(seed, i, j)``): the same seed
   gives the same samples whatever ``batch_rows``, the order of the rows, or the other prompts (up to
@@ -46,6 +49,7 @@ from ..errors import ObliviateError
 # Rows per decoding step by default; docs/results.md ("Best-of-16 sampling vs greedy generation") has the timings.
 BATCH_ROWS = 640  # the most rows decoded together (fewer where MEMORY_GB does not hold them)
 MEMORY_GB = 2.0  # default budget of the rows' keys, values and logits (ViewConfig.sample_memory_gb)
+TOP_P_ROWS = 64  # rows sorted together for top-p
 PREFILL_PROMPTS = 8  # prompts per prefill call at most: the prefill's activations stay small (as greedy's)
 
 
@@ -57,10 +61,12 @@ def weights_(x: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
         x.div_(temperature)
     x.exp_()
     if top_p < 1.0:
-        sp, si = x.sort(dim=-1, descending=True)
-        drop = sp.cumsum(-1) - sp >= top_p * sp.sum(-1, keepdim=True)  # mass before this token already reaches top_p
-        sp[drop] = 0.0
-        x.zero_().scatter_(-1, si, sp)
+        for a in range(0, x.shape[0], TOP_P_ROWS):  # the sort's temporaries (~20 B a token) for a few rows at a time
+            c = x[a : a + TOP_P_ROWS]
+            sp, si = c.sort(dim=-1, descending=True)
+            drop = sp.cumsum(-1) - sp >= top_p * sp.sum(-1, keepdim=True)  # mass before this token already reaches top_p
+            sp[drop] = 0.0
+            c.zero_().scatter_(-1, si, sp)
     return x
 
 
@@ -130,7 +136,11 @@ class _Head:
 
     def __init__(self, model, rows: int):
         head = head_logits(model)
-        self.fn = head or model.get_output_embeddings()
+        if head is None:  # greedy decoding may take the bare head (argmax survives a monotone soft-cap); sampling may not
+            raise ObliviateError(
+                f"sampling: the logits of {type(model).__name__} are not its LM head on the decoder's hidden states "
+                "(an unknown step after the head), so best-of-n cannot draw from them")
+        self.fn = head
         w = getattr(head, "weight", None)
         plain = (isinstance(head, torch.nn.Linear) and head.bias is None and w is not None and w.dtype == torch.float32)
         self.w = w if plain else None
@@ -251,8 +261,11 @@ def sample_ids(model, prompts: list[list[int]], n: int, eos_id, max_new_tokens: 
     rows_n = min(batch_rows, len(waiting))
     if step is not None:
         # the most prompts with a sample in the batch at once: one per row at worst
-        kv = _SharedKV(step, SharedPromptKV(model, rows_n, min(rows_n, len(prompts)), min(n, rows_n),
-                                            max(len(p) for p in prompts), max_new_tokens))
+        # prompt slots: one per n rows, and a few for prompts whose last samples run on (the pool grows to one
+        # per row at most: a prompt holds its slot while it has a live row)
+        bound = min(rows_n, len(prompts))
+        kv = _SharedKV(step, SharedPromptKV(model, rows_n, min(bound, -(-rows_n // n) + 2), min(n, rows_n),
+                                            max(len(p) for p in prompts), max_new_tokens, max_slots=bound))
     else:
         # Every sample in the batch from the start: no refill, so no column is ever cut and no slack is
         # needed (the last token drawn is not fed back: prompt + max_new_tokens - 1 columns).

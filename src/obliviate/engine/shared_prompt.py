@@ -29,9 +29,11 @@ class SharedPromptKV:
     """Prompt slots (``slots x kv heads x prompt_len x head dim`` per layer) and rows' own columns
     (``rows x kv heads x new_tokens x head dim``), for :meth:`.decode.LlamaStep.run`.
 
-    ``width``: sub-slots per prompt slot (the most rows of one prompt decoded at once)."""
+    ``width``: sub-slots per prompt slot (the most rows of one prompt decoded at once). ``slots``: prompt slots
+    allocated at first; the pool grows (by half, at least 8) up to ``max_slots`` when a prompt finds none free."""
 
-    def __init__(self, model, rows: int, slots: int, width: int, prompt_len: int, new_tokens: int):
+    def __init__(self, model, rows: int, slots: int, width: int, prompt_len: int, new_tokens: int,
+                 max_slots: int | None = None):
         cfg = model.config
         p = next(model.parameters())
         n_layers = cfg.num_hidden_layers
@@ -52,6 +54,7 @@ class SharedPromptKV:
         self.t = torch.zeros(rows, dtype=torch.long, device=p.device)  # own column of the row's next fed token
         self.pos = torch.zeros(rows, dtype=torch.long, device=p.device)  # its position
         self.width = width
+        self.max_slots = max(slots, max_slots or slots)
         self._free_slots = list(range(slots))
         self._free_subs: dict[int, list[int]] = {}
         self._unfinished: dict[int, int] = {}  # slot -> samples of its prompt not yet ended
@@ -60,7 +63,7 @@ class SharedPromptKV:
         """Store a prompt's keys and values (``layers[l].keys``: ``1 x kv heads x length x head dim``); the slot
         is freed when ``samples`` rows have entered it and left."""
         if not self._free_slots:
-            raise RuntimeError("no free prompt slot")  # sized by the caller: a bug, not an input error
+            self._grow()
         s = heapq.heappop(self._free_slots)  # the lowest free slot: the slots in use stay at the front
         for l, layer in enumerate(layers):
             self.kp[l][s, :, :length] = layer.keys[0]
@@ -70,6 +73,18 @@ class SharedPromptKV:
         self._free_subs[s] = list(range(self.width))
         self._unfinished[s] = samples
         return s
+
+    def _grow(self) -> None:
+        have = self.pmask.shape[0]
+        extra = min(max(8, have // 2), self.max_slots - have)
+        if extra <= 0:
+            raise RuntimeError("no free prompt slot")  # the caller's bound on live prompts: a bug, not an input error
+        for buf in (self.kp, self.vp):
+            for l, t in enumerate(buf):
+                buf[l] = torch.cat([t, t.new_zeros((extra,) + t.shape[1:])])
+        self.pmask = torch.cat([self.pmask, self.pmask.new_full((extra, self.pmask.shape[1]), float("-inf"))])
+        for s in range(have, have + extra):
+            heapq.heappush(self._free_slots, s)
 
     def enter(self, rows: list[int], slot: int, length: int) -> None:
         """Rows start decoding the prompt in ``slot`` (of ``length`` tokens): no own column yet."""
