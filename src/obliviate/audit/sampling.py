@@ -31,7 +31,6 @@
 from __future__ import annotations
 
 import collections
-import copy
 import hashlib
 import itertools
 from types import SimpleNamespace
@@ -41,7 +40,7 @@ import torch
 from ..engine.attention import uses_gqa_attention
 from ..engine.decode import llama_step
 from ..engine.forward import cache_kw, head_logits, out_cache
-from ..engine.generation import _fit_context, _Slots, decode_step, stop_token_ids
+from ..engine.generation import _fit_context, _Slots, decode_step, prefill_suffixes, stop_token_ids
 from ..engine.scoring import _common_prefix
 from ..engine.shared_prompt import SharedPromptKV
 from ..errors import ObliviateError
@@ -288,22 +287,8 @@ def sample_ids(model, prompts: list[list[int]], n: int, eos_id, max_new_tokens: 
 
     def prefill(group: list[int]) -> None:
         suf = [prompts[i][L0:] for i in group]
-        B, S = len(group), max(len(x) for x in suf)
-        ids = torch.zeros((B, S), dtype=torch.long)
-        mask = torch.zeros((B, L0 + S), dtype=torch.long)
-        mask[:, :L0] = 1
-        pos = torch.zeros((B, S), dtype=torch.long)
-        for r, x in enumerate(suf):
-            ids[r, S - len(x) :] = torch.tensor(x, dtype=torch.long)
-            mask[r, L0 + S - len(x) :] = 1
-            pos[r, S - len(x) :] = L0 + torch.arange(len(x))
-        kw = {}
-        if prefix_cache is not None:
-            cache = copy.deepcopy(prefix_cache)
-            cache.reorder_cache(torch.zeros(B, dtype=torch.long, device=device))
-            kw[ckw] = cache
-        o = body(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
-                 use_cache=True, **kw)
+        o, _, _ = prefill_suffixes(body, ckw, prefix_cache, L0, suf, device)
+        S = max(len(x) for x in suf)
         w = weights_(head(o.last_hidden_state[:, -1]), temperature, top_p).clone()  # the head's buffer is reused
         layers = out_cache(o).layers
         for r, (i, x) in enumerate(zip(group, suf)):

@@ -242,6 +242,29 @@ def _fit_context(model, prompts: list[list[int]], max_new_tokens: int) -> int:
     return max_new_tokens
 
 
+def prefill_suffixes(body, ckw, prefix_cache, L0: int, suffixes: list[list[int]], device):
+    """One forward pass of prompt suffixes, left-padded, after a shared prefix of ``L0`` tokens whose cache is
+    ``prefix_cache`` (None when there is no prefix): ``(output, mask [B, L0 + S], positions [B, S])``.
+    Row ``r``'s columns are the prefix's ``[0, L0)`` and its own ``[L0 + S - len(suffixes[r]), L0 + S)``."""
+    B, S = len(suffixes), max(len(x) for x in suffixes)
+    ids = torch.zeros((B, S), dtype=torch.long)
+    mask = torch.zeros((B, L0 + S), dtype=torch.long)
+    mask[:, :L0] = 1
+    pos = torch.zeros((B, S), dtype=torch.long)
+    for r, x in enumerate(suffixes):
+        n = len(x)
+        ids[r, S - n :] = torch.tensor(x, dtype=torch.long)
+        mask[r, L0 + S - n :] = 1
+        pos[r, S - n :] = L0 + torch.arange(n)
+    ids, mask, pos = ids.to(device), mask.to(device), pos.to(device)
+    kw = {}
+    if prefix_cache is not None:
+        cache = copy.deepcopy(prefix_cache)
+        cache.reorder_cache(torch.zeros(B, dtype=torch.long, device=device))
+        kw[ckw] = cache
+    return body(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **kw), mask, pos
+
+
 @uses_gqa_attention
 @torch.no_grad()
 def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, progress, desc, starts=None):
@@ -268,24 +291,7 @@ def _greedy(model, prompts, eos_id, max_new_tokens, batch_size, stop_check, prog
 
     def prefill(slot_ids: list[int]) -> None:
         group = [waiting.pop(0) for _ in slot_ids]
-        suf = [prompts[i][L0:] for i in group]
-        B, S = len(group), max(len(x) for x in suf)
-        ids = torch.zeros((B, S), dtype=torch.long)
-        mask = torch.zeros((B, L0 + S), dtype=torch.long)
-        mask[:, :L0] = 1
-        pos = torch.zeros((B, S), dtype=torch.long)
-        for r, x in enumerate(suf):
-            n = len(x)
-            ids[r, S - n :] = torch.tensor(x, dtype=torch.long)
-            mask[r, L0 + S - n :] = 1
-            pos[r, S - n :] = L0 + torch.arange(n)
-        ids, mask, pos = ids.to(device), mask.to(device), pos.to(device)
-        kw = {}
-        if prefix_cache is not None:
-            cache = copy.deepcopy(prefix_cache)
-            cache.reorder_cache(torch.zeros(B, dtype=torch.long, device=device))
-            kw[ckw] = cache
-        o = body(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **kw)
+        o, mask, pos = prefill_suffixes(body, ckw, prefix_cache, L0, [prompts[i][L0:] for i in group], device)
         rows = torch.tensor(slot_ids, device=device)
         slots.place(rows, out_cache(o), mask)
         slots.nxt[rows] = head(o.last_hidden_state[:, -1]).argmax(-1)
