@@ -226,3 +226,98 @@ def test_a_recorded_sweep_config_repeats_the_sweep(tmp_path, capsys):
     # the same command on a finished sweep only reads its index
     assert main(["sweep", "--config", str(a / "sweep.json"), "--out", str(a)]) == 0
     assert "1 done, 0 failed" in capsys.readouterr().out
+
+
+def test_the_older_keyword_forms_and_an_audit_only_report(tmp_path, capsys):
+    """run_sweep(grid_path=..., out=...), select(sweep_dir=...), write_report(inputs=..., out=...): the keyword
+    forms docs/architecture.md promises (the first setting by its name or an alias); an audit alone makes a
+    report, from the library and from the command line."""
+    from test_report import AUDIT
+    from test_sweep import _fake_sweep
+
+    from obliviate.report import write_report
+    from obliviate.sweep.runner import run_sweep
+    from obliviate.sweep.select import select
+
+    full = {"forget_quality": 1e-5, "model_utility": 0.6}
+    out, _ = _fake_sweep(tmp_path, [[full, {"forget_quality": 0.1, "model_utility": 0.5}]], epochs=1)
+    res = run_sweep(grid_path=str(tmp_path / "grid.yaml"), out=str(out), progress=False)  # every point done
+    assert res["counts"]["done"] == 1
+    assert run_sweep(grid=str(tmp_path / "grid.yaml"), out=out, progress=False)["grid_hash"] == res["grid_hash"]
+    assert run_sweep(str(tmp_path / "grid.yaml"), out=out, progress=False)["grid_hash"] == res["grid_hash"]
+    with pytest.raises(TypeError, match="grid given twice"):
+        run_sweep("a.yaml", grid_path="b.yaml", out=out)
+    assert select(sweep_dir=out, write=False)["rank1"]["idx"] == 0
+    assert select(sweep=str(out), by="model_utility", write=False)["config"]["by"] == "model_utility"
+    h, _ = write_report(inputs=[out], out=tmp_path / "k.html", title="K")
+    assert "K" in h.read_text()
+    audit = tmp_path / "audit.json"
+    audit.write_text(json.dumps(AUDIT))
+    h, md = write_report([], tmp_path / "a.html", audits=[audit])
+    assert "leak_rate" in md.read_text()
+    assert main(["report", "--audit", str(audit), "--out", str(tmp_path / "c.html")]) == 0
+    capsys.readouterr()
+    with pytest.raises(Exception, match="inputs.*is required"):
+        write_report([], tmp_path / "none.html")
+
+
+def test_a_selection_json_written_before_recorded_configs_gives_its_rule(tmp_path, capsys):
+    from test_sweep import _fake_sweep
+
+    full = {"forget_quality": 1e-5, "model_utility": 0.6}
+    out, _ = _fake_sweep(tmp_path, [[full, {"forget_quality": 0.1, "model_utility": 0.5}],
+                                    [full, {"forget_quality": 0.3, "model_utility": 0.4}]], epochs=1)
+    old = tmp_path / "old-selection.json"  # the layout before `command` / `config` (no ranking needed to read it)
+    old.write_text(json.dumps({"sweep": str(out), "grid_hash": "ab" * 32, "n_points": 2, "n_done": 2,
+                               "rule": {"by": "model_utility", "tie_break": None, "min": [], "max": [],
+                                        "epoch": "last", "then": "grid order (predeclared)"},
+                               "blind": True, "rank1": None, "ranking": [], "unranked": [], "pareto_front": []}))
+    assert main(["select", "--config", str(old), "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["config"]["by"] == "model_utility" and rec["rank1"]["idx"] == 0
+    assert main(["select", "--config", str(old), "--by", "forget_quality", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rank1"]["idx"] == 1
+
+
+def test_recorded_paths_are_absolute_and_a_changed_grid_is_refused(tmp_path, monkeypatch, capsys):
+    from test_sweep import _fake_sweep
+
+    from obliviate.sweep.runner import run_sweep
+    from obliviate.sweep.select import select
+
+    full = {"forget_quality": 1e-5, "model_utility": 0.6}
+    out, _ = _fake_sweep(tmp_path, [[full, {"forget_quality": 0.1, "model_utility": 0.5}]], epochs=1)
+    monkeypatch.chdir(tmp_path)
+    run_sweep("grid.yaml", "out", progress=False)  # relative, as typed
+    select("out", write=True)
+    rec = json.loads((out / "sweep.json").read_text())
+    assert rec["config"]["grid"] == str(tmp_path / "grid.yaml")
+    sel = json.loads((out / "selection.json").read_text())
+    assert sel["config"]["sweep"] == sel["sweep"] == str(out)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "grid.yaml").write_text("not: the grid\n")  # the same relative name holds another file
+    monkeypatch.chdir(elsewhere)
+    assert main(["sweep", "--config", str(out / "sweep.json"), "--out", str(out), "--quiet"]) == 0
+    assert "1 done, 0 failed" in capsys.readouterr().out
+    assert main(["select", "--config", str(out / "selection.json"), "--json"]) == 0
+    capsys.readouterr()
+    # the recorded grid file changed since: one line, before anything runs (--dry-run too)
+    (tmp_path / "grid.yaml").write_text((tmp_path / "grid.yaml").read_text().replace("epochs: 2", "epochs: 3"))
+    assert main(["sweep", "--config", str(out / "sweep.json"), "--out", str(tmp_path / "new"), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not the recorded sweep's grid" in err and rec["grid_hash"][:12] in err and "\n" not in err
+    assert not (tmp_path / "new").exists()
+
+
+def test_progress_turns_a_recorded_quiet_back_on():
+    ap = build_parser()
+    for argv, path in ((["sweep", "g.yaml", "--quiet", "--progress"], "progress"),
+                       (["meta-eval", "p.yaml", "--out", "o", "--progress"], "progress"),
+                       (["unlearn", "--out", "o", "--progress"], "train.progress")):
+        args = ap.parse_args(argv)
+        assert getattr(args, path) is True
+    args = ap.parse_args(["sweep", "g.yaml", "--quiet"])
+    assert args.progress is False
+    # a bad value is still named by --quiet (the counterpart does not take over the setting's flag)
+    assert _subparser(ap, "sweep").get_default("config_flags")["progress"] == "--quiet"

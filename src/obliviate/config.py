@@ -216,6 +216,10 @@ def add_config_args(parser, cls, names=None, *, skip=(), groups: bool = True) ->
             kw.update(action="append", type=_arg_type(f), metavar=f.metadata.get("metavar") or f.name.upper())
         elif f.metadata.get("invert"):
             kw.update(action="store_const", const=False)
+            # its counterpart (--progress), added first so that --quiet stays the flag errors and --help name:
+            # turns back on what a --config file recorded as off
+            target.add_argument("--" + f.name.replace("_", "-"), dest=path, action="store_const", const=True,
+                                default=argparse.SUPPRESS, help=f"undo {flag} (e.g. one a --config file recorded)")
         elif isinstance(f.default, bool):
             kw.update(action=argparse.BooleanOptionalAction)
         else:
@@ -396,6 +400,9 @@ def read_config(cls, path: str | Path, command: str, over: dict | None = None):
     """``cls`` from the file ``path`` (:func:`load_config_file`) with the settings ``over`` on top; errors name
     the file."""
     data, run_json = _load_config_file(path, command)
+    upgrade = getattr(cls, "upgrade_record", None)
+    if upgrade is not None:  # a record written before it held its config (selection.json's rule)
+        data = upgrade(data)
     if run_json or any(k in data for k in getattr(cls, "recorded", ())):  # a run's config obliviate wrote:
         for p, v in legacy_values(cls).items():          # settings added since then take the values it had
             node, (*head, last) = data, p.split(".")
@@ -457,14 +464,26 @@ def config_of_call(cls, config, args: tuple, settings: dict, names: tuple[str, .
     """The config and the output folder of a ``run_*`` call: ``run_*(config, out)`` with a ``cls`` object, or the
     keyword convenience ``run_*(model, *names..., **settings)``: ``config`` is then the model (the setting
     ``first``: ``run_sweep(grid, out)``) and ``args`` the next positional settings in the order ``names``
-    (``"out"`` among them is the output folder), at least ``required`` of them given."""
+    (``"out"`` among them is the output folder), at least ``required`` of them given (positionally or as
+    keywords). ``config`` None: the setting ``first`` is one of the keywords (its name or an alias:
+    ``run_sweep(grid_path=..., out=...)``, ``select(sweep_dir=...)``), as the older keyword forms were called."""
     signature = f"{call}({first}, {', '.join(names)}, ...)"
     if isinstance(config, cls):
         if len(args) > 1 or settings:
             raise TypeError(f"{call}(config, out): give the settings in the config")
         return config, (args[0] if args else out)
-    if len(args) < required:
-        raise TypeError(f"{signature}: give {', '.join(names[len(args):required])}")
+    aliases = getattr(cls, "aliases", {})
+    as_first = [k for k in settings if aliases.get(k, k) == first]  # run_sweep(grid_path=...), select(sweep=...)
+    if as_first:
+        if config is not None or len(as_first) > 1:
+            how = ["positionally"] * (config is not None) + as_first
+            raise TypeError(f"{signature}: {first} given twice ({', '.join(how)})")
+        settings = dict(settings)
+        config = settings.pop(as_first[0])
+    given_kw = {aliases.get(k, k) for k in settings} | set(settings) | ({"out"} if out is not None else set())
+    missing = [n for n in names[len(args):required] if n not in given_kw and aliases.get(n, n) not in given_kw]
+    if missing:
+        raise TypeError(f"{signature}: give {', '.join(missing)}")
     if len(args) > len(names):
         raise TypeError(f"{signature}: too many positional arguments")
     given = dict(zip(names, args))
@@ -1061,6 +1080,16 @@ class SelectConfig(_Convenience, Settings):
     def __post_init__(self):
         self.min, self.max = _as_tuple(self.min), _as_tuple(self.max)
 
+    @staticmethod
+    def upgrade_record(data: dict) -> dict:
+        """A selection.json written before it recorded ``command`` and ``config`` (its ``rule`` and ``sweep``):
+        the same rule as settings; any other file unchanged."""
+        rule = data.get("rule")
+        if "config" in data or not isinstance(rule, dict) or "grid_hash" not in data:
+            return data
+        return {"sweep": data.get("sweep"),
+                **{k: rule[k] for k in ("by", "tie_break", "min", "max", "epoch") if k in rule}}
+
     def validate(self) -> None:
         from .metrics.keys import metric_direction
         from .sweep.select import parse_bound
@@ -1092,7 +1121,7 @@ class SelectConfig(_Convenience, Settings):
 class ReportConfig(_Convenience, Settings):
     """``obliviate report``'s inputs and title (the output file is the call's ``out``)."""
     inputs: tuple = setting((), positional="*", metavar="INPUTS", help=(
-        "sweep folders, unlearn / eval / meta-eval run folders or audit.json files; at least one"))
+        "sweep folders, unlearn / eval / meta-eval run folders or audit.json files; at least one (or an --audit)"))
     audit: tuple = setting((), append=True, metavar="AUDIT", help="an audit folder or audit.json (repeatable)")
     title: str = setting("obliviate report", help="the page's title (default: obliviate report)")
 
@@ -1103,8 +1132,8 @@ class ReportConfig(_Convenience, Settings):
         self.inputs, self.audit = _as_tuple(self.inputs), _as_tuple(self.audit)
 
     def validate(self) -> None:
-        if not self.inputs:
-            raise ConfigError("inputs", "is required: a sweep folder, a run folder or an audit.json")
+        if not self.inputs and not self.audit:  # an audit-only report (--audit alone) is fine
+            raise ConfigError("inputs", "is required: a sweep folder, a run folder or an audit.json (or an --audit)")
         if not isinstance(self.title, str):
             _bad("title", self.title, "a string")
 

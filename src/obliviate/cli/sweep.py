@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..io import out_arg
 from ._common import add_config_file_arg, build_config, flag_errors
@@ -34,6 +35,8 @@ def run(args) -> int:
         if config.grid is None:
             raise ObliviateError("obliviate sweep: give GRID, the grid file (or a --config that sets it)")
         config.validate()
+        if getattr(args, "config", None) and not hasattr(args, "grid"):  # the grid a recorded sweep names
+            check_recorded_grid(args.config, config.grid)
         if args.dry_run:
             from ..sweep.plan import format_plan, plan_grid
 
@@ -48,3 +51,23 @@ def run(args) -> int:
     print(f"sweep {args.out}: {c['done']} done, {c['failed']} failed (grid {res['grid_hash'][:12]}); "
           f"next: obliviate select {args.out} --by forget_quality")
     return 1 if c["failed"] else 0
+
+
+def check_recorded_grid(path, grid) -> None:
+    """A ``--config`` sweep.json records the grid's hash: the file it names must still hold that grid (else the
+    re-run would silently run another one; giving GRID runs the file named instead)."""
+    import json
+
+    from ..errors import ObliviateError
+    from ..sweep.grid import load_grid
+
+    try:
+        recorded = json.loads(Path(path).read_text(encoding="utf-8")).get("grid_hash")
+    except (OSError, ValueError, AttributeError):  # a TOML / YAML config: no recorded hash
+        return
+    if not isinstance(recorded, str):
+        return
+    now = load_grid(grid).hash
+    if now != recorded:
+        raise ObliviateError(f"--config {path}: the grid file {grid} is not the recorded sweep's grid (hash "
+                             f"{now[:12]}, recorded {recorded[:12]}); give GRID to run that file anyway")

@@ -5,6 +5,7 @@ intervals (``table.json``, ``table.md``, ``report.html`` + ``report.md``) and ru
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ RESUME_MAY_CHANGE = {"keys": "--keys", "n_boot": "--n-boot", "seed": "--seed", "
                      "backend": "--backend", "progress": "--quiet", "pools_file": "the pools file's path"}
 
 
-def run_meta_eval(config, *args, out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+def run_meta_eval(config=None, *args, out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
                   **settings) -> dict:
     """Run (``resume``: continue) the meta-evaluation of a pools file into ``out``: ``run_meta_eval(
     MetaEvalConfig(pools_file=...), out)``, or the keyword convenience ``run_meta_eval(pools_file, out, keys=...,
@@ -38,7 +39,8 @@ def run_meta_eval(config, *args, out: str | Path | None = None, resume: bool = F
         raise ObliviateError("run_meta_eval: give the output folder (out)")
     keys = list(config.keys) if config.keys else None
     cfg = load_pools(config.pools_file)
-    record = {**config.to_dict(), "pools_file": str(config.pools_file), "pools": cfg}
+    # the pools file's absolute path: --config run.json reads the same file from any working directory
+    record = {**config.to_dict(), "pools_file": os.path.abspath(config.pools_file), "pools": cfg}
     inputs = {"--data-dir": cfg["data_dir"], "the base model": cfg["model"],
               **{f"unlearned {m['name']}": m["model_dir"] for m in cfg["models"] if m["role"] == "unlearned"}}
     out = Path(out)

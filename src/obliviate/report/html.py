@@ -432,7 +432,7 @@ def render_markdown(data: ReportData, title: str = "obliviate report") -> str:
     return "\n".join(out) + "\n"
 
 
-def write_report(config, *args, out: str | Path | None = None, **settings) -> tuple[Path, Path]:
+def write_report(config=None, *args, out: str | Path | None = None, **settings) -> tuple[Path, Path]:
     """Write ``out`` (HTML) and its Markdown twin (same name, ``.md``): ``write_report(ReportConfig(inputs=...),
     out)``, or the keyword convenience ``write_report(inputs, out, audits=(), title="obliviate report")``.
     Returns both paths."""

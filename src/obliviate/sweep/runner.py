@@ -323,10 +323,12 @@ def work_loop(out: Path, worker: str, threads: int | None = None, progress: bool
 
 
 # ------------------------------------------------------------------------------------------- the sweep
-def run_sweep(config: "SweepConfig | str | Path", *args, out: str | Path | None = None, **settings) -> dict:
+def run_sweep(config: "SweepConfig | str | Path | None" = None, *args, out: str | Path | None = None,
+              **settings) -> dict:
     """Run (or resume) the sweep of a grid file in ``out``: ``run_sweep(SweepConfig(grid=...), out)``, or the
     keyword convenience ``run_sweep(grid_path, out, workers=2, backend="ray", retry_failed=True, progress=False)``.
-    Writes ``out/sweep.json`` (the resolved options: ``obliviate sweep --config out/sweep.json`` repeats them).
+    Writes ``out/sweep.json`` (the resolved options, the grid file's absolute path and its hash: ``obliviate sweep
+    --config out/sweep.json`` repeats them).
     Returns the index counts and the grid hash."""
     from ..config import SweepConfig, config_of_call
 
@@ -339,7 +341,9 @@ def run_sweep(config: "SweepConfig | str | Path", *args, out: str | Path | None 
     out = Path(out)
     grid = predeclare(grid_path, out)  # before the first run, and before anything else is written
     with file_lock(out / "sweep.lock", blocking=False):
-        atomic_write_json(out / "sweep.json", {"command": "sweep", "config": config.to_dict(), "grid_hash": grid.hash,
+        # the grid's absolute path: --config sweep.json names the same file from any working directory
+        recorded = {**config.to_dict(), "grid": os.path.abspath(grid_path)}
+        atomic_write_json(out / "sweep.json", {"command": "sweep", "config": recorded, "grid_hash": grid.hash,
                                                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         idx = open_index(out)
         try:

@@ -16,6 +16,7 @@ those of the bounds (``filters_use``), and quotes the grid's hash.
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from pathlib import Path
@@ -61,7 +62,7 @@ def pareto_front(rows: list[dict], x: str = FQ, y: str = MU) -> list[str]:
     return front
 
 
-def select(config: "SelectConfig | str | Path", *args, write: bool = True, **settings) -> dict:
+def select(config: "SelectConfig | str | Path | None" = None, *args, write: bool = True, **settings) -> dict:
     """Rank the sweep's finished points blind: ``select(SelectConfig(sweep=DIR, by=...))``, or the keyword
     convenience ``select(DIR, by="forget_quality", tie_break=None, mins=(), maxs=(), epoch="last")``. Returns
     the selection record; ``write``: also DIR/selection.json (its ``config``: ``obliviate select --config``)."""
@@ -137,8 +138,9 @@ def select(config: "SelectConfig | str | Path", *args, write: bool = True, **set
     front = pareto_front(rows + [u for u in unranked if "values" in u])
     rank1 = rows[0] if rows else None
     rec = {
-        "command": "select", "config": config.to_dict(),  # the rule as given, as --config reads it back
-        "sweep": str(sweep_dir), "grid_hash": grid.hash, "n_points": len(points), "n_done": len(done),
+        # the rule as given, as --config reads it back; the sweep folder absolute (any working directory)
+        "command": "select", "config": {**config.to_dict(), "sweep": os.path.abspath(sweep_dir)},
+        "sweep": os.path.abspath(sweep_dir), "grid_hash": grid.hash, "n_points": len(points), "n_done": len(done),
         "rule": {"by": by, "tie_break": tie_break, "min": list(mins), "max": list(maxs), "epoch": epoch,
                  "then": "grid order (predeclared)"},
         "blind": True,
