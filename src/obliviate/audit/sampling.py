@@ -39,7 +39,7 @@ import torch
 
 from ..engine.attention import uses_gqa_attention
 from ..engine.decode import llama_step
-from ..engine.forward import cache_kw, head_logits, out_cache
+from ..engine.forward import cache_kw, head_logits, kv_layout, out_cache
 from ..engine.generation import _fit_context, _Slots, decode_step, prefill_suffixes, stop_token_ids
 from ..engine.scoring import _common_prefix
 from ..engine.shared_prompt import SharedPromptKV
@@ -69,12 +69,6 @@ def weights_(x: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
     return x
 
 
-def top_p_probs(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
-    """Rows of sampling probabilities: softmax(logits / T), cut to the top-p nucleus and renormalised."""
-    w = weights_(logits.float().clone(), temperature, top_p)
-    return w / w.sum(-1, keepdim=True)
-
-
 def check_sampling(n: int, temperature: float, top_p: float) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ObliviateError(f"--n-samples {n}: must be an integer >= 1")
@@ -91,14 +85,10 @@ def row_seed(seed: int, i: int, j: int) -> int:
 
 
 def _pick(cdf: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Inverse-CDF draws: per row of ``cdf`` (cumulative weights; a 1-D ``cdf`` serves every ``u``), the
-    first token whose cumulative weight exceeds ``u * total``. ``right=True`` never picks a token of weight 0
-    (its cumulative value equals its predecessor's); where rounding puts ``u * total`` at or past the last
-    cumulative value, the last token of positive weight is drawn."""
-    if cdf.dim() == 1:
-        last = cdf[-1:]
-        return torch.minimum(torch.searchsorted(cdf, u.to(cdf.dtype) * last, right=True),
-                             torch.searchsorted(cdf, last, right=False))
+    """Inverse-CDF draws: per row of ``cdf`` (cumulative weights), the first token whose cumulative weight
+    exceeds ``u * total``. ``right=True`` never picks a token of weight 0 (its cumulative value equals its
+    predecessor's); where rounding puts ``u * total`` at or past the last cumulative value, the last token
+    of positive weight is drawn."""
     last = cdf[:, -1:].contiguous()
     idx = torch.searchsorted(cdf, u.to(cdf.dtype).unsqueeze(-1) * last, right=True)
     return torch.minimum(idx, torch.searchsorted(cdf, last, right=False)).squeeze(-1)
@@ -214,12 +204,8 @@ def rows_for_memory(model, prompt_len: int, new_tokens: int, n: int, memory_gb: 
     """The rows to decode together: :data:`BATCH_ROWS` at most, and no more than ``memory_gb`` holds of what
     a row costs: its own keys and values (``new_tokens`` columns; the window layout holds its prompt too),
     a share of its prompt's slot (one prompt per ``n`` rows), its logits and its uniforms."""
-    cfg = model.config
-    p = next(model.parameters())
-    heads = cfg.num_attention_heads
-    kv = getattr(cfg, "num_key_value_heads", None) or heads
-    dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-    column = 2 * cfg.num_hidden_layers * kv * dim * p.element_size()  # one token's keys + values, all layers
+    layers, _, kv, dim = kv_layout(model)
+    column = 2 * layers * kv * dim * next(model.parameters()).element_size()  # one token's keys + values, all layers
     vocab = model.get_output_embeddings().weight.shape[0]
     if shared:
         row = column * (new_tokens + prompt_len / n)
@@ -259,7 +245,6 @@ def sample_ids(model, prompts: list[list[int]], n: int, eos_id, max_new_tokens: 
     waiting = collections.deque((i, j) for i in order for j in range(n))
     rows_n = min(batch_rows, len(waiting))
     if step is not None:
-        # the most prompts with a sample in the batch at once: one per row at worst
         # prompt slots: one per n rows, and a few for prompts whose last samples run on (the pool grows to one
         # per row at most: a prompt holds its slot while it has a live row)
         bound = min(rows_n, len(prompts))

@@ -101,13 +101,12 @@ def _probe(model, step: LlamaStep) -> bool:
     """Whether ``step`` gives the Hugging Face forward's hidden states bitwise on a random window."""
     from transformers.cache_utils import Cache
 
-    from .forward import cache_kw
+    from .forward import cache_kw, kv_layout
     from .generation import _WindowLayer
 
     p = next(model.parameters())
-    cfg = model.config
     body = model.get_decoder()
-    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    heads = kv_layout(model)[2]
     g = torch.Generator().manual_seed(0)
     B, W, cap = 3, 7, 10
     shape = (B, heads, cap, step.head_dim)

@@ -122,6 +122,15 @@ def head_logits(model) -> Callable[[torch.Tensor], torch.Tensor] | None:
     return head if fn is None else (lambda h: fn(head(h)))
 
 
+def kv_layout(model) -> tuple[int, int, int, int]:
+    """``(layers, query heads, key/value heads, head dim)`` of a decoder, from its config: the shape of the
+    key/value buffers the engines allocate."""
+    cfg = model.config
+    heads = cfg.num_attention_heads
+    kv = getattr(cfg, "num_key_value_heads", None) or heads
+    return cfg.num_hidden_layers, heads, kv, getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+
+
 _CACHE_KW: dict = {}
 
 

@@ -32,7 +32,7 @@ from ..errors import ObliviateError
 from ..runtime.progress import progress_bar
 from .attention import uses_gqa_attention
 from .decode import llama_step
-from .forward import cache_kw, context_length, head_logits, out_cache
+from .forward import cache_kw, context_length, head_logits, kv_layout, out_cache
 from .scoring import _common_prefix
 
 
@@ -70,10 +70,7 @@ class _Slots:
     """KV buffers, attention mask, pending token and position of every slot of the batch."""
 
     def __init__(self, model, rows: int, capacity: int, device):
-        cfg = model.config
-        n_layers = cfg.num_hidden_layers
-        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-        dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        n_layers, _, heads, dim = kv_layout(model)
         dtype = next(model.parameters()).dtype
         self.k = [torch.zeros((rows, heads, capacity, dim), dtype=dtype, device=device) for _ in range(n_layers)]
         self.v = [torch.zeros_like(t) for t in self.k]

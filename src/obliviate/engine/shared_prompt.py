@@ -24,6 +24,8 @@ import heapq
 
 import torch
 
+from .forward import kv_layout
+
 
 class SharedPromptKV:
     """Prompt slots (``slots x kv heads x prompt_len x head dim`` per layer) and rows' own columns
@@ -34,13 +36,9 @@ class SharedPromptKV:
 
     def __init__(self, model, rows: int, slots: int, width: int, prompt_len: int, new_tokens: int,
                  max_slots: int | None = None):
-        cfg = model.config
         p = next(model.parameters())
-        n_layers = cfg.num_hidden_layers
-        self.heads = cfg.num_attention_heads
-        self.kv = getattr(cfg, "num_key_value_heads", None) or self.heads
-        self.groups = self.heads // self.kv
-        self.dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
+        n_layers, heads, self.kv, self.dim = kv_layout(model)
+        self.groups = heads // self.kv
         self.kp = [torch.zeros((slots, self.kv, prompt_len, self.dim), dtype=p.dtype, device=p.device)
                    for _ in range(n_layers)]
         self.vp = [torch.zeros_like(t) for t in self.kp]
