@@ -242,7 +242,7 @@ def test_resume_with_other_pools_or_bad_keys_is_refused(meta, tmp_path):
     other = write(tmp_path, POOLS.replace("epochs: [10]", "epochs: [9]"))
     with pytest.raises(ObliviateError, match="--resume: .* was started with other settings"):
         cli([str(other), "--out", str(meta["out"]), "--quiet", "--resume"])
-    with pytest.raises(ObliviateError, match="--keys: 'model_utility' has no knowledge orientation"):
+    with pytest.raises(ObliviateError, match="keys: 'model_utility' has no knowledge orientation"):
         cli([str(other), "--out", str(tmp_path / "o"), "--keys", "model_utility"])
     with pytest.raises(ObliviateError, match="exists and is not empty"):
         cli([str(other), "--out", str(meta["out"]), "--quiet"])

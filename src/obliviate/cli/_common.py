@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 
 
 def out_arg(value: str) -> str:
@@ -38,16 +37,3 @@ def require(config, command: str, names, alternative: str = "or a --config that 
         if getattr(config, name) is None:
             raise ObliviateError(f"{command} needs --{name.replace('_', '-')} ({alternative})")
 
-
-@contextlib.contextmanager
-def flag_errors(args):
-    """Inside the block, a :class:`~obliviate.config.ConfigError` names each field as the flag (or positional
-    argument) that sets it, also when ``run(args)`` is called without :func:`obliviate.cli.main` (which does
-    the same for every command)."""
-    from ..config import ConfigError
-
-    try:
-        yield
-    except ConfigError as e:
-        flags = getattr(args, "config_flags", None) or {}
-        raise ConfigError(tuple(flags.get(f, f) for f in e.fields), e.template) from None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_config_file_arg, build_config, flag_errors
+from ._common import add_config_file_arg, build_config
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -36,10 +36,9 @@ def run(args) -> int:
     from ..errors import ObliviateError
     from ..metaeval.run import run_meta_eval
 
-    with flag_errors(args):
-        config = build_config(MetaEvalConfig, args, "meta-eval")
-        if config.pools_file is None:
-            raise ObliviateError("obliviate meta-eval: give POOLS, the pools file (or a --config that sets it)")
-        res = run_meta_eval(config, args.out, resume=args.resume, overwrite=args.overwrite)
+    config = build_config(MetaEvalConfig, args, "meta-eval")
+    if config.pools_file is None:
+        raise ObliviateError("obliviate meta-eval: give POOLS, the pools file (or a --config that sets it)")
+    res = run_meta_eval(config, args.out, resume=args.resume, overwrite=args.overwrite)
     print(res["markdown"])
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..io import out_arg
-from ._common import add_config_file_arg, build_config, flag_errors
+from ._common import add_config_file_arg, build_config
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -28,8 +28,7 @@ def run(args) -> int:
     from ..config import ReportConfig
     from ..report.html import write_report
 
-    with flag_errors(args):
-        config = build_config(ReportConfig, args, "report")
-        html_path, md_path = write_report(config, args.out)
+    config = build_config(ReportConfig, args, "report")
+    html_path, md_path = write_report(config, args.out)
     print(f"wrote {html_path} and {md_path}")
     return 0

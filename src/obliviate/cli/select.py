@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_config_file_arg, build_config, flag_errors
+from ._common import add_config_file_arg, build_config
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -29,11 +29,10 @@ def run(args) -> int:
     from ..errors import ObliviateError
     from ..sweep.select import format_table, select
 
-    with flag_errors(args):
-        config = build_config(SelectConfig, args, "select")
-        if config.sweep is None:
-            raise ObliviateError("obliviate select: give SWEEP, the sweep folder (or a --config that sets it)")
-        rec = select(config)
+    config = build_config(SelectConfig, args, "select")
+    if config.sweep is None:
+        raise ObliviateError("obliviate select: give SWEEP, the sweep folder (or a --config that sets it)")
+    rec = select(config)
     if args.json:
         print(json.dumps(rec, indent=2, default=str))
         return 0

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..io import out_arg
-from ._common import add_config_file_arg, build_config, flag_errors
+from ._common import add_config_file_arg, build_config
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -30,23 +30,22 @@ def run(args) -> int:
     from ..config import SweepConfig
     from ..errors import ObliviateError
 
-    with flag_errors(args):
-        config = build_config(SweepConfig, args, "sweep")
-        if config.grid is None:
-            raise ObliviateError("obliviate sweep: give GRID, the grid file (or a --config that sets it)")
-        config.validate()
-        if getattr(args, "config", None) and not hasattr(args, "grid"):  # the grid a recorded sweep names
-            check_recorded_grid(args.config, config.grid)
-        if args.dry_run:
-            from ..sweep.plan import format_plan, plan_grid
+    config = build_config(SweepConfig, args, "sweep")
+    if config.grid is None:
+        raise ObliviateError("obliviate sweep: give GRID, the grid file (or a --config that sets it)")
+    config.validate()
+    if getattr(args, "config", None) and not hasattr(args, "grid"):  # the grid a recorded sweep names
+        check_recorded_grid(args.config, config.grid)
+    if args.dry_run:
+        from ..sweep.plan import format_plan, plan_grid
 
-            print(format_plan(plan_grid(config.grid, config.gpu_mem)))
-            return 0
-        if args.out is None:
-            raise ObliviateError("obliviate sweep: --out DIR is required (or --dry-run)")
-        from ..sweep.runner import run_sweep
+        print(format_plan(plan_grid(config.grid, config.gpu_mem)))
+        return 0
+    if args.out is None:
+        raise ObliviateError("obliviate sweep: --out DIR is required (or --dry-run)")
+    from ..sweep.runner import run_sweep
 
-        res = run_sweep(config, args.out)
+    res = run_sweep(config, args.out)
     c = res["counts"]
     print(f"sweep {args.out}: {c['done']} done, {c['failed']} failed (grid {res['grid_hash'][:12]}); "
           f"next: obliviate select {args.out} --by forget_quality")
